@@ -1,0 +1,128 @@
+"""Numerical helpers shared by the kernels (private to :mod:`msjax.kernels`).
+
+Everything here is a pure ``jnp`` function: safe under ``jit``, ``vmap``,
+``grad`` and ``shard_map``.
+"""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+__all__ = [
+  "as_float",
+  "check_rank",
+  "check_same_shape",
+  "l2_normalize",
+  "lse",
+  "safe_norm",
+]
+
+_NORM_EPS = 1e-12
+
+
+def as_float(x: ArrayLike, name: str) -> jax.Array:
+  """Returns ``x`` as a floating array, promoting 16-bit floats to float32.
+
+  float16/bfloat16 inputs are computed in float32 (SPEC preamble); float32 and
+  float64 pass through unchanged. Integer or boolean inputs are rejected.
+
+  Args:
+    x: array-like input.
+    name: argument name used in the error message.
+
+  Returns:
+    ``x`` as a float32 or float64 ``jax.Array``.
+
+  Raises:
+    TypeError: if ``x`` is not a floating-point array.
+  """
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}.")
+  if x.dtype in (jnp.float16, jnp.bfloat16):
+    x = x.astype(jnp.float32)
+  return x
+
+
+def check_rank(x: jax.Array, rank: int | Sequence[int], name: str,
+               shape_doc: str) -> None:
+  """Raises ``ValueError`` at trace time if ``x.ndim`` is not ``rank``.
+
+  Args:
+    x: array to check.
+    rank: allowed rank, or a sequence of allowed ranks.
+    name: argument name for the message.
+    shape_doc: the expected shape in SPEC letters, e.g. ``"[M, V, B, E]"``.
+  """
+  ranks = (rank,) if isinstance(rank, int) else tuple(rank)
+  if x.ndim not in ranks:
+    raise ValueError(
+      f"{name} must have shape {shape_doc} (rank {' or '.join(map(str, ranks))}),"
+      f" got shape {tuple(x.shape)}.")
+
+
+def check_same_shape(a: jax.Array, b: jax.Array, name_a: str,
+                     name_b: str) -> None:
+  """Raises ``ValueError`` if ``a`` and ``b`` differ in shape."""
+  if a.shape != b.shape:
+    raise ValueError(
+      f"{name_a} and {name_b} must have the same shape, got"
+      f" {tuple(a.shape)} and {tuple(b.shape)}.")
+
+
+def safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array:
+  """Euclidean norm whose value and gradient at ``0`` are ``0`` (not NaN).
+
+  Args:
+    x: array ``[..., E]``.
+    axis: reduced axis.
+    keepdims: keep the reduced axis.
+
+  Returns:
+    ``||x||_2`` along ``axis``.
+  """
+  sq = jnp.sum(x * x, axis=axis, keepdims=keepdims)
+  positive = sq > 0
+  safe_sq = jnp.where(positive, sq, 1.0)
+  return jnp.where(positive, jnp.sqrt(safe_sq), 0.0)
+
+
+def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
+  """``n(x) = x / max(||x||_2, 1e-12)`` along ``axis`` (SPEC notation).
+
+  Args:
+    x: array ``[..., E]``.
+    axis: normalised axis.
+
+  Returns:
+    Array of the same shape with unit-norm slices (zero slices stay zero).
+  """
+  return x / jnp.maximum(safe_norm(x, axis=axis, keepdims=True), _NORM_EPS)
+
+
+def lse(x: jax.Array, axis: int | Sequence[int] | None,
+        axis_name: str | None = None) -> jax.Array:
+  """Log-sum-exp with ``keepdims=True``, optionally reduced across devices.
+
+  An all ``-inf`` slice gives ``-inf`` (not NaN) in the forward pass. With
+  ``axis_name`` set (inside ``shard_map``/``pmap``) the max and the sum are
+  also reduced over that mapped axis, in the log domain.
+
+  Args:
+    x: input array.
+    axis: reduced axis or axes (``None``: all).
+    axis_name: mapped axis name to reduce across, or ``None``.
+
+  Returns:
+    ``log(sum(exp(x)))`` over ``axis`` (and ``axis_name``), keepdims.
+  """
+  m = jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+  if axis_name is not None:
+    m = jax.lax.pmax(m, axis_name)
+  m = jnp.where(jnp.isfinite(m), m, 0.0)
+  s = jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True)
+  if axis_name is not None:
+    s = jax.lax.psum(s, axis_name)
+  return jnp.log(s) + m

@@ -1,0 +1,59 @@
+"""Test configuration: 8 simulated CPU devices, fixtures, test-vector loading.
+
+``XLA_FLAGS`` must be set before jax is imported anywhere, so it is done here at
+import time (pytest imports conftest first).
+"""
+
+import json
+import os
+import pathlib
+
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+  os.environ["XLA_FLAGS"] = (
+    _flags + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+# shared/ lives beside the project root (../shared); CI clones main with shared/
+# beside it. MSJAX_SHARED overrides.
+_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("MSJAX_SHARED", _ROOT.parent / "shared"))
+TESTVECTORS = SHARED / "testvectors"
+
+
+def load_vectors(name: str) -> dict[str, np.ndarray]:
+  """Loads ``testvectors/<name>.npz`` as a dict of numpy arrays."""
+  path = TESTVECTORS / f"{name}.npz"
+  if not path.exists():
+    raise FileNotFoundError(
+      f"{path} not found: the test vectors live in ../shared/testvectors beside"
+      " the project root (set MSJAX_SHARED to point elsewhere).")
+  with np.load(path) as data:
+    return {k: data[k] for k in data.files}
+
+
+def load_tolerances() -> dict:
+  """Per-file, per-key float32 tolerances of the test vectors."""
+  return json.loads((TESTVECTORS / "tolerances.json").read_text())
+
+
+@pytest.fixture
+def key():
+  return jax.random.key(0)
+
+
+@pytest.fixture
+def x64():
+  """Enables float64 for one test and restores the previous setting."""
+  previous = jax.config.jax_enable_x64
+  jax.config.update("jax_enable_x64", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_enable_x64", previous)
