@@ -1,0 +1,34 @@
+"""Methods behind one interface (docs/architecture.md).
+
+Each value of :data:`METHODS` exposes ``default_config(size)``,
+``init(rng, config, example_batch)``,
+``loss_fn(variables, batch, rng, config, step)``,
+``embed(variables, batch, config)``, ``param_labels(params, config)`` and
+``post_update(params, config, step)``.
+"""
+
+from types import ModuleType
+
+from msjax.methods import infomae, promobal, protomm
+from msjax.methods.baselines import (
+  MethodEntry,
+  clip,
+  joint,
+  simclr,
+  supervised_concat,
+  supervised_sum,
+)
+
+__all__ = ["METHODS", "MethodEntry"]
+
+#: Method name (``config.method``) -> method module or namespace.
+METHODS: dict[str, ModuleType | MethodEntry] = {
+  "protomm": protomm,
+  "promobal": promobal,
+  "infomae": infomae,
+  "supervised_concat": supervised_concat,
+  "supervised_sum": supervised_sum,
+  "clip": clip,
+  "simclr": simclr,
+  "joint": joint,
+}

@@ -1,0 +1,48 @@
+"""The baselines on the built-in synthetic PPG + ACC data.
+
+    msjax train --config experiments/baselines.py:method=clip --workdir DIR
+
+Arguments: ``smoke``; ``method`` one of supervised_concat, supervised_sum,
+clip, simclr, joint (default clip).
+"""
+
+from msjax.data import synthetic
+from msjax.methods import METHODS
+from msjax.train import config_lib
+from msjax.train.errors import ConfigError
+
+BASELINES = ("supervised_concat", "supervised_sum", "clip", "simclr", "joint")
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, smoke=False, method="clip")
+  smoke = arg.smoke
+  if arg.method not in BASELINES:
+    raise ConfigError(f"method must be one of {BASELINES}, got {arg.method!r}")
+  sections = METHODS[arg.method].default_config("tiny")
+  data = synthetic.default_config(smoke=smoke)
+  if "num_classes" in sections.model:
+    sections.model.num_classes = synthetic.TASKS[data.task]
+  optim = config_lib.optim_config(
+    optimizer="adamw", learning_rate=3e-3, schedule="cosine", weight_decay=1e-4
+  )
+  train = config_lib.train_config(
+    batch_size=16 if smoke else 64,
+    total_steps=4 if smoke else 200,
+    log_every=2 if smoke else 20,
+  )
+  return config_lib.make_config(
+    seed=0,
+    method=arg.method,
+    data=data,
+    model=sections.model,
+    loss=sections.loss,
+    optim=optim,
+    train=train,
+    checkpoint=config_lib.checkpoint_config(
+      every_steps=2 if smoke else 100, keep=2
+    ),
+    eval=config_lib.eval_config(
+      protocol="linear_probe", probe_steps=20 if smoke else 100
+    ),
+  )

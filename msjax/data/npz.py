@@ -1,0 +1,183 @@
+"""Bring-your-own data: a `.npz` file of windows, usable by every method.
+
+File format (`numpy.savez`):
+
+* one float array per modality, key = modality name, shape `[N, C, T]`
+  (or `[N, C, F, S]` spectrograms); all modalities share N.
+* optional `label` (`int [N]`, -1 = unlabelled), `subject` (`int [N]`,
+  subject / session id), `timestamp` (`[N]`, window start time in any unit)
+  or `time_index` (`int [N]`, window index inside its session). Key names are
+  configurable (`label_key`, `session_key`, `time_key`).
+
+Without `time_index`, windows are numbered by the rank of their timestamp
+inside each session (0, 1, 2, ...), which is the consecutive-window order the
+sequence sampler needs.
+
+Splits (`config.data.split_by`): ``"file"`` reads `path` with `{split}`
+replaced by the split name (`data_{split}.npz`); ``"subject"`` holds out a
+`test_fraction` of the subjects (seeded by `split_seed`) as "test" ("val" is
+the same as "test"); ``"example"`` does the same with windows.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+
+from msjax.data.sources import ArraySource
+
+__all__ = ["default_config", "load_npz", "save_npz", "split_members"]
+
+_SPLITS = ("train", "val", "test")
+
+
+def default_config(
+  path: str = "", modalities: tuple[str, ...] = ()
+) -> ml_collections.ConfigDict:
+  """The `config.data` section of an npz source.
+
+  Args:
+    path: the npz file (or a pattern containing `{split}`).
+    modalities: modality keys of the file to use, in order.
+
+  Returns:
+    ConfigDict with keys source, path, modalities, split_by, test_fraction,
+    split_seed, num_classes (0 = infer), label_key, session_key, time_key.
+  """
+  return ml_collections.ConfigDict(
+    dict(
+      source="npz",
+      path=path,
+      modalities=tuple(modalities),
+      split_by="subject",
+      test_fraction=0.25,
+      split_seed=0,
+      num_classes=0,
+      label_key="label",
+      session_key="subject",
+      time_key="timestamp",
+    )
+  )
+
+
+def save_npz(
+  path: str, signals: dict[str, np.ndarray], **columns: np.ndarray
+) -> None:
+  """Writes windows in the format above (`columns`: label, subject, ...)."""
+  overlap = set(signals) & set(columns)
+  if overlap:
+    raise ValueError(f"modality names {overlap} clash with column names.")
+  np.savez(path, **signals, **columns)
+
+
+def split_members(
+  groups: np.ndarray, *, test_fraction: float, seed: int, split: str
+) -> np.ndarray:
+  """Indices of `split` when holding out whole groups.
+
+  The sorted unique groups are permuted with `default_rng(seed)`; the first
+  `max(1, round(test_fraction * G))` are "test" (also "val"), the rest
+  "train".
+
+  Args:
+    groups: `[N]` group id per example (subject, or arange(N) per example).
+    test_fraction: fraction of groups held out, in (0, 1).
+    seed: split seed.
+    split: "train", "val" or "test".
+
+  Returns:
+    `int64 [n]` sorted example indices.
+  """
+  if split not in _SPLITS:
+    raise ValueError(f"split {split!r} unknown; use one of {_SPLITS}.")
+  if not 0.0 < test_fraction < 1.0:
+    raise ValueError(f"test_fraction={test_fraction} must be in (0, 1).")
+  unique = np.unique(groups)
+  if len(unique) < 2:
+    raise ValueError(
+      "a held-out split needs at least 2 subjects; use split_by='example'."
+    )
+  order = np.random.default_rng(seed).permutation(unique)
+  num_test = min(len(unique) - 1, max(1, round(test_fraction * len(unique))))
+  held = np.isin(groups, order[:num_test])
+  return np.flatnonzero(held if split != "train" else ~held)
+
+
+def _time_rank(session: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+  order = np.lexsort((timestamp, session))
+  rank = np.empty(len(order), dtype=np.int64)
+  sorted_sess = session[order]
+  starts = np.flatnonzero(np.r_[True, sorted_sess[1:] != sorted_sess[:-1]])
+  first = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+  rank[order] = np.arange(len(order)) - first
+  return rank
+
+
+def load_npz(data_config: ml_collections.ConfigDict, split: str) -> ArraySource:
+  """The `split` of the npz source `data_config` describes."""
+  path = str(data_config.path)
+  file_path = (
+    path.format(split=split) if data_config.split_by == "file" else path
+  )
+  if not path or not os.path.exists(file_path):
+    raise FileNotFoundError(
+      f"npz file {file_path!r} not found; set config.data.path to a .npz "
+      "with one [N, C, T] array per modality."
+    )
+  with np.load(file_path, allow_pickle=False) as data:
+    arrays = {k: data[k] for k in data.files}
+  modalities = tuple(data_config.modalities)
+  if not modalities:
+    raise ValueError(
+      f"config.data.modalities is empty; list keys of {file_path} to use."
+    )
+  columns = {
+    "label": arrays.get(data_config.label_key),
+    "session": arrays.get(data_config.session_key),
+  }
+  time_index = arrays.get("time_index")
+  if time_index is None and data_config.time_key in arrays:
+    session = columns["session"]
+    session = (
+      np.zeros(len(arrays[data_config.time_key]), np.int64)
+      if session is None
+      else session
+    )
+    time_index = _time_rank(session, arrays[data_config.time_key])
+  size = len(arrays[modalities[0]]) if modalities[0] in arrays else 0
+  if data_config.split_by == "file":
+    keep = np.arange(size)
+  elif data_config.split_by in ("subject", "example"):
+    if data_config.split_by == "subject":
+      if columns["session"] is None:
+        raise ValueError(
+          f"split_by='subject' needs a {data_config.session_key!r} array in "
+          f"{file_path}; add it or use split_by='example'."
+        )
+      groups = columns["session"]
+    else:
+      groups = np.arange(size)
+    keep = split_members(
+      groups,
+      test_fraction=data_config.test_fraction,
+      seed=data_config.split_seed,
+      split=split,
+    )
+  else:
+    raise ValueError(
+      f"split_by={data_config.split_by!r} unknown; use file, subject or "
+      "example."
+    )
+  num_classes = int(data_config.num_classes) or None
+  source = ArraySource(
+    {m: arrays[m] for m in modalities if m in arrays},
+    modalities=modalities,
+    label=columns["label"],
+    session=columns["session"],
+    time_index=time_index,
+    num_classes=num_classes,
+    name=file_path,
+  )
+  return source.subset(keep) if data_config.split_by != "file" else source

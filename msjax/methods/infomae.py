@@ -1,0 +1,558 @@
+"""InfoMAE: pair-efficient cross-modal alignment with masked autoencoders.
+
+SPEC §4. Input per modality: spectrograms ``batch["signals"][m]`` of shape
+``[B, C, F, N]`` (zero-padded here to the patch grid of
+``config.model.patch_size``). Two stages, chosen by ``config.loss.stage``:
+
+* Stage 1 (unimodal MAE, unpaired data): per modality a SWIN encoder sees the
+  visible patches only (``mask_ratio`` hidden), an MAE decoder predicts every
+  patch from the encoder's patch latents, ``L_i = masked_mse`` on the masked
+  patches; the loss is ``sum_i L_i`` (separable: each modality's batch may
+  come from unpaired data).
+* Stage 2 (alignment, paired data): encoders from stage 1 (trainable, or
+  frozen with ``model.freeze_encoders``), shared/private 2-layer projectors
+  ``U_i``, ``V_i``, decoders on ``h_i = concat(U_i, V_i)`` (broadcast to
+  every patch position; the masked patches are reconstructed), the ten
+  density-ratio discriminators, and
+  ``L_main = L_shared + L_private + L_rec + L_aug + L_temp``.
+
+Gradient routing (one loss, two optimisers): ``loss_fn`` returns
+``L_main + L_D``. ``L_main`` sees the discriminators through
+``stop_gradient(params)``; ``L_D`` sees every representation through
+``stop_gradient``. Hence ``grad`` of the returned loss is ``grad L_D`` on the
+discriminator parameters (label ``"discriminators"``) and ``grad L_main`` on
+everything else (label ``"main"``; stage-2 encoders are ``"frozen"`` with
+``model.freeze_encoders``, and the trainer applies ``optax.set_to_zero``).
+
+Choices made here (SPEC leaves them open):
+
+* The encoder runs on the masked input in stage 2 too (one masked pass per
+  view gives ``L_rec`` and the representations of every other term).
+* ``L_aug``: the second view is ``msjax.data.augment.augment`` of the
+  spectrogram with ``loss.aug_ops`` (time/frequency masking up to
+  ``loss.aug_mask_fraction`` of the axis, per-channel scaling), encoded with
+  its own random patch mask; ``NTXent(h_i, h'_i)`` per modality, summed.
+* ``L_temp`` acts on ``n(h_i)`` (l2-normalised, ``loss.temporal_normalize``)
+  per modality, summed; the batch is ``S = B / loss.seq_len`` sequences of
+  ``loss.seq_len`` consecutive windows, sequence-major. ``seq_len = 1``
+  turns the term off.
+* ``L_D`` is the sum of the ten discriminators' BCE losses; product tuples
+  permute each argument independently (``product_of_marginals``).
+
+Starting stage 2 from stage 1: :func:`init_from_pretrained` (the trainer's
+``train.init_from`` hook) or :func:`init_from_stage1` copy the encoders.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from msjax.data import augment as augment_lib
+from msjax.kernels._util import l2_normalize
+from msjax.kernels.contrastive import nt_xent
+from msjax.kernels.density_ratio import (
+  discriminator_bce,
+  infomae_private_loss,
+  infomae_shared_loss,
+  product_of_marginals,
+)
+from msjax.kernels.masking import masked_mse, random_patch_mask
+from msjax.kernels.temporal import temporal_locality
+from msjax.methods import _infomae_parts as parts
+
+__all__ = [
+  "default_config",
+  "embed",
+  "init",
+  "init_from_pretrained",
+  "init_from_stage1",
+  "loss_fn",
+  "param_labels",
+]
+
+DISC_GROUP = "discriminators"
+
+
+def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
+  """The ``model`` and ``loss`` sections.
+
+  Args:
+    size: ``"tiny"`` (tests, smoke runs) or ``"base"`` (FOCAL-like SWIN).
+
+  Returns:
+    ``ConfigDict(model=..., loss=...)``; ``loss.stage`` defaults to 2.
+  """
+  if size not in ("tiny", "base"):
+    raise ValueError(f"size must be 'tiny' or 'base', got {size!r}.")
+  tiny = size == "tiny"
+  model = dict(
+    patch_size=(2, 1) if tiny else (4, 1),
+    encoder=dict(
+      window=(2, 2) if tiny else (3, 3),
+      embed_dim=8 if tiny else 64,
+      depths=(2, 2) if tiny else (2, 2, 4),
+      num_heads=2 if tiny else 4,
+      mlp_ratio=2.0 if tiny else 4.0,
+      drop_rate=0.0 if tiny else 0.2,
+      attn_drop_rate=0.0 if tiny else 0.2,
+      drop_path_rate=0.0 if tiny else 0.1,
+      out_dim=16 if tiny else 256,
+    ),
+    decoder=dict(
+      dim=16 if tiny else 128,
+      depth=1 if tiny else 2,
+      num_heads=2 if tiny else 4,
+      mlp_ratio=2.0 if tiny else 4.0,
+    ),
+    shared_dim=8 if tiny else 128,
+    private_dim=8 if tiny else 128,
+    projector_hidden=16 if tiny else 256,
+    disc=dict(
+      hidden_dim=16 if tiny else 256,
+      num_layers=5,
+      conv_features=(4, 8) if tiny else (16, 32),
+      raw_embed_dim=8 if tiny else 64,
+    ),
+    freeze_encoders=False,
+  )
+  loss = dict(
+    stage=2,
+    mask_ratio=0.75,
+    norm_pix_loss=False,
+    alpha=1.0,
+    beta=0.5,
+    gamma=0.1,
+    eps=0.1,
+    delta=1.0,
+    aug_weight=1.0,
+    tau=0.1,
+    temp_weight=1.0,
+    margin=1.0,
+    exclude_self_pairs=False,
+    seq_len=4,
+    temporal_normalize=True,
+    aug_ops=("frequency_mask", "time_mask", "scaling"),
+    aug_mask_fraction=0.2,
+  )
+  return ml_collections.ConfigDict(dict(model=model, loss=loss))
+
+
+def _modalities(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return tuple(config.data.modalities)
+
+
+def _inputs(batch: dict, config: ml_collections.ConfigDict) -> dict:
+  signals = batch["signals"]
+  missing = [m for m in _modalities(config) if m not in signals]
+  if missing:
+    raise ValueError(f"batch['signals'] lacks modalities {missing}.")
+  return {
+    m: parts.prepare_input(signals[m], m, config) for m in _modalities(config)
+  }
+
+
+def _num_patches(x: jax.Array, config: ml_collections.ConfigDict) -> int:
+  ph, pw = config.model.patch_size
+  return (x.shape[2] // ph) * (x.shape[3] // pw)
+
+
+def init(
+  rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
+) -> dict:
+  """Initialises every module of the configured stage.
+
+  Args:
+    rng: PRNG key; each module gets ``fold_in(rng, crc32(name))``, so a
+      module's initial parameters do not depend on the stage.
+    config: the experiment config.
+    example_batch: a batch (only shapes are used).
+
+  Returns:
+    ``{"params": {...}}`` (no other collections).
+  """
+  stage = parts.check_stage(config)
+  xs = _inputs(example_batch, config)
+  params = {}
+  enc = parts.encoder(config)
+  feats = {}
+  for m, x in xs.items():
+    name = f"encoder_{m}"
+    params[name] = enc.init(parts.module_key(rng, name), x, train=False)[
+      "params"
+    ]
+    feats[m], aux = enc.apply({"params": params[name]}, x, train=False)
+    latent = aux["patch_latent"]
+    ids_keep = jnp.zeros((x.shape[0], 1), jnp.int32)
+    if stage == 2:
+      for kind in ("shared", "private"):
+        name = f"{kind}_{m}"
+        params[name] = parts.projector(config, kind).init(
+          parts.module_key(rng, name), feats[m], train=False
+        )["params"]
+      width = config.model.shared_dim + config.model.private_dim
+      latent = jnp.zeros(latent.shape[:3] + (width,), jnp.float32)
+    name = f"decoder_{m}"
+    dec = parts.decoder(config, parts.patch_targets(x, config).shape[-1])
+    params[name] = dec.init(
+      parts.module_key(rng, name), latent, ids_keep, train=False
+    )["params"]
+  if stage == 2:
+    raw = tuple(xs.values())
+    b = raw[0].shape[0]
+    vectors = {
+      "u": (jnp.zeros((b, config.model.shared_dim)),) * 2,
+      "v": (jnp.zeros((b, config.model.private_dim)),) * 2,
+    }
+    discs = {}
+    for spec in parts.DISCRIMINATORS:
+      discs[spec.name] = parts.discriminator(config, spec).init(
+        parts.module_key(rng, f"disc_{spec.name}"),
+        [raw[i] for i in spec.raw],
+        [vectors[kind][i] for kind, i in spec.vectors],
+      )["params"]
+    params[DISC_GROUP] = discs
+  return {"params": params}
+
+
+def _encode(
+  params: dict,
+  m: str,
+  x: jax.Array,
+  ids_keep: jax.Array | None,
+  config: ml_collections.ConfigDict,
+  rng: jax.Array | None,
+) -> tuple[jax.Array, dict]:
+  train = rng is not None
+  rngs = {"dropout": rng} if train else {}
+  return parts.encoder(config).apply(
+    {"params": params[f"encoder_{m}"]}, x, ids_keep, train=train, rngs=rngs
+  )
+
+
+def _stage1(
+  params: dict, xs: dict, rng: jax.Array, config: ml_collections.ConfigDict
+) -> tuple[jax.Array, dict]:
+  metrics, total = {}, 0.0
+  for k, (m, x) in enumerate(xs.items()):
+    k_mask, k_drop = jax.random.split(jax.random.fold_in(rng, k))
+    target = parts.patch_targets(x, config)
+    mask = random_patch_mask(
+      k_mask, x.shape[0], target.shape[1], mask_ratio=config.loss.mask_ratio
+    )
+    _, aux = _encode(params, m, x, mask.ids_keep, config, k_drop)
+    pred = parts.decoder(config, target.shape[-1]).apply(
+      {"params": params[f"decoder_{m}"]},
+      aux["patch_latent"],
+      mask.ids_keep,
+      train=True,
+    )
+    rec = masked_mse(
+      target, pred, mask.mask, norm_pix_loss=config.loss.norm_pix_loss
+    )
+    metrics[f"loss/rec/{m}"] = rec
+    total = total + rec
+  metrics["loss/rec"] = total
+  metrics["loss/total"] = total
+  return total, metrics
+
+
+def _view(
+  params: dict,
+  m: str,
+  x: jax.Array,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+) -> dict:
+  """One masked pass: representations and the reconstruction loss."""
+  k_mask, k_drop = jax.random.split(rng)
+  target = parts.patch_targets(x, config)
+  mask = random_patch_mask(
+    k_mask, x.shape[0], target.shape[1], mask_ratio=config.loss.mask_ratio
+  )
+  feat, aux = _encode(params, m, x, mask.ids_keep, config, k_drop)
+  if config.model.freeze_encoders:
+    feat, aux = jax.lax.stop_gradient((feat, aux))
+  u = parts.projector(config, "shared").apply(
+    {"params": params[f"shared_{m}"]}, feat, train=True
+  )
+  v = parts.projector(config, "private").apply(
+    {"params": params[f"private_{m}"]}, feat, train=True
+  )
+  h = jnp.concatenate([u, v], axis=-1)
+  grid = aux["patch_latent"].shape[:3]
+  latent = jnp.broadcast_to(h[:, None, None, :], grid + h.shape[-1:])
+  pred = parts.decoder(config, target.shape[-1]).apply(
+    {"params": params[f"decoder_{m}"]}, latent, mask.ids_keep, train=True
+  )
+  rec = masked_mse(
+    target, pred, mask.mask, norm_pix_loss=config.loss.norm_pix_loss
+  )
+  return {"u": u, "v": v, "h": h, "rec": rec}
+
+
+def _augment(
+  key: jax.Array, x: jax.Array, config: ml_collections.ConfigDict
+) -> jax.Array:
+  frac = config.loss.aug_mask_fraction
+  params = {
+    op: {"max_fraction": frac}
+    for op in ("time_mask", "frequency_mask")
+    if op in config.loss.aug_ops
+  }
+  return augment_lib.augment(
+    key, x, ops=tuple(config.loss.aug_ops), params=params
+  )
+
+
+def _temporal(h: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
+  seq_len = config.loss.seq_len
+  b = h.shape[0]
+  if b % seq_len or b // seq_len < 2:
+    raise ValueError(
+      f"batch size {b} must be a multiple of loss.seq_len={seq_len} with at"
+      " least 2 sequences (a sequence-major batch of S sequences of L"
+      " consecutive windows)."
+    )
+  if config.loss.temporal_normalize:
+    h = l2_normalize(h)
+  loss, _ = temporal_locality(
+    h.reshape(b // seq_len, seq_len, h.shape[-1]),
+    margin=config.loss.margin,
+    eta=config.loss.temp_weight,
+    exclude_self_pairs=config.loss.exclude_self_pairs,
+  )
+  return loss
+
+
+def _disc_loss(
+  disc_params: dict,
+  raw: tuple,
+  vectors: dict,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+) -> tuple[jax.Array, dict]:
+  """``L_D``: every discriminator on ``sg`` representations (SPEC §4.1)."""
+  vectors = jax.lax.stop_gradient(vectors)
+  metrics, total, correct = {}, 0.0, 0.0
+  for k, spec in enumerate(parts.DISCRIMINATORS):
+    args = [raw[i] for i in spec.raw]
+    args += [vectors[kind][i] for kind, i in spec.vectors]
+    shuffled = product_of_marginals(jax.random.fold_in(rng, k), *args)
+    n_raw = len(spec.raw)
+    disc = parts.discriminator(config, spec)
+    variables = {"params": disc_params[spec.name]}
+    t_joint = disc.apply(variables, args[:n_raw], args[n_raw:])
+    t_product = disc.apply(variables, shuffled[:n_raw], shuffled[n_raw:])
+    bce = discriminator_bce(t_joint, t_product)
+    metrics[f"disc/{spec.name}"] = bce
+    total = total + bce
+    correct = correct + 0.5 * (jnp.mean(t_joint > 0) + jnp.mean(t_product < 0))
+  metrics["disc/accuracy"] = correct / len(parts.DISCRIMINATORS)
+  return total, metrics
+
+
+def _stage2(
+  params: dict, xs: dict, rng: jax.Array, config: ml_collections.ConfigDict
+) -> tuple[jax.Array, dict]:
+  cfg = config.loss
+  mods = tuple(xs)
+  views, aug, temp, rec = [], 0.0, 0.0, 0.0
+  metrics = {}
+  for k, m in enumerate(mods):
+    k_view, k_aug, k_view2 = jax.random.split(jax.random.fold_in(rng, k), 3)
+    view = _view(params, m, xs[m], k_view, config)
+    other = _view(params, m, _augment(k_aug, xs[m], config), k_view2, config)
+    views.append(view)
+    rec = rec + view["rec"]
+    metrics[f"loss/rec/{m}"] = view["rec"]
+    aug = aug + nt_xent(view["h"], other["h"], tau=cfg.tau)
+    if cfg.seq_len > 1:
+      temp = temp + _temporal(view["h"], config)
+  raw = tuple(xs[m] for m in mods)
+  vectors = {
+    "u": tuple(v["u"] for v in views),
+    "v": tuple(v["v"] for v in views),
+  }
+  frozen_discs = jax.lax.stop_gradient(params[DISC_GROUP])
+  t = {
+    spec.name: parts.disc_logits(
+      config, spec, frozen_discs[spec.name], raw, vectors
+    )
+    for spec in parts.DISCRIMINATORS
+  }
+  shared = infomae_shared_loss(
+    vectors["u"][0],
+    vectors["u"][1],
+    jnp.stack([t["x1x2u1"], t["x1x2u2"]]),
+    jnp.stack([t["x1u1"], t["x2u2"]]),
+    jnp.stack([t["x2u1"], t["x1u2"]]),
+    alpha=cfg.alpha,
+    beta=cfg.beta,
+  )
+  private = infomae_private_loss(
+    jnp.stack([t["x1v1"], t["x2v2"]]),
+    jnp.stack([t["v1u1"], t["v2u2"]]),
+    gamma=cfg.gamma,
+    eps=cfg.eps,
+  )
+  main = shared + private + cfg.delta * rec + cfg.aug_weight * aug + temp
+  disc, disc_metrics = _disc_loss(
+    params[DISC_GROUP], raw, vectors, jax.random.fold_in(rng, len(mods)), config
+  )
+  metrics.update(disc_metrics)
+  metrics.update(
+    {
+      "loss/shared": shared,
+      "loss/private": private,
+      "loss/rec": cfg.delta * rec,
+      "loss/aug": cfg.aug_weight * aug,
+      "loss/temp": jnp.asarray(temp, jnp.float32),
+      "loss/main": main,
+      "loss/disc": disc,
+      "loss/total": main + disc,
+    }
+  )
+  return main + disc, metrics
+
+
+def loss_fn(
+  variables: dict,
+  batch: dict,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+  step: jax.Array,
+) -> tuple[jax.Array, tuple[dict, dict]]:
+  """The training loss of the configured stage.
+
+  Args:
+    variables: ``{"params": ...}`` from :func:`init`.
+    batch: ``{"signals": {m: [B, C, F, N]}, ...}``; stage 2 with
+      ``loss.seq_len = L > 1`` needs a sequence-major batch of ``B / L``
+      sequences of ``L`` consecutive windows.
+    rng: PRNG key of this step (masks, views, permutations, dropout).
+    config: the experiment config.
+    step: training step (unused).
+
+  Returns:
+    ``(loss, ({}, metrics))``: stage 1 ``sum_i L_rec,i``; stage 2
+    ``L_main + L_D`` (see the module docstring for the gradient routing).
+    Metrics: ``loss/total``, ``loss/rec``, ``loss/rec/<m>`` and in stage 2
+    ``loss/{main,disc,shared,private,aug,temp}``, ``disc/<name>`` (each
+    discriminator's BCE), ``disc/accuracy``.
+  """
+  del step
+  stage = parts.check_stage(config)
+  xs = _inputs(batch, config)
+  params = variables["params"]
+  if stage == 1:
+    loss, metrics = _stage1(params, xs, rng, config)
+  else:
+    loss, metrics = _stage2(params, xs, rng, config)
+  return loss, ({}, metrics)
+
+
+def embed(
+  variables: dict, batch: dict, config: ml_collections.ConfigDict
+) -> dict[str, jax.Array]:
+  """Evaluation embeddings (no masking, no dropout).
+
+  Stage 1: ``{m: e_m [B, E]}``; stage 2: ``{m: concat(U_m, V_m)}``.
+  ``"fused"`` concatenates the modalities in ``data.modalities`` order.
+  """
+  stage = parts.check_stage(config)
+  params = variables["params"]
+  out = {}
+  for m, x in _inputs(batch, config).items():
+    feat, _ = _encode(params, m, x, None, config, None)
+    if stage == 2:
+      u = parts.projector(config, "shared").apply(
+        {"params": params[f"shared_{m}"]}, feat, train=False
+      )
+      v = parts.projector(config, "private").apply(
+        {"params": params[f"private_{m}"]}, feat, train=False
+      )
+      feat = jnp.concatenate([u, v], axis=-1)
+    out[m] = feat
+  out["fused"] = jnp.concatenate([out[m] for m in _modalities(config)], -1)
+  return out
+
+
+def param_labels(params: dict, config: ml_collections.ConfigDict) -> dict:
+  """Optimiser group per leaf.
+
+  ``"discriminators"`` for the discriminator sub-tree, ``"frozen"`` for the
+  encoders in stage 2 with ``model.freeze_encoders`` (the trainer applies
+  ``optax.set_to_zero``), ``"main"`` for everything else.
+  """
+  stage = parts.check_stage(config)
+  frozen = stage == 2 and config.model.freeze_encoders
+
+  def label(name: str) -> str:
+    if name == DISC_GROUP:
+      return DISC_GROUP
+    if frozen and name.startswith("encoder_"):
+      return "frozen"
+    return "main"
+
+  return {
+    name: jax.tree.map(lambda _, n=name: label(n), sub)
+    for name, sub in params.items()
+  }
+
+
+def init_from_pretrained(
+  params: dict, pretrained_params: dict, config: ml_collections.ConfigDict
+) -> dict:
+  """Stage-2 parameters with the encoders taken from stage-1 parameters.
+
+  The trainer's ``train.init_from`` hook: ``config.train.init_from`` names
+  the stage-1 workdir, the trainer loads its latest ``params`` and calls
+  this on the freshly initialised stage-2 ``params``. Every
+  ``encoder_<m>`` sub-tree is copied (cast to the stage-2 dtypes); all
+  other modules keep their fresh initialisation.
+
+  Raises:
+    ValueError: if an encoder is missing or its shapes differ.
+  """
+  out = dict(params)
+  for m in _modalities(config):
+    name = f"encoder_{m}"
+    if name not in pretrained_params:
+      raise ValueError(
+        f"stage-1 parameters have no {name!r} (found"
+        f" {sorted(pretrained_params)}); train stage 1 on the same"
+        " data.modalities."
+      )
+    fresh = jax.tree.structure(params[name])
+    loaded = jax.tree.structure(pretrained_params[name])
+    shapes_ok = fresh == loaded and all(
+      jnp.shape(a) == jnp.shape(b)
+      for a, b in zip(
+        jax.tree.leaves(params[name]),
+        jax.tree.leaves(pretrained_params[name]),
+        strict=True,
+      )
+    )
+    if not shapes_ok:
+      raise ValueError(
+        f"stage-1 {name} does not match the stage-2 encoder (same"
+        " model.encoder and model.patch_size needed)."
+      )
+    out[name] = jax.tree.map(
+      lambda a, b: jnp.asarray(b, jnp.asarray(a).dtype),
+      params[name],
+      pretrained_params[name],
+    )
+  return out
+
+
+def init_from_stage1(
+  variables: dict, stage1_variables: dict, config: ml_collections.ConfigDict
+) -> dict:
+  """:func:`init_from_pretrained` on ``{"params": ...}`` variable dicts."""
+  return {
+    **variables,
+    "params": init_from_pretrained(
+      variables["params"], stage1_variables["params"], config
+    ),
+  }

@@ -1,0 +1,222 @@
+"""Self-supervised baselines: CLIP-style, SimCLR per modality, joint SimCLR.
+
+All three share the model: per modality an encoder (``config.model.encoder``)
+giving features ``[B, F]``, then projectors to ``E``. The ``variant`` is fixed
+by the method entry in :mod:`msjax.methods.baselines` (bound with
+``functools.partial``, not read from the config):
+
+* ``"clip"``: one augmented view per modality, a projector per modality;
+  ``L = mean over unordered modality pairs (a, b) of info_nce(p_a, p_b)``
+  (SPEC §5; CMC for more than two modalities). Metric ``loss/clip``.
+* ``"simclr"``: two augmented views per modality, a projector per modality;
+  ``L = mean_m nt_xent(p_m, p'_m)`` (SPEC §4.3). Metrics ``loss/simclr`` and
+  ``loss/simclr/<m>``.
+* ``"joint"``: joint multimodal pretraining (InfoMAE's comparison): two
+  augmented views of the whole multimodal sample, the concatenated
+  per-modality features ``[B, M * F]`` go through one joint projector, and
+  ``L = nt_xent(p_joint, p'_joint)`` -- one objective on the joint
+  representation, no per-modality term. Metric ``loss/joint``.
+
+:func:`embed`: per-modality encoder features and ``"fused"`` their
+concatenation ``[B, M * F]`` (projectors discarded).
+"""
+
+import itertools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from msjax.kernels.contrastive import info_nce, nt_xent
+from msjax.methods import _common
+from msjax.nn import MLPProjector
+
+__all__ = [
+  "VARIANTS",
+  "SelfSupModel",
+  "default_config",
+  "embed",
+  "init",
+  "loss_fn",
+]
+
+#: variant -> number of augmented views.
+VARIANTS = {"clip": 1, "simclr": 2, "joint": 2}
+
+
+def default_config(
+  size: str = "tiny", *, variant: str
+) -> ml_collections.ConfigDict:
+  """The ``model`` and ``loss`` sections.
+
+  Args:
+    size: ``"tiny"`` (tests, smoke runs) or ``"paper"``.
+    variant: a key of :data:`VARIANTS` (sets the temperature default).
+
+  Returns:
+    ``ConfigDict(model=..., loss=...)`` with every key declared.
+  """
+  _common.check_choice(size, ("tiny", "paper"), "size")
+  _common.check_choice(variant, VARIANTS, "variant")
+  tiny = size == "tiny"
+  model = dict(
+    encoder="resnet1d_tiny" if tiny else "resnet1d26",
+    feature_dim=16 if tiny else 512,
+    projector_hidden=(32,) if tiny else (512,),
+    embed_dim=16 if tiny else 128,
+  )
+  loss = dict(
+    tau=0.07 if variant == "clip" else 0.1,
+    augment=_common.augment_config(),
+  )
+  return ml_collections.ConfigDict(dict(model=model, loss=loss))
+
+
+class SelfSupModel(nn.Module):
+  """Encoders and projectors (per modality, or one joint projector).
+
+  Attributes:
+    modalities: modality names, in config order.
+    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
+    feature_dim: ``F``.
+    projector_hidden: hidden widths of the projector(s).
+    embed_dim: ``E``.
+    joint: one projector on the concatenated features (else one per
+      modality).
+  """
+
+  modalities: tuple[str, ...]
+  encoder: str
+  feature_dim: int
+  projector_hidden: tuple[int, ...]
+  embed_dim: int
+  joint: bool
+
+  @nn.compact
+  def __call__(
+    self, signals: dict[str, jax.Array], *, train: bool
+  ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """Returns ``(features {m: [N, F]}, projections)``.
+
+    ``projections`` is ``{m: [N, E]}``, or ``{"joint": [N, E]}`` when
+    ``joint``.
+    """
+    features = _common.ModalityEncoders(
+      self.modalities, self.encoder, self.feature_dim, name="encoders"
+    )(signals, train=train)
+    hidden = tuple(self.projector_hidden)
+    if self.joint:
+      fused = jnp.concatenate([features[m] for m in self.modalities], -1)
+      proj = MLPProjector(hidden, self.embed_dim, use_bn=True, name="projector")
+      return features, {"joint": proj(fused, train=train)}
+    projections = {
+      m: MLPProjector(
+        hidden, self.embed_dim, use_bn=True, name=f"projector_{m}"
+      )(features[m], train=train)
+      for m in self.modalities
+    }
+    return features, projections
+
+
+def _model(config: ml_collections.ConfigDict, variant: str) -> SelfSupModel:
+  _common.check_choice(variant, VARIANTS, "variant")
+  c = config.model
+  return SelfSupModel(
+    modalities=_common.modalities(config),
+    encoder=c.encoder,
+    feature_dim=int(c.feature_dim),
+    projector_hidden=tuple(int(w) for w in c.projector_hidden),
+    embed_dim=int(c.embed_dim),
+    joint=variant == "joint",
+  )
+
+
+def init(
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+  example_batch: dict,
+  *,
+  variant: str,
+) -> dict[str, Any]:
+  """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
+  mods = _common.check_batch(
+    example_batch, config, min_modalities=2 if variant == "clip" else 1
+  )
+  signals = {m: jnp.asarray(example_batch["signals"][m]) for m in mods}
+  return dict(_model(config, variant).init(rng, signals, train=False))
+
+
+def loss_fn(
+  variables: dict[str, Any],
+  batch: dict,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+  step: jax.Array,
+  *,
+  variant: str,
+) -> tuple[jax.Array, tuple[dict[str, Any], dict[str, jax.Array]]]:
+  """The variant's contrastive loss on one (unlabelled) batch.
+
+  Args:
+    variables: ``{"params", "batch_stats"}``.
+    batch: ``{"signals": {m: [B, ...]}, ...}`` (labels unused).
+    rng: the step key (streams ``augment``, ``dropout``).
+    config: the experiment config.
+    step: traced int32 step (unused).
+    variant: ``"clip"``, ``"simclr"`` or ``"joint"``.
+
+  Returns:
+    ``(loss, (new_model_state, metrics))``.
+  """
+  del step
+  mods = _common.check_batch(
+    batch, config, min_modalities=2 if variant == "clip" else 1
+  )
+  streams = _common.rng_streams(rng)
+  views = _common.make_views(
+    streams["augment"],
+    {m: batch["signals"][m] for m in mods},
+    config.loss.augment,
+    VARIANTS[variant],
+  )
+  (_, proj), state = _common.run_model(
+    _model(config, variant),
+    variables,
+    views,
+    train=True,
+    rngs={"dropout": streams["dropout"]},
+  )
+  tau = config.loss.tau
+  if variant == "clip":
+    pairs = [
+      info_nce(proj[a], proj[b], tau=tau)
+      for a, b in itertools.combinations(mods, 2)
+    ]
+    loss = jnp.mean(jnp.stack(pairs))
+    return loss, (state, {"loss/clip": loss})
+  if variant == "joint":
+    first, second = jnp.split(proj["joint"], 2)
+    loss = nt_xent(first, second, tau=tau)
+    return loss, (state, {"loss/joint": loss})
+  per_mod = {m: nt_xent(*jnp.split(proj[m], 2), tau=tau) for m in mods}
+  loss = jnp.mean(jnp.stack(list(per_mod.values())))
+  metrics = {f"loss/simclr/{m}": v for m, v in per_mod.items()}
+  return loss, (state, {"loss/simclr": loss, **metrics})
+
+
+def embed(
+  variables: dict[str, Any],
+  batch: dict,
+  config: ml_collections.ConfigDict,
+  *,
+  variant: str,
+) -> dict[str, jax.Array]:
+  """Eval-mode encoder features ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
+  mods = _common.check_batch(batch, config)
+  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
+  (features, _), _ = _common.run_model(
+    _model(config, variant), variables, signals, train=False
+  )
+  return {"fused": jnp.concatenate([features[m] for m in mods], -1), **features}

@@ -1,0 +1,291 @@
+"""SWIN transformer blocks for time-frequency maps (InfoMAE, FOCAL layout).
+
+Window multi-head self-attention with a learned relative-position bias,
+shifted windows in every second block (cyclic shift by half a window with a
+region mask), pre-LayerNorm residual blocks with stochastic depth, and patch
+merging (2x2 -> LayerNorm -> Linear to twice the width) between stages. The
+encoder built from these blocks is in :mod:`msjax.nn.swin_encoder`.
+
+Visibility (MAE): every block takes an optional ``visible [B, H, W]`` mask.
+Invisible tokens are excluded from the keys/values of every window, so they
+never influence a visible token, and their own output is reset to zero;
+patch merging marks a merged token visible if any of its four inputs is.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from msjax.nn.windows import (
+  masked_softmax,
+  relative_position_index,
+  shifted_window_mask,
+  window_geometry,
+  window_partition,
+  window_reverse,
+)
+
+__all__ = [
+  "DropPath",
+  "PatchMerging",
+  "ShiftedWindowAttention",
+  "SwinBlock",
+  "WindowAttention",
+]
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: drops the residual branch per sample (rng "dropout").
+
+  Attributes:
+    rate: drop probability.
+  """
+
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    """Returns ``x`` scaled by a per-sample keep mask (identity in eval)."""
+    if not train or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
+    return jnp.where(mask, x / keep, 0.0)
+
+
+class WindowAttention(nn.Module):
+  """Multi-head self-attention inside windows with relative-position bias.
+
+  Attributes:
+    dim: token width ``D`` (divisible by ``num_heads``).
+    num_heads: attention heads.
+    window: ``(wh, ww)``.
+    qkv_bias: bias in the qkv projection.
+    attn_drop: dropout on the attention weights.
+    proj_drop: dropout after the output projection.
+  """
+
+  dim: int
+  num_heads: int
+  window: tuple[int, int]
+  qkv_bias: bool = True
+  attn_drop: float = 0.0
+  proj_drop: float = 0.0
+
+  @nn.compact
+  def __call__(
+    self, x: jax.Array, allowed: jax.Array | None, *, train: bool
+  ) -> jax.Array:
+    """Attends within each window.
+
+    Args:
+      x: ``[B, nW, N, D]`` tokens, ``N = wh * ww``.
+      allowed: bool broadcastable to ``[B, nW, N, N]`` (query, key), or
+        ``None`` for full attention inside each window.
+      train: dropout on.
+
+    Returns:
+      ``[B, nW, N, D]``.
+    """
+    b, nw, n, d = x.shape
+    wh, ww = self.window
+    if n != wh * ww or d != self.dim or d % self.num_heads:
+      raise ValueError(
+        f"x must have shape [B, nW, N={wh * ww}, D={self.dim}] with D "
+        f"divisible by {self.num_heads} heads, got {x.shape}."
+      )
+    hd = d // self.num_heads
+    qkv = nn.Dense(3 * d, use_bias=self.qkv_bias, name="qkv")(x)
+    qkv = qkv.reshape(b, nw, n, 3, self.num_heads, hd)
+    q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+    logits = jnp.einsum("bwqhc,bwkhc->bwhqk", q * hd**-0.5, k)
+    table = self.param(
+      "relative_position_bias",
+      nn.initializers.truncated_normal(0.02),
+      ((2 * wh - 1) * (2 * ww - 1), self.num_heads),
+    )
+    bias = table[relative_position_index(self.window)]  # [N, N, heads]
+    logits = logits + jnp.transpose(bias, (2, 0, 1)).astype(logits.dtype)
+    if allowed is not None:
+      allowed = allowed[:, :, None]  # heads axis
+    weights = masked_softmax(logits, allowed)
+    weights = nn.Dropout(self.attn_drop, deterministic=not train)(weights)
+    out = jnp.einsum("bwhqk,bwkhc->bwqhc", weights, v).reshape(b, nw, n, d)
+    out = nn.Dense(d, name="proj")(out)
+    return nn.Dropout(self.proj_drop, deterministic=not train)(out)
+
+
+class ShiftedWindowAttention(nn.Module):
+  """(S)W-MSA on a token map ``[B, H, W, D] -> [B, H, W, D]``.
+
+  Cyclic shift by ``-shift``, window partition, :class:`WindowAttention`
+  with the shifted-window region mask (tokens that are not neighbours in
+  the original map never attend to each other) and, given ``visible``, with
+  invisible tokens removed from the keys; then the reverse shift.
+
+  Attributes:
+    dim: token width.
+    num_heads: attention heads.
+    window: ``(wh, ww)``.
+    shift: ``(sh, sw)``.
+    qkv_bias: bias in the qkv projection.
+    attn_drop: dropout on attention weights.
+    proj_drop: dropout after the output projection.
+  """
+
+  dim: int
+  num_heads: int
+  window: tuple[int, int]
+  shift: tuple[int, int] = (0, 0)
+  qkv_bias: bool = True
+  attn_drop: float = 0.0
+  proj_drop: float = 0.0
+
+  @nn.compact
+  def __call__(
+    self, x: jax.Array, visible: jax.Array | None = None, *, train: bool
+  ) -> jax.Array:
+    """Attends within (shifted) windows.
+
+    Args:
+      x: ``[B, H, W, D]`` tokens (already layer-normalised).
+      visible: bool ``[B, H, W]`` or ``None``.
+      train: dropout on.
+
+    Returns:
+      ``[B, H, W, D]``.
+    """
+    _, h, w, d = x.shape
+    win, shift = window_geometry(h, w, self.window, self.shift)
+    roll = (-shift[0], -shift[1])
+    if any(shift):
+      x = jnp.roll(x, roll, axis=(1, 2))
+    allowed = None
+    if any(shift):
+      allowed = jnp.asarray(shifted_window_mask(h, w, win, shift))[None]
+    if visible is not None:
+      vis = jnp.roll(visible, roll, axis=(1, 2)) if any(shift) else visible
+      keys = window_partition(vis, win)[:, :, None, :]  # [B, nW, 1, N]
+      allowed = keys if allowed is None else jnp.logical_and(allowed, keys)
+    y = WindowAttention(
+      d,
+      self.num_heads,
+      win,
+      self.qkv_bias,
+      self.attn_drop,
+      self.proj_drop,
+      name="window",
+    )(window_partition(x, win), allowed, train=train)
+    y = window_reverse(y, win, h, w)
+    if any(shift):
+      y = jnp.roll(y, shift, axis=(1, 2))
+    return y
+
+
+class SwinBlock(nn.Module):
+  """(Shifted-)window transformer block ``[B, H, W, D] -> [B, H, W, D]``.
+
+  ``x + DropPath(SW-MSA(LN(x)))`` then ``x + DropPath(MLP(LN(x)))``; see
+  :func:`window_geometry` for windows larger than the map.
+
+  Attributes:
+    dim: token width.
+    num_heads: attention heads.
+    window: ``(wh, ww)``.
+    shift: ``(sh, sw)`` cyclic shift, ``(0, 0)`` for a plain window block.
+    mlp_ratio: MLP hidden width / ``dim``.
+    qkv_bias: bias in the qkv projection.
+    drop: dropout after the attention projection and in the MLP.
+    attn_drop: dropout on attention weights.
+    drop_path: stochastic-depth rate.
+    gelu_approximate: tanh GELU instead of the exact erf form.
+  """
+
+  dim: int
+  num_heads: int
+  window: tuple[int, int]
+  shift: tuple[int, int] = (0, 0)
+  mlp_ratio: float = 4.0
+  qkv_bias: bool = True
+  drop: float = 0.0
+  attn_drop: float = 0.0
+  drop_path: float = 0.0
+  gelu_approximate: bool = False
+
+  @nn.compact
+  def __call__(
+    self, x: jax.Array, visible: jax.Array | None = None, *, train: bool
+  ) -> jax.Array:
+    """Applies the block.
+
+    Args:
+      x: ``[B, H, W, D]``.
+      visible: bool ``[B, H, W]`` or ``None`` (all visible).
+      train: dropout / stochastic depth on.
+
+    Returns:
+      ``[B, H, W, D]`` (invisible tokens zero).
+    """
+    if x.ndim != 4 or x.shape[-1] != self.dim:
+      raise ValueError(
+        f"x must have shape [B, H, W, D={self.dim}], got {x.shape}."
+      )
+    d = x.shape[-1]
+    y = nn.LayerNorm(epsilon=1e-5, name="norm1")(x)
+    y = ShiftedWindowAttention(
+      d,
+      self.num_heads,
+      self.window,
+      self.shift,
+      self.qkv_bias,
+      self.attn_drop,
+      self.drop,
+      name="attn",
+    )(y, visible, train=train)
+    x = x + DropPath(self.drop_path, name="drop_path1")(y, train=train)
+    y = nn.LayerNorm(epsilon=1e-5, name="norm2")(x)
+    y = nn.Dense(int(d * self.mlp_ratio), name="mlp_fc1")(y)
+    y = nn.gelu(y, approximate=self.gelu_approximate)
+    y = nn.Dropout(self.drop, deterministic=not train)(y)
+    y = nn.Dense(d, name="mlp_fc2")(y)
+    y = nn.Dropout(self.drop, deterministic=not train)(y)
+    x = x + DropPath(self.drop_path, name="drop_path2")(y, train=train)
+    if visible is not None:
+      x = jnp.where(visible[..., None], x, 0.0)
+    return x
+
+
+class PatchMerging(nn.Module):
+  """2x2 patch merging ``[B, H, W, D] -> [B, H/2, W/2, 2D]``.
+
+  The four neighbours are concatenated in the order (0,0), (1,0), (0,1),
+  (1,1) (row offset fastest), layer-normalised and mapped linearly (no bias)
+  to ``2D``.
+  """
+
+  @nn.compact
+  def __call__(
+    self, x: jax.Array, visible: jax.Array | None = None
+  ) -> tuple[jax.Array, jax.Array | None]:
+    """Merges 2x2 neighbourhoods.
+
+    Args:
+      x: ``[B, H, W, D]`` with even ``H`` and ``W``.
+      visible: bool ``[B, H, W]`` or ``None``.
+
+    Returns:
+      ``(x [B, H/2, W/2, 2D], visible [B, H/2, W/2] or None)``; a merged
+      token is visible if any of its four inputs is.
+    """
+    b, h, w, d = x.shape
+    if h % 2 or w % 2:
+      raise ValueError(f"patch merging needs even H and W, got {x.shape}.")
+    x = x.reshape(b, h // 2, 2, w // 2, 2, d)
+    x = jnp.transpose(x, (0, 1, 3, 4, 2, 5)).reshape(b, h // 2, w // 2, 4 * d)
+    x = nn.LayerNorm(epsilon=1e-5, name="norm")(x)
+    x = nn.Dense(2 * d, use_bias=False, name="reduction")(x)
+    if visible is None:
+      return x, None
+    visible = visible.reshape(b, h // 2, 2, w // 2, 2).any(axis=(2, 4))
+    return x, visible

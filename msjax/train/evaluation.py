@@ -1,0 +1,190 @@
+"""``evaluate(workdir)``: the evaluation protocol the config names.
+
+Embeddings of the train and test splits (every key of the method's ``embed``
+output: ``"fused"`` and one per modality) are scored with a linear probe or
+kNN on frozen embeddings, or by fine-tuning the encoder with a linear head;
+accuracy, macro-F1 and mAP are reported per embedding, for the trained model
+and (``eval.random_baseline``) for a randomly initialised one. Results go to
+``workdir/eval.json``.
+"""
+
+import json
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from msjax.train import config_lib, diagnostics, fine_tune, probes, runtime
+from msjax.train.checkpoint import Checkpointer
+from msjax.train.embedding import embed_source
+from msjax.train.errors import ConfigError, DataError
+
+__all__ = [
+  "EVAL_FILE",
+  "PROTOCOLS",
+  "evaluate",
+  "evaluate_variables",
+  "format_results",
+]
+
+EVAL_FILE = "eval.json"
+PROTOCOLS = ("linear_probe", "knn", "fine_tune")
+
+
+def _score(
+  protocol: str,
+  train: tuple[np.ndarray, np.ndarray],
+  test: tuple[np.ndarray, np.ndarray],
+  num_classes: int,
+  config: ml_collections.ConfigDict,
+) -> dict[str, float]:
+  if protocol == "knn":
+    result = probes.knn_classify(
+      *train,
+      *test,
+      num_classes=num_classes,
+      k=min(config.eval.knn_k, len(train[1])),
+      temperature=config.eval.knn_temperature,
+    )
+  else:
+    result = probes.linear_probe(
+      *train,
+      *test,
+      num_classes=num_classes,
+      l2=config.eval.probe_l2,
+      num_steps=config.eval.probe_steps,
+    )
+  return {k: float(v) for k, v in result.metrics.items()}
+
+
+def evaluate_variables(
+  method: Any,
+  variables: dict,
+  config: ml_collections.ConfigDict,
+  sources: tuple[Any, Any],
+  key: jax.Array,
+) -> dict[str, dict[str, float]]:
+  """Scores one model on every selected embedding.
+
+  Args:
+    method: the method module.
+    variables: the model variables.
+    config: the experiment config.
+    sources: ``(train_source, test_source)``.
+    key: PRNG key of the probe initialisation.
+
+  Returns:
+    ``{embedding key: {"accuracy", "macro_f1", "map"}}``.
+  """
+  protocol = config.eval.protocol
+  if protocol == "fine_tune":
+    return fine_tune.fine_tune_all(method, variables, config, sources, key)
+  train_x, train_y = embed_source(method, variables, sources[0], config)
+  test_x, test_y = embed_source(method, variables, sources[1], config)
+  keys = tuple(config.eval.embeddings) or tuple(train_x)
+  unknown = [k for k in keys if k not in train_x]
+  if unknown:
+    raise ConfigError(
+      f"eval.embeddings {unknown} not produced by {config.method}.embed"
+      f" (has {sorted(train_x)})"
+    )
+  labelled_train = train_y >= 0
+  labelled_test = test_y >= 0
+  num_classes = sources[0].num_classes
+  return {
+    name: _score(
+      protocol,
+      (train_x[name][labelled_train], train_y[labelled_train]),
+      (test_x[name][labelled_test], test_y[labelled_test]),
+      num_classes,
+      config,
+    )
+    for name in keys
+  }
+
+
+def _restore_variables(
+  workdir: str, config: ml_collections.ConfigDict
+) -> tuple[int, dict]:
+  checkpointer = Checkpointer(workdir, config.checkpoint, read_only=True)
+  try:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise DataError(f"no checkpoint in {workdir}: train first")
+    state = checkpointer.restore_raw(step)
+  finally:
+    checkpointer.close()
+  return step, {"params": state["params"], **state["model_state"]}
+
+
+def evaluate(
+  workdir: str,
+  *,
+  config: ml_collections.ConfigDict | None = None,
+  method: Any = None,
+  make_source: runtime.SourceFactory | None = None,
+) -> dict[str, Any]:
+  """Runs ``config.eval.protocol`` on the latest checkpoint of ``workdir``.
+
+  Args:
+    workdir: the run directory (its ``config.json`` is used by default).
+    config: the experiment config (default: the saved one).
+    method: the method module (default ``METHODS[config.method]``).
+    make_source: the data factory (default ``msjax.data.make_source``).
+
+  Returns:
+    ``{"protocol", "step", "trained", "random" (or None), "diagnostics"}``,
+    also written to ``workdir/eval.json``.
+  """
+  config = config_lib.restore_config(workdir) if config is None else config
+  if config.eval.protocol not in PROTOCOLS:
+    raise ConfigError(
+      f"eval.protocol {config.eval.protocol!r} is not one of {PROTOCOLS}"
+    )
+  method = runtime.get_method(config.method) if method is None else method
+  sources = (
+    runtime.open_source(config.data, config.eval.train_split, make_source),
+    runtime.open_source(config.data, config.eval.test_split, make_source),
+  )
+  step, variables = _restore_variables(workdir, config)
+  key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 2)
+  results: dict[str, Any] = {
+    "protocol": config.eval.protocol,
+    "step": step,
+    "trained": evaluate_variables(method, variables, config, sources, key),
+    "random": None,
+    "diagnostics": diagnostics.compute(method, variables, config, sources[1]),
+  }
+  if config.eval.random_baseline:
+    example = sources[0].get(np.arange(min(2, sources[0].num_examples)))
+    random_key = jax.random.fold_in(jax.random.key(config.seed + 1), 0)
+    random_variables = jax.jit(lambda k: method.init(k, config, example))(
+      random_key
+    )
+    results["random"] = evaluate_variables(
+      method, random_variables, config, sources, key
+    )
+  if jax.process_index() == 0:
+    path = pathlib.Path(workdir) / EVAL_FILE
+    path.write_text(json.dumps(results, indent=2))
+  return results
+
+
+def format_results(results: dict[str, Any]) -> str:
+  """A plain-text table of trained vs random-encoder scores per embedding."""
+  lines = [
+    f"{results['protocol']} on the test split, checkpoint step"
+    f" {results['step']}:",
+    f"  {'embedding':<12}{'accuracy':>9}{'macro-F1':>10}{'mAP':>8}"
+    f"{'random-encoder acc':>20}",
+  ]
+  random = results.get("random") or {}
+  for name, metrics in results["trained"].items():
+    baseline = random.get(name, {}).get("accuracy", float("nan"))
+    lines.append(
+      f"  {name:<12}{metrics['accuracy']:9.3f}{metrics['macro_f1']:10.3f}"
+      f"{metrics['map']:8.3f}{baseline:20.3f}"
+    )
+  return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""Global device batches from a data source, checked before they reach XLA.
+
+Each process reads only its own block of the global batch (from
+:func:`msjax.data.pipeline.batch_at`, a pure function of ``(seed, step)``)
+and the blocks become one global array with
+``jax.make_array_from_process_local_data``.
+"""
+
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from msjax.data import pipeline
+from msjax.train import sharding
+from msjax.train.errors import DataError
+
+__all__ = ["BatchFeed", "check_batch", "check_source"]
+
+
+def check_source(source: Any, config: ml_collections.ConfigDict) -> None:
+  """Checks that a source provides what the config declares.
+
+  Args:
+    source: the data source.
+    config: the experiment config (reads ``data.modalities``,
+      ``train.batch_size`` and, when the model declares it,
+      ``model.num_classes``).
+
+  Raises:
+    DataError: modalities or class counts differ, or the source is smaller
+      than a batch.
+  """
+  declared = tuple(config.data.modalities)
+  if "num_classes" in config.model and source.num_classes:
+    if config.model.num_classes != source.num_classes:
+      raise DataError(
+        f"data has {source.num_classes} classes but config.model.num_classes"
+        f" is {config.model.num_classes}"
+      )
+  if tuple(source.modalities) != declared:
+    raise DataError(
+      f"data has modalities {tuple(source.modalities)} but"
+      f" config.data.modalities is {declared}"
+    )
+  if source.num_examples < config.train.batch_size:
+    raise DataError(
+      f"data has {source.num_examples} examples, fewer than"
+      f" train.batch_size={config.train.batch_size}"
+    )
+
+
+def check_batch(
+  batch: dict,
+  expected_shapes: dict[str, tuple[int, ...]],
+  *,
+  first_sample: int = 0,
+  step: int | None = None,
+) -> None:
+  """Rejects wrongly shaped or non-finite signals, naming modality and sample.
+
+  Args:
+    batch: a host batch.
+    expected_shapes: per-modality example shapes (no batch axis).
+    first_sample: global index of the batch's first row (for messages).
+    step: the step the batch belongs to (for messages).
+
+  Raises:
+    DataError: a missing modality, a shape mismatch or a NaN/inf value.
+  """
+  where = "" if step is None else f" at step {step}"
+  for name, shape in expected_shapes.items():
+    if name not in batch["signals"]:
+      raise DataError(f"batch{where} has no modality {name!r}")
+    values = np.asarray(batch["signals"][name])
+    if values.shape[1:] != tuple(shape):
+      raise DataError(
+        f"modality {name!r}{where}: example shape {values.shape[1:]} does not"
+        f" match the expected {tuple(shape)}"
+      )
+    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if not finite.all():
+      row = int(np.argmin(finite))
+      kind = "NaN" if np.isnan(values[row]).any() else "inf"
+      raise DataError(
+        f"{kind} in modality {name!r}, sample {first_sample + row} of the"
+        f" global batch{where}"
+      )
+
+
+class BatchFeed:
+  """Turns ``(seed, step)`` into a checked, sharded global batch.
+
+  Attributes:
+    source: the data source.
+    sharding: the batch sharding.
+    batch_size: the global batch size.
+  """
+
+  def __init__(
+    self,
+    source: Any,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    *,
+    seed: int | None = None,
+  ) -> None:
+    """Prepares the feed.
+
+    Args:
+      source: a ``Source``.
+      config: the experiment config.
+      mesh: the device mesh.
+      seed: the data seed (default ``config.seed``).
+    """
+    check_source(source, config)
+    self.source = source
+    self.batch_size = config.train.batch_size
+    self.seed = config.seed if seed is None else seed
+    self.check = config.train.check_batches
+    self.shapes = {k: tuple(v) for k, v in source.element_shapes().items()}
+    self.sequences = None
+    if config.train.sequence_length > 1:
+      try:
+        self.sequences = pipeline.sequence_index_for(
+          source, config.train.sequence_length
+        )
+      except ValueError as error:
+        raise DataError(f"train.sequence_length: {error}") from None
+    self.sharding = sharding.batch_sharding(mesh)
+    rows = self.sharding.addressable_devices_indices_map((self.batch_size,))
+    starts = [index[0].start or 0 for index in rows.values()]
+    stops = [index[0].stop or self.batch_size for index in rows.values()]
+    self.first_row = min(starts)
+    count = jax.process_count()
+    per = self.batch_size // count
+    if self.batch_size % count or (
+      self.first_row != jax.process_index() * per
+      or max(stops) - self.first_row != per
+    ):
+      raise DataError(
+        f"train.batch_size={self.batch_size} cannot be split into"
+        f" {count} contiguous per-process blocks on this mesh"
+      )
+
+  def host_batch(self, step: int) -> dict:
+    """This process's block of the global batch at ``step`` (numpy)."""
+    try:
+      batch = pipeline.batch_at(
+        self.source,
+        step,
+        batch_size=self.batch_size,
+        seed=self.seed,
+        sequences=self.sequences,
+      )
+    except ValueError as error:
+      raise DataError(f"batch at step {step}: {error}") from None
+    if self.check:
+      check_batch(batch, self.shapes, first_sample=self.first_row, step=step)
+    return batch
+
+  def global_batch(self, host_batch: dict) -> dict:
+    """The global sharded array batch made from every process's block."""
+
+    def to_global(local: np.ndarray) -> jax.Array:
+      local = np.asarray(local)
+      shape = (self.batch_size, *local.shape[1:])
+      return jax.make_array_from_process_local_data(self.sharding, local, shape)
+
+    return jax.tree.map(to_global, host_batch)
+
+  def __call__(self, step: int) -> dict:
+    """The checked global batch at ``step``."""
+    return self.global_batch(self.host_batch(step))

@@ -1,0 +1,204 @@
+"""The train state, its sharded creation and the one jitted train step.
+
+The state is a plain dict pytree ``{"step", "params", "model_state",
+"opt_state"}``; no PRNG key lives in it: the step key is
+``fold_in(key(config.seed), step)``, so a resumed run equals an uninterrupted
+one.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh
+
+from msjax.train import optim, sharding
+
+__all__ = [
+  "TrainSetup",
+  "create_state",
+  "init_variables",
+  "make_train_step",
+  "step_key",
+  "train_step",
+]
+
+State = dict[str, Any]
+
+
+def step_key(seed: int, step: jax.Array) -> jax.Array:
+  """The PRNG key of one train step: ``fold_in(key(seed), step)``."""
+  return jax.random.fold_in(jax.random.key(seed), step)
+
+
+def init_variables(method: Any, config: Any, example_batch: dict) -> dict:
+  """Initial variables from the seed (init key = ``fold_in(key, -1)``)."""
+  init_key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)
+  return method.init(init_key, config, example_batch)
+
+
+def _split_variables(variables: dict) -> tuple[Any, dict]:
+  params = variables["params"]
+  model_state = {k: v for k, v in variables.items() if k != "params"}
+  return params, model_state
+
+
+class TrainSetup:
+  """What the loop needs besides the state: optimiser, shardings, step fn.
+
+  Attributes:
+    optimizer: the combined optax transformation.
+    schedules: learning-rate schedules by group label.
+    state_sharding: shardings of the state pytree.
+    abstract_state: the state's ``ShapeDtypeStruct`` tree (with shardings).
+    init_fn: jitted ``() -> state`` producing the state born sharded.
+    step_fn: jitted ``(state, batch) -> (state, metrics)``.
+  """
+
+  def __init__(
+    self,
+    method: Any,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    example_batch: dict,
+    init_params: Callable[[Any], Any] | None = None,
+  ) -> None:
+    """Traces the initialisation abstractly and jits init and step.
+
+    Args:
+      method: the method module.
+      config: the experiment config.
+      mesh: the device mesh.
+      example_batch: a host batch (numpy) with the global batch shape.
+      init_params: optional ``params -> params`` applied after ``init``
+        (e.g. loading stage-1 weights).
+    """
+    zeros = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), example_batch
+    )
+
+    def init() -> State:
+      example = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), zeros)
+      variables = init_variables(method, config, example)
+      params, model_state = _split_variables(variables)
+      if init_params is not None:
+        params = init_params(params)
+      return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "model_state": model_state,
+        "opt_state": self.optimizer.init(params),
+      }
+
+    abstract_variables = jax.eval_shape(
+      lambda: init_variables(
+        method,
+        config,
+        jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), zeros),
+      )
+    )
+    labels = optim.param_labels(method, abstract_variables["params"], config)
+    self.optimizer, self.schedules = optim.make_optimizer(config, labels)
+    abstract = jax.eval_shape(init)
+    self.state_sharding = sharding.state_shardings(
+      abstract, mesh, min_size=config.train.mesh.fsdp_min_size
+    )
+    self.abstract_state = jax.tree.map(
+      lambda leaf, shard: jax.ShapeDtypeStruct(
+        leaf.shape, leaf.dtype, sharding=shard
+      ),
+      abstract,
+      self.state_sharding,
+    )
+    self.init_fn = jax.jit(init, out_shardings=self.state_sharding)
+    step = functools.partial(
+      train_step,
+      method=method,
+      config=config,
+      optimizer=self.optimizer,
+      schedules=self.schedules,
+    )
+    self.step_fn = jax.jit(
+      step,
+      in_shardings=(self.state_sharding, sharding.batch_sharding(mesh)),
+      out_shardings=(self.state_sharding, sharding.replicated(mesh)),
+      donate_argnums=0,
+    )
+
+
+def create_state(setup: TrainSetup) -> State:
+  """A freshly initialised state, born sharded."""
+  return setup.init_fn()
+
+
+def train_step(
+  state: State,
+  batch: dict,
+  *,
+  method: Any,
+  config: ml_collections.ConfigDict,
+  optimizer: optax.GradientTransformation,
+  schedules: dict[str, Callable],
+) -> tuple[State, dict[str, jax.Array]]:
+  """One optimisation step on a global batch.
+
+  Args:
+    state: the train state.
+    batch: the global batch (sharded along its leading axis).
+    method: the method module (``loss_fn``, optional ``post_update``).
+    config: the experiment config.
+    optimizer: the optax transformation.
+    schedules: learning-rate schedules by group, reported as ``lr/<group>``.
+
+  Returns:
+    ``(new_state, metrics)``: metrics is a flat dict of scalar global means
+    plus ``grad_norm``, ``param_norm`` and ``update_norm``.
+  """
+  step = state["step"]
+  key = step_key(config.seed, step)
+
+  def objective(params: Any) -> tuple[jax.Array, tuple[dict, dict]]:
+    variables = {"params": params, **state["model_state"]}
+    return method.loss_fn(variables, batch, key, config, step)
+
+  (loss, (model_state, metrics)), grads = jax.value_and_grad(
+    objective, has_aux=True
+  )(state["params"])
+  updates, opt_state = optimizer.update(
+    grads, state["opt_state"], state["params"]
+  )
+  params = optax.apply_updates(state["params"], updates)
+  if hasattr(method, "post_update"):
+    params = method.post_update(params, config, step)
+  merged_state = {**state["model_state"], **model_state}
+  out = {
+    "loss": loss,
+    **metrics,
+    "grad_norm": optax.tree.norm(grads),
+    "param_norm": optax.tree.norm(params),
+    "update_norm": optax.tree.norm(updates),
+  }
+  for label, schedule in schedules.items():
+    out[f"lr/{label}"] = schedule(step)
+  out = {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+  new_state = {
+    "step": step + 1,
+    "params": params,
+    "model_state": merged_state,
+    "opt_state": opt_state,
+  }
+  return new_state, out
+
+
+def make_train_step(
+  method: Any,
+  config: ml_collections.ConfigDict,
+  mesh: Mesh,
+  example_batch: dict,
+) -> TrainSetup:
+  """Shorthand for :class:`TrainSetup` without parameter loading."""
+  return TrainSetup(method, config, mesh, example_batch)

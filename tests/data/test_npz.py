@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from msjax.data import make_source, npz
+
+
+def _write(path, n=24):
+  rng = np.random.default_rng(0)
+  subject = np.repeat([7, 8, 9, 10], n // 4)
+  stamp = np.tile(np.arange(n // 4)[::-1] * 2.5, 4)  # out of order on disk
+  npz.save_npz(
+    path,
+    {"ppg": rng.normal(size=(n, 1, 32)), "acc": rng.normal(size=(n, 3, 16))},
+    label=np.arange(n) % 3,
+    subject=subject,
+    timestamp=stamp,
+  )
+  return subject, stamp
+
+
+def test_subject_split_and_time_rank(tmp_path):
+  path = str(tmp_path / "d.npz")
+  subject, stamp = _write(path)
+  c = npz.default_config(path, ("ppg", "acc"))
+  train, test = make_source(c, "train"), make_source(c, "test")
+  assert train.element_shapes() == {"ppg": (1, 32), "acc": (3, 16)}
+  assert train.num_classes == test.num_classes == 3
+  assert train.num_examples + test.num_examples == 24
+  assert test.num_examples == 6  # one of four subjects held out
+  tr, te = train.metadata(), test.metadata()
+  assert not set(tr["session"].tolist()) & set(te["session"].tolist())
+  # time_index ranks windows by timestamp within each subject.
+  full = npz.default_config(path, ("ppg",))
+  full.split_by, full.test_fraction = "example", 0.5
+  for split in ("train", "test"):
+    meta = make_source(full, split).metadata()
+    got = meta["time_index"]
+    assert got.min() >= 0 and got.max() <= 5
+  rank = 5 - np.tile(np.arange(6), 4)  # timestamps were descending
+  both = [make_source(full, s) for s in ("train", "test")]
+  values = np.concatenate(
+    [s.get(np.arange(s.num_examples))["signals"]["ppg"] for s in both]
+  )
+  times = np.concatenate([s.metadata()["time_index"] for s in both])
+  with np.load(path) as data:
+    for v, t in zip(values, times, strict=True):
+      row = int(np.flatnonzero(np.all(np.isclose(data["ppg"], v), (1, 2)))[0])
+      assert rank[row] == t
+
+
+def test_file_split_and_errors(tmp_path):
+  _write(str(tmp_path / "x_train.npz"))
+  c = npz.default_config(str(tmp_path / "x_{split}.npz"), ("acc",))
+  c.split_by = "file"
+  assert make_source(c, "train").num_examples == 24
+  with pytest.raises(FileNotFoundError, match="x_test.npz"):
+    make_source(c, "test")
+  c.split_by, c.path = "subject", str(tmp_path / "x_train.npz")
+  c.modalities = ("eeg",)
+  with pytest.raises(ValueError, match="eeg"):
+    make_source(c, "train")
+
+
+def test_nan_rejected(tmp_path):
+  path = str(tmp_path / "bad.npz")
+  x = np.zeros((4, 1, 8))
+  x[2, 0, 3] = np.nan
+  npz.save_npz(path, {"ppg": x}, subject=np.array([0, 0, 1, 1]))
+  with pytest.raises(ValueError, match="NaN"):
+    make_source(npz.default_config(path, ("ppg",)), "train")

@@ -1,0 +1,148 @@
+"""Window helpers and (shifted-)window attention against brute force."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from msjax.nn import ShiftedWindowAttention, SwinBlock, windows
+from tests.nn import _util
+
+
+def test_partition_reverse_roundtrip_and_layout():
+  x = jnp.arange(2 * 4 * 6 * 3).reshape(2, 4, 6, 3)
+  parts = windows.window_partition(x, (2, 3))
+  assert parts.shape == (2, 4, 6, 3)
+  # Window 1 (row block 0, column block 1), token 4 = (r=1, c=1) inside it.
+  np.testing.assert_array_equal(parts[1, 1, 4], x[1, 1, 4])
+  back = windows.window_reverse(parts, (2, 3), 4, 6)
+  np.testing.assert_array_equal(back, x)
+  with pytest.raises(ValueError, match="divisible"):
+    windows.window_partition(x, (3, 3))
+
+
+def test_relative_position_index_matches_offsets():
+  wh, ww = 2, 3
+  idx = windows.relative_position_index((wh, ww))
+  coords = list(itertools.product(range(wh), range(ww)))
+  seen = {}
+  for i, (ri, ci) in enumerate(coords):
+    for j, (rj, cj) in enumerate(coords):
+      offset = (ri - rj, ci - cj)
+      assert seen.setdefault(offset, idx[i, j]) == idx[i, j]
+  assert len(set(seen.values())) == len(seen) == (2 * wh - 1) * (2 * ww - 1)
+  assert idx.min() == 0 and idx.max() == (2 * wh - 1) * (2 * ww - 1) - 1
+
+
+def test_masked_softmax_excludes_and_handles_empty_rows():
+  logits = jnp.array([[1.0, 2.0, 3.0], [0.5, 0.1, 0.2]])
+  allowed = jnp.array([[True, False, True], [False, False, False]])
+  w = windows.masked_softmax(logits, allowed)
+  np.testing.assert_allclose(
+    w[0], jax.nn.softmax(jnp.array([1.0, -jnp.inf, 3.0])), rtol=1e-6
+  )
+  np.testing.assert_array_equal(w[1], 0.0)
+  g = jax.grad(lambda x: windows.masked_softmax(x, allowed)[:, 0].sum())(logits)
+  assert np.all(np.isfinite(g))
+
+
+def _dense_reference(params, x, window, shift, visible, num_heads):
+  """Brute force in the original frame, float64 numpy.
+
+  Token (r, c) may attend (r', c') iff they fall in the same window of the
+  cyclically shifted map and are true neighbours (|dr| < wh, |dc| < ww, no
+  wrap-around), and (r', c') is visible.
+  """
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  x = np.asarray(x, np.float64)
+  b, h, w, d = x.shape
+  wh, ww = window
+  sh, sw = shift
+  hd = d // num_heads
+  coords = [(r, c) for r in range(h) for c in range(w)]
+  tok = x.reshape(b, h * w, d)
+  qkv = tok @ p["qkv"]["kernel"] + p["qkv"]["bias"]
+  q, k, v = np.split(qkv, 3, axis=-1)
+  table = p["relative_position_bias"]
+  out = np.zeros_like(tok)
+  for bi in range(b):
+    for i, (r, c) in enumerate(coords):
+      wid = (((r - sh) % h) // wh, ((c - sw) % w) // ww)
+      keys, bias = [], []
+      for j, (r2, c2) in enumerate(coords):
+        same = (((r2 - sh) % h) // wh, ((c2 - sw) % w) // ww) == wid
+        near = abs(r - r2) < wh and abs(c - c2) < ww
+        if same and near and visible[bi, r2, c2]:
+          keys.append(j)
+          bias.append(table[(r - r2 + wh - 1) * (2 * ww - 1) + c - c2 + ww - 1])
+      if not keys:  # an invisible query with no visible window-mate
+        continue
+      bias = np.array(bias)  # [K, heads]
+      for hh in range(num_heads):
+        sl = slice(hh * hd, (hh + 1) * hd)
+        logit = q[bi, i, sl] @ k[bi, keys, sl].T * hd**-0.5 + bias[:, hh]
+        a = np.exp(logit - logit.max())
+        out[bi, i, sl] = (a / a.sum()) @ v[bi, keys, sl]
+  out = out @ p["proj"]["kernel"] + p["proj"]["bias"]
+  return out.reshape(b, h, w, d)
+
+
+@pytest.mark.parametrize(
+  "shift, masked",
+  [((0, 0), False), ((1, 1), False), ((1, 2), True), ((0, 1), True)],
+  ids=["plain", "shift11", "shift12-mae", "shift01-mae"],
+)
+def test_shifted_window_attention_equals_brute_force(key, shift, masked):
+  window = (2, 3)
+  h, w, d, heads = 4, 6, 8, 2
+  x = jax.random.normal(key, (2, h, w, d))
+  visible = np.ones((2, h, w), bool)
+  if masked:
+    visible = np.asarray(
+      jax.random.bernoulli(jax.random.key(7), 0.5, (2, h, w))
+    )
+  module = ShiftedWindowAttention(d, heads, window, shift)
+  variables = _util.init(module, key, x, jnp.asarray(visible), train=False)
+  got = module.apply(
+    variables, x, jnp.asarray(visible) if masked else None, train=False
+  )
+  # A query whose window-mates are all invisible gets zeros (before proj).
+  want = _dense_reference(
+    variables["params"]["window"],
+    x,
+    window,
+    shift,
+    np.ones_like(visible) if not masked else visible,
+    heads,
+  )
+  np.testing.assert_allclose(np.asarray(got), want, rtol=2e-5, atol=2e-5)
+
+
+def test_shift_mask_blocks_wrapped_neighbours(key):
+  """Perturbing a token changes only outputs in its own shifted region."""
+  window, shift = (2, 2), (1, 1)
+  x = jax.random.normal(key, (1, 4, 4, 4))
+  module = ShiftedWindowAttention(4, 1, window, shift)
+  variables = _util.init(module, key, x, train=False)
+  base = _util.apply(module, variables, x, train=False)
+  moved = _util.apply(module, variables, x.at[0, 0, 0].add(10.0), train=False)
+  changed = np.any(np.abs(np.asarray(moved - base)) > 1e-6, axis=-1)[0]
+  # (0, 0) shares a shifted window with (3, 3), (0, 3) and (3, 0) (cyclic
+  # wrap), but none of them is a true neighbour: only (0, 0) itself changes.
+  expected = np.zeros((4, 4), bool)
+  expected[0, 0] = True
+  np.testing.assert_array_equal(changed, expected)
+
+
+def test_block_window_clamps_to_small_maps(key):
+  x = jax.random.normal(key, (1, 2, 6, 8))
+  block = SwinBlock(8, 2, (3, 3), (1, 1))
+  variables = jax.eval_shape(lambda: block.init(key, x, train=False))
+  assert variables["params"]["attn"]["window"][
+    "relative_position_bias"
+  ].shape == (3 * 5, 2)  # window (2, 3)
+  assert windows.window_geometry(2, 6, (3, 3), (1, 1)) == ((2, 3), (0, 1))
+  with pytest.raises(ValueError, match="D=8"):
+    jax.eval_shape(lambda: block.init(key, x[..., :4], train=False))
