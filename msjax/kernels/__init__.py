@@ -15,6 +15,7 @@ from msjax.kernels.density_ratio import (
   product_of_marginals,
 )
 from msjax.kernels.distillation import ProFDAux, batched_entropic_ot, pro_fd
+from msjax.kernels.geometry import ca_loss, fc_rs
 from msjax.kernels.masking import (
   PatchMask,
   masked_mse,
@@ -44,8 +45,10 @@ __all__ = [
   "ProFDAux",
   "SelectOut",
   "batched_entropic_ot",
+  "ca_loss",
   "discriminator_bce",
   "entropic_ot",
+  "fc_rs",
   "gumbel_noise",
   "info_nce",
   "infomae_private_loss",

@@ -33,10 +33,64 @@ import jax.numpy as jnp
 
 from msjax.kernels._util import lse
 
-__all__ = ["equipartition", "equipartition_log", "equipartition_scaling"]
+__all__ = [
+  "contraction_sharding",
+  "equipartition",
+  "equipartition_log",
+  "equipartition_scaling",
+]
 
 # Column sums below tiny * _MARGIN send the problem to the log domain.
 _MARGIN = 1e18
+# Up to this many rounds the loop is unrolled (fusion across rounds);
+# beyond it a `fori_loop` keeps the graph small.
+_MAX_UNROLL = 8
+
+
+def _repeat(body, init, num_iters: int):
+  """Applies ``body`` ``num_iters`` times, unrolled when the count is small."""
+  if num_iters <= _MAX_UNROLL:
+    for _ in range(num_iters):
+      init = body(init)
+    return init
+  return jax.lax.fori_loop(0, num_iters, lambda _, x: body(x), init)
+
+
+def contraction_sharding(x: jax.Array, keep: tuple[int | None, ...]) -> dict:
+  """``out_sharding`` for a contraction of ``x`` under Explicit sharding.
+
+  With an Explicit mesh axis on a contracted dimension, JAX asks for the
+  output sharding of ``einsum``/``dot_general``; the result of a
+  batch contraction is the partial sums reduced over devices, so it keeps
+  only the kept dimensions' specs. Returns ``{}`` outside Explicit meshes.
+
+  Args:
+    x: the operand whose dimensions are contracted or kept.
+    keep: for every output dimension, the ``x`` dimension whose sharding
+      it keeps, or ``None`` for an unsharded output dimension.
+
+  Returns:
+    ``{"out_sharding": PartitionSpec}`` or ``{}``.
+  """
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or not getattr(mesh, "axis_names", ()):
+    return {}
+  explicit = {
+    name for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
+    if kind == jax.sharding.AxisType.Explicit}
+  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
+
+  def names(entry):
+    if entry is None:
+      return set()
+    return set(entry) if isinstance(entry, tuple) else {entry}
+
+  contracted = set(range(x.ndim)) - set(keep)
+  if not any(names(spec[axis]) & explicit for axis in contracted):
+    return {}
+  return {"out_sharding": jax.sharding.PartitionSpec(
+    *(None if axis is None else spec[axis] for axis in keep))}
 
 
 def _global_batch(local_batch: int, axis_name: str | None) -> int:
@@ -67,10 +121,12 @@ def equipartition_log(scores: jax.Array, *, epsilon: float, num_iters: int,
   log_k = math.log(scores.shape[-1])
   logits = scores / jnp.asarray(epsilon, scores.dtype)
   logits = logits - lse(logits, axis=(-2, -1), axis_name=axis_name)
-  for _ in range(num_iters):
+
+  def round_(logits):
     logits = logits - lse(logits, axis=-2, axis_name=axis_name) - log_k
-    logits = logits - lse(logits, axis=-1) - log_b
-  return jnp.exp(logits + log_b)
+    return logits - lse(logits, axis=-1) - log_b
+
+  return jnp.exp(_repeat(round_, logits, num_iters) + log_b)
 
 
 def equipartition_scaling(
@@ -100,17 +156,21 @@ def equipartition_scaling(
     top = jax.lax.pmax(top, axis_name)
   kernel = jnp.exp(scores * inv_eps - row_max[..., None])       # [..., B, K]
   row_weight = jnp.exp(row_max - top)                           # [..., B]
-  smallest = jnp.asarray(jnp.inf, dtype)
-  inv_row = None
-  col_scale = None
-  for _ in range(num_iters):
-    col_sum = _psum(jnp.einsum("...b,...bk->...k", row_weight, kernel),
-                    axis_name)
+  col_out = contraction_sharding(
+    kernel, tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,))
+
+  def round_(carry):
+    row_weight, _, _, smallest = carry
+    col_sum = _psum(jnp.einsum("...b,...bk->...k", row_weight, kernel,
+                               **col_out), axis_name)
     smallest = jnp.minimum(smallest, jnp.min(col_sum))
     col_scale = 1.0 / (num_cols * col_sum)
-    row_sum = jnp.einsum("...bk,...k->...b", kernel, col_scale)
-    inv_row = 1.0 / row_sum
-    row_weight = inv_row / num_rows
+    inv_row = 1.0 / jnp.einsum("...bk,...k->...b", kernel, col_scale)
+    return inv_row / num_rows, col_scale, inv_row, smallest
+
+  init = (row_weight, jnp.zeros(scores.shape[:-2] + (num_cols,), dtype),
+          row_weight, jnp.asarray(jnp.inf, dtype))
+  _, col_scale, inv_row, smallest = _repeat(round_, init, num_iters)
   finite = jnp.all(jnp.isfinite(inv_row)) & jnp.all(jnp.isfinite(col_scale))
   ok = finite & (smallest >= jnp.finfo(dtype).tiny * _MARGIN)
   if axis_name is not None:

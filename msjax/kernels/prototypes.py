@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from msjax.kernels._sinkhorn_impl import contraction_sharding
 from msjax.kernels._util import as_float, check_rank
 from msjax.kernels.sinkhorn import sinkhorn_knopp
 
@@ -134,7 +135,8 @@ def mpp_loss(
   batch = scores.shape[2]
   q_flat = q.reshape(num_pairs, batch, -1)
   logp_flat = logp.reshape(num_pairs, batch, -1)
-  pair_sum = -jnp.einsum("abk,cbk->ac", q_flat, logp_flat)
+  pair_sum = -jnp.einsum("abk,cbk->ac", q_flat, logp_flat,
+                         **contraction_sharding(logp_flat, (None, None)))
   if axis_name is not None:
     pair_sum = jax.lax.psum(pair_sum, axis_name)
     batch = batch * jax.lax.axis_size(axis_name)

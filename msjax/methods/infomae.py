@@ -47,17 +47,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.data import augment as augment_lib
-from msjax.kernels._util import l2_normalize
-from msjax.kernels.contrastive import nt_xent
-from msjax.kernels.density_ratio import (
-  discriminator_bce,
-  infomae_private_loss,
-  infomae_shared_loss,
-  product_of_marginals,
-)
-from msjax.kernels.masking import masked_mse, random_patch_mask
-from msjax.kernels.temporal import temporal_locality
+from msjax.methods import _infomae_losses as losses
 from msjax.methods import _infomae_parts as parts
 
 __all__ = [
@@ -70,7 +60,7 @@ __all__ = [
   "param_labels",
 ]
 
-DISC_GROUP = "discriminators"
+DISC_GROUP = losses.DISC_GROUP
 
 
 def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
@@ -90,7 +80,7 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     encoder=dict(
       window=(2, 2) if tiny else (3, 3),
       embed_dim=8 if tiny else 64,
-      depths=(2, 2) if tiny else (2, 2, 4),
+      depths=(2,) if tiny else (2, 2, 4),
       num_heads=2 if tiny else 4,
       mlp_ratio=2.0 if tiny else 4.0,
       drop_rate=0.0 if tiny else 0.2,
@@ -151,11 +141,6 @@ def _inputs(batch: dict, config: ml_collections.ConfigDict) -> dict:
   }
 
 
-def _num_patches(x: jax.Array, config: ml_collections.ConfigDict) -> int:
-  ph, pw = config.model.patch_size
-  return (x.shape[2] // ph) * (x.shape[3] // pw)
-
-
 def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict:
@@ -180,8 +165,11 @@ def init(
     params[name] = enc.init(parts.module_key(rng, name), x, train=False)[
       "params"
     ]
-    feats[m], aux = enc.apply({"params": params[name]}, x, train=False)
-    latent = aux["patch_latent"]
+    feat_shape, aux_shape = jax.eval_shape(
+      lambda p, x=x: enc.apply({"params": p}, x, train=False), params[name]
+    )
+    feats[m] = jnp.zeros(feat_shape.shape, feat_shape.dtype)
+    latent = jnp.zeros(aux_shape["patch_latent"].shape, jnp.float32)
     ids_keep = jnp.zeros((x.shape[0], 1), jnp.int32)
     if stage == 2:
       for kind in ("shared", "private"):
@@ -214,207 +202,6 @@ def init(
   return {"params": params}
 
 
-def _encode(
-  params: dict,
-  m: str,
-  x: jax.Array,
-  ids_keep: jax.Array | None,
-  config: ml_collections.ConfigDict,
-  rng: jax.Array | None,
-) -> tuple[jax.Array, dict]:
-  train = rng is not None
-  rngs = {"dropout": rng} if train else {}
-  return parts.encoder(config).apply(
-    {"params": params[f"encoder_{m}"]}, x, ids_keep, train=train, rngs=rngs
-  )
-
-
-def _stage1(
-  params: dict, xs: dict, rng: jax.Array, config: ml_collections.ConfigDict
-) -> tuple[jax.Array, dict]:
-  metrics, total = {}, 0.0
-  for k, (m, x) in enumerate(xs.items()):
-    k_mask, k_drop = jax.random.split(jax.random.fold_in(rng, k))
-    target = parts.patch_targets(x, config)
-    mask = random_patch_mask(
-      k_mask, x.shape[0], target.shape[1], mask_ratio=config.loss.mask_ratio
-    )
-    _, aux = _encode(params, m, x, mask.ids_keep, config, k_drop)
-    pred = parts.decoder(config, target.shape[-1]).apply(
-      {"params": params[f"decoder_{m}"]},
-      aux["patch_latent"],
-      mask.ids_keep,
-      train=True,
-    )
-    rec = masked_mse(
-      target, pred, mask.mask, norm_pix_loss=config.loss.norm_pix_loss
-    )
-    metrics[f"loss/rec/{m}"] = rec
-    total = total + rec
-  metrics["loss/rec"] = total
-  metrics["loss/total"] = total
-  return total, metrics
-
-
-def _view(
-  params: dict,
-  m: str,
-  x: jax.Array,
-  rng: jax.Array,
-  config: ml_collections.ConfigDict,
-) -> dict:
-  """One masked pass: representations and the reconstruction loss."""
-  k_mask, k_drop = jax.random.split(rng)
-  target = parts.patch_targets(x, config)
-  mask = random_patch_mask(
-    k_mask, x.shape[0], target.shape[1], mask_ratio=config.loss.mask_ratio
-  )
-  feat, aux = _encode(params, m, x, mask.ids_keep, config, k_drop)
-  if config.model.freeze_encoders:
-    feat, aux = jax.lax.stop_gradient((feat, aux))
-  u = parts.projector(config, "shared").apply(
-    {"params": params[f"shared_{m}"]}, feat, train=True
-  )
-  v = parts.projector(config, "private").apply(
-    {"params": params[f"private_{m}"]}, feat, train=True
-  )
-  h = jnp.concatenate([u, v], axis=-1)
-  grid = aux["patch_latent"].shape[:3]
-  latent = jnp.broadcast_to(h[:, None, None, :], grid + h.shape[-1:])
-  pred = parts.decoder(config, target.shape[-1]).apply(
-    {"params": params[f"decoder_{m}"]}, latent, mask.ids_keep, train=True
-  )
-  rec = masked_mse(
-    target, pred, mask.mask, norm_pix_loss=config.loss.norm_pix_loss
-  )
-  return {"u": u, "v": v, "h": h, "rec": rec}
-
-
-def _augment(
-  key: jax.Array, x: jax.Array, config: ml_collections.ConfigDict
-) -> jax.Array:
-  frac = config.loss.aug_mask_fraction
-  params = {
-    op: {"max_fraction": frac}
-    for op in ("time_mask", "frequency_mask")
-    if op in config.loss.aug_ops
-  }
-  return augment_lib.augment(
-    key, x, ops=tuple(config.loss.aug_ops), params=params
-  )
-
-
-def _temporal(h: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
-  seq_len = config.loss.seq_len
-  b = h.shape[0]
-  if b % seq_len or b // seq_len < 2:
-    raise ValueError(
-      f"batch size {b} must be a multiple of loss.seq_len={seq_len} with at"
-      " least 2 sequences (a sequence-major batch of S sequences of L"
-      " consecutive windows)."
-    )
-  if config.loss.temporal_normalize:
-    h = l2_normalize(h)
-  loss, _ = temporal_locality(
-    h.reshape(b // seq_len, seq_len, h.shape[-1]),
-    margin=config.loss.margin,
-    eta=config.loss.temp_weight,
-    exclude_self_pairs=config.loss.exclude_self_pairs,
-  )
-  return loss
-
-
-def _disc_loss(
-  disc_params: dict,
-  raw: tuple,
-  vectors: dict,
-  rng: jax.Array,
-  config: ml_collections.ConfigDict,
-) -> tuple[jax.Array, dict]:
-  """``L_D``: every discriminator on ``sg`` representations (SPEC §4.1)."""
-  vectors = jax.lax.stop_gradient(vectors)
-  metrics, total, correct = {}, 0.0, 0.0
-  for k, spec in enumerate(parts.DISCRIMINATORS):
-    args = [raw[i] for i in spec.raw]
-    args += [vectors[kind][i] for kind, i in spec.vectors]
-    shuffled = product_of_marginals(jax.random.fold_in(rng, k), *args)
-    n_raw = len(spec.raw)
-    disc = parts.discriminator(config, spec)
-    variables = {"params": disc_params[spec.name]}
-    t_joint = disc.apply(variables, args[:n_raw], args[n_raw:])
-    t_product = disc.apply(variables, shuffled[:n_raw], shuffled[n_raw:])
-    bce = discriminator_bce(t_joint, t_product)
-    metrics[f"disc/{spec.name}"] = bce
-    total = total + bce
-    correct = correct + 0.5 * (jnp.mean(t_joint > 0) + jnp.mean(t_product < 0))
-  metrics["disc/accuracy"] = correct / len(parts.DISCRIMINATORS)
-  return total, metrics
-
-
-def _stage2(
-  params: dict, xs: dict, rng: jax.Array, config: ml_collections.ConfigDict
-) -> tuple[jax.Array, dict]:
-  cfg = config.loss
-  mods = tuple(xs)
-  views, aug, temp, rec = [], 0.0, 0.0, 0.0
-  metrics = {}
-  for k, m in enumerate(mods):
-    k_view, k_aug, k_view2 = jax.random.split(jax.random.fold_in(rng, k), 3)
-    view = _view(params, m, xs[m], k_view, config)
-    other = _view(params, m, _augment(k_aug, xs[m], config), k_view2, config)
-    views.append(view)
-    rec = rec + view["rec"]
-    metrics[f"loss/rec/{m}"] = view["rec"]
-    aug = aug + nt_xent(view["h"], other["h"], tau=cfg.tau)
-    if cfg.seq_len > 1:
-      temp = temp + _temporal(view["h"], config)
-  raw = tuple(xs[m] for m in mods)
-  vectors = {
-    "u": tuple(v["u"] for v in views),
-    "v": tuple(v["v"] for v in views),
-  }
-  frozen_discs = jax.lax.stop_gradient(params[DISC_GROUP])
-  t = {
-    spec.name: parts.disc_logits(
-      config, spec, frozen_discs[spec.name], raw, vectors
-    )
-    for spec in parts.DISCRIMINATORS
-  }
-  shared = infomae_shared_loss(
-    vectors["u"][0],
-    vectors["u"][1],
-    jnp.stack([t["x1x2u1"], t["x1x2u2"]]),
-    jnp.stack([t["x1u1"], t["x2u2"]]),
-    jnp.stack([t["x2u1"], t["x1u2"]]),
-    alpha=cfg.alpha,
-    beta=cfg.beta,
-  )
-  private = infomae_private_loss(
-    jnp.stack([t["x1v1"], t["x2v2"]]),
-    jnp.stack([t["v1u1"], t["v2u2"]]),
-    gamma=cfg.gamma,
-    eps=cfg.eps,
-  )
-  main = shared + private + cfg.delta * rec + cfg.aug_weight * aug + temp
-  disc, disc_metrics = _disc_loss(
-    params[DISC_GROUP], raw, vectors, jax.random.fold_in(rng, len(mods)), config
-  )
-  metrics.update(disc_metrics)
-  metrics.update(
-    {
-      "loss/shared": shared,
-      "loss/private": private,
-      "loss/rec": cfg.delta * rec,
-      "loss/aug": cfg.aug_weight * aug,
-      "loss/temp": jnp.asarray(temp, jnp.float32),
-      "loss/main": main,
-      "loss/disc": disc,
-      "loss/total": main + disc,
-    }
-  )
-  return main + disc, metrics
-
-
 def loss_fn(
   variables: dict,
   batch: dict,
@@ -445,9 +232,9 @@ def loss_fn(
   xs = _inputs(batch, config)
   params = variables["params"]
   if stage == 1:
-    loss, metrics = _stage1(params, xs, rng, config)
+    loss, metrics = losses.stage1_loss(params, xs, rng, config)
   else:
-    loss, metrics = _stage2(params, xs, rng, config)
+    loss, metrics = losses.stage2_loss(params, xs, rng, config)
   return loss, ({}, metrics)
 
 
@@ -463,7 +250,7 @@ def embed(
   params = variables["params"]
   out = {}
   for m, x in _inputs(batch, config).items():
-    feat, _ = _encode(params, m, x, None, config, None)
+    feat, _ = losses.encode(params, m, x, None, config, None)
     if stage == 2:
       u = parts.projector(config, "shared").apply(
         {"params": params[f"shared_{m}"]}, feat, train=False

@@ -9,10 +9,7 @@
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
-
-from msjax.train.embedding import embed_source
 
 __all__ = ["compute", "fc_rs_numpy", "prototype_usage"]
 
@@ -70,15 +67,11 @@ def fc_rs_numpy(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def compute(
-  method: Any,
-  variables: dict,
-  config: ml_collections.ConfigDict,
-  test_source: Any,
+  params: Any, embeddings: dict[str, np.ndarray], labels: np.ndarray
 ) -> dict[str, Any]:
-  """Prototype usage and FC/RS per embedding key on the test split."""
-  embeddings, labels = embed_source(method, variables, test_source, config)
+  """Prototype usage and FC/RS per embedding key (test-split embeddings)."""
   return {
-    "prototype_usage": prototype_usage(variables["params"], embeddings),
+    "prototype_usage": prototype_usage(params, embeddings),
     "geometry": {
       name: fc_rs_numpy(features, labels)
       for name, features in embeddings.items()

@@ -10,6 +10,7 @@ and (``eval.random_baseline``) for a randomly initialised one. Results go to
 
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,7 +19,7 @@ import numpy as np
 
 from msjax.train import config_lib, diagnostics, fine_tune, probes, runtime
 from msjax.train.checkpoint import Checkpointer
-from msjax.train.embedding import embed_source
+from msjax.train.embedding import embed_source, make_embed_fn
 from msjax.train.errors import ConfigError, DataError
 
 __all__ = [
@@ -65,7 +66,8 @@ def evaluate_variables(
   config: ml_collections.ConfigDict,
   sources: tuple[Any, Any],
   key: jax.Array,
-) -> dict[str, dict[str, float]]:
+  embed_fn: Callable[[dict, dict], dict],
+) -> tuple[dict[str, dict[str, float]], tuple[dict, np.ndarray] | None]:
   """Scores one model on every selected embedding.
 
   Args:
@@ -73,16 +75,19 @@ def evaluate_variables(
     variables: the model variables.
     config: the experiment config.
     sources: ``(train_source, test_source)``.
-    key: PRNG key of the probe initialisation.
+    key: PRNG key (fine-tune head initialisation).
+    embed_fn: from :func:`msjax.train.embedding.make_embed_fn`.
 
   Returns:
-    ``{embedding key: {"accuracy", "macro_f1", "map"}}``.
+    ``({embedding key: {"accuracy", "macro_f1", "map"}}, (test embeddings,
+    test labels))``; the second item is None for the fine-tune protocol.
   """
   protocol = config.eval.protocol
   if protocol == "fine_tune":
-    return fine_tune.fine_tune_all(method, variables, config, sources, key)
-  train_x, train_y = embed_source(method, variables, sources[0], config)
-  test_x, test_y = embed_source(method, variables, sources[1], config)
+    scores = fine_tune.fine_tune_all(method, variables, config, sources, key)
+    return scores, None
+  train_x, train_y = embed_source(embed_fn, variables, sources[0], config)
+  test_x, test_y = embed_source(embed_fn, variables, sources[1], config)
   keys = tuple(config.eval.embeddings) or tuple(train_x)
   unknown = [k for k in keys if k not in train_x]
   if unknown:
@@ -93,7 +98,7 @@ def evaluate_variables(
   labelled_train = train_y >= 0
   labelled_test = test_y >= 0
   num_classes = sources[0].num_classes
-  return {
+  scores = {
     name: _score(
       protocol,
       (train_x[name][labelled_train], train_y[labelled_train]),
@@ -103,6 +108,7 @@ def evaluate_variables(
     )
     for name in keys
   }
+  return scores, (test_x, test_y)
 
 
 def _restore_variables(
@@ -150,12 +156,18 @@ def evaluate(
   )
   step, variables = _restore_variables(workdir, config)
   key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 2)
+  embed_fn = make_embed_fn(method, config)
+  scores, test_embeddings = evaluate_variables(
+    method, variables, config, sources, key, embed_fn
+  )
+  if test_embeddings is None:
+    test_embeddings = embed_source(embed_fn, variables, sources[1], config)
   results: dict[str, Any] = {
     "protocol": config.eval.protocol,
     "step": step,
-    "trained": evaluate_variables(method, variables, config, sources, key),
+    "trained": scores,
     "random": None,
-    "diagnostics": diagnostics.compute(method, variables, config, sources[1]),
+    "diagnostics": diagnostics.compute(variables["params"], *test_embeddings),
   }
   if config.eval.random_baseline:
     example = sources[0].get(np.arange(min(2, sources[0].num_examples)))
@@ -163,8 +175,8 @@ def evaluate(
     random_variables = jax.jit(lambda k: method.init(k, config, example))(
       random_key
     )
-    results["random"] = evaluate_variables(
-      method, random_variables, config, sources, key
+    results["random"], _ = evaluate_variables(
+      method, random_variables, config, sources, key, embed_fn
     )
   if jax.process_index() == 0:
     path = pathlib.Path(workdir) / EVAL_FILE

@@ -42,30 +42,65 @@ def _apply(name: str, key: jax.Array, x: jax.Array, **params) -> jax.Array:
   return _compiled(name, tuple(sorted(params.items())))(key, x)
 
 
-def _jitted(name: str):
-  return lambda k, v: _apply(name, k, v, **_STRONG.get(name, {}))
+@jax.jit
+def _every_op(key: jax.Array, series: jax.Array, spectro: jax.Array) -> dict:
+  """All ops in one compilation (series input, or spectrogram input)."""
+  return {
+    name: op(
+      key, spectro if name in _SPECTRO_ONLY else series, **_STRONG.get(name, {})
+    )
+    for name, op in augment.OPS.items()
+  }
+
+
+@functools.cache
+def _outputs(seed: int, identical: bool) -> dict:
+  """numpy outputs of every op for key(seed); identical: all samples equal."""
+  series, spectro = _series(), _series(shape=(B, C, 8, 10))
+  if identical:
+    series = jnp.broadcast_to(series[:1], series.shape)
+    spectro = jnp.broadcast_to(spectro[:1], spectro.shape)
+  out = _every_op(jax.random.key(seed), series, spectro)
+  return {"series": series, "spectro": spectro} | out
 
 
 @pytest.mark.parametrize("name", sorted(augment.OPS))
-def test_shape_dtype_and_determinism(name, key):
-  fn = _jitted(name)
+def test_shape_dtype_and_determinism(name):
   x = _input_for(name)
-  out = fn(key, x)
+  out = _outputs(0, False)[name]
   assert out.shape == x.shape and out.dtype == x.dtype
-  np.testing.assert_array_equal(out, fn(key, x))
-  assert not np.array_equal(out, fn(jax.random.key(1), x))
-  half = fn(key, x.astype(jnp.bfloat16))
-  assert half.dtype == jnp.bfloat16 and half.shape == x.shape
-  assert np.all(np.isfinite(np.asarray(half, np.float32)))
+  again = _every_op(jax.random.key(0), _series(), _series(shape=(B, C, 8, 10)))
+  np.testing.assert_array_equal(out, again[name])
+  assert not np.array_equal(out, _outputs(1, False)[name])
 
 
 @pytest.mark.parametrize("name", sorted(augment.OPS))
-def test_independent_randomness_per_sample(name, key):
+def test_independent_randomness_per_sample(name):
   # Identical samples must be transformed differently.
-  x = jnp.broadcast_to(_input_for(name)[:1], _input_for(name).shape)
-  delta = np.asarray(_jitted(name)(key, x) - x)
+  outputs = _outputs(0, True)
+  x = outputs["spectro" if name in _SPECTRO_ONLY else "series"]
+  delta = np.asarray(outputs[name] - x)
   distinct = {delta[b].tobytes() for b in range(B)}
   assert len(distinct) >= 2
+
+
+def test_half_precision_keeps_dtype(key):
+  x = _series().astype(jnp.bfloat16)
+
+  @jax.jit
+  def some_ops(k, v):
+    return [augment.OPS[n](k, v) for n in ("jitter", "time_warp", "time_mask")]
+
+  for out in some_ops(key, x):
+    assert out.dtype == jnp.bfloat16 and out.shape == x.shape
+    assert np.all(np.isfinite(np.asarray(out, np.float32)))
+
+
+def test_eager_equals_jit(key):
+  x = _series()
+  np.testing.assert_allclose(
+    augment.scaling(key, x), _apply("scaling", key, x), rtol=1e-6
+  )
 
 
 def test_negation_twice_is_identity_and_flips_whole_samples(key):

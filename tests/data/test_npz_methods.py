@@ -41,8 +41,8 @@ def paths(tmp_path_factory):
   return _write(tmp_path_factory.mktemp("npz"))
 
 
-@pytest.mark.parametrize("name", sorted(methods.METHODS))
-def test_npz_source_drives_method(name, paths):
+def _setup(name, paths):
+  """The method, its smoke config on the npz source and a pipeline batch."""
   method = methods.METHODS[name]
   config = method.default_config("tiny")
   config.seed = 0
@@ -52,7 +52,7 @@ def test_npz_source_drives_method(name, paths):
   assert source.num_examples == 36  # 3 of 4 subjects
   if "num_classes" in config.model:
     config.model.num_classes = source.num_classes
-  seq_len = config.loss.get("seq_len", 1) if "loss" in config else 1
+  seq_len = config.loss.get("seq_len", 1)
   sequences = (
     pipeline.sequence_index_for(source, seq_len) if seq_len > 1 else None
   )
@@ -67,12 +67,45 @@ def test_npz_source_drives_method(name, paths):
   )
   if kind == "stft":
     assert batch["signals"]["ppg"].shape == (8, 2, 9, 13)
+  if sequences is not None:  # sequence-major runs of consecutive windows
+    steps = np.diff(batch["time_index"].reshape(-1, seq_len), axis=1)
+    np.testing.assert_array_equal(steps, 1)
+  return method, config, batch
+
+
+@pytest.mark.parametrize("name", sorted(methods.METHODS))
+def test_npz_batches_fit_every_method(name, paths):
+  """init, loss_fn and embed trace on npz batches (abstractly: no compile)."""
+  method, config, batch = _setup(name, paths)
+  key = jax.random.key(0)
+  variables = jax.eval_shape(lambda k, b: method.init(k, config, b), key, batch)
+  loss, (_, metrics) = jax.eval_shape(
+    lambda v, b: method.loss_fn(v, b, key, config, jnp.int32(0)),
+    variables,
+    batch,
+  )
+  assert loss.shape == () and loss.dtype == jnp.float32
+  assert all(m.shape == () for m in metrics.values())
+  out = jax.eval_shape(
+    lambda v, b: method.embed(v, b, config), variables, batch
+  )
+  assert out["fused"].shape[0] == 8
+
+
+def test_npz_source_trains_a_method(paths):
+  """A real (compiled) loss and gradient step on npz batches is finite."""
+  method, config, batch = _setup("supervised_sum", paths)
   key = jax.random.key(0)
   variables = method.init(key, config, batch)
-  loss, (_, metrics) = jax.jit(
-    lambda v, b: method.loss_fn(v, b, key, config, jnp.int32(0))
-  )(variables, batch)
+
+  def objective(params, b):
+    loss, _ = method.loss_fn(
+      {**variables, "params": params}, b, key, config, jnp.int32(0)
+    )
+    return loss
+
+  loss, grads = jax.jit(jax.value_and_grad(objective))(
+    variables["params"], batch
+  )
   assert np.isfinite(float(loss))
-  assert all(np.all(np.isfinite(np.asarray(v))) for v in metrics.values())
-  out = jax.jit(lambda v, b: method.embed(v, b, config))(variables, batch)
-  assert out["fused"].shape[0] == 8
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))

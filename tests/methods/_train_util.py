@@ -46,10 +46,10 @@ class TrainResult(NamedTuple):
 
 
 def data_config(task: str = "shared") -> ml_collections.ConfigDict:
-  """A small synthetic set: 16 sessions x 24 windows of 2 s (288 / 96)."""
+  """A small synthetic set: 32 sessions x 16 windows of 2 s (384 / 128)."""
   c = synthetic.default_config(smoke=True)
-  c.num_sessions = 16
-  c.windows_per_session = 24
+  c.num_sessions = 32
+  c.windows_per_session = 16
   c.persistence = 0.7
   c.task = task
   return c
@@ -169,7 +169,7 @@ def embed_source(
   variables_list: list[dict[str, Any]],
   config: Any,
   source: Any,
-  chunk: int = 96,
+  chunk: int = 128,
 ) -> list[dict[str, np.ndarray]]:
   """``method.embed`` of every row of ``source``, for several variables.
 

@@ -1,18 +1,23 @@
-"""Jitted init/apply helpers for the model tests (one compile per call site
-instead of op-by-op eager dispatch)."""
+"""Jitted init/apply helpers for the model tests.
+
+One compile per (module, static arguments) instead of op-by-op eager
+dispatch; the module is a static (hashable) argument so repeated calls with
+new arrays reuse the compiled function.
+"""
 
 import functools
 
 import jax
 
 
-def init(module, rngs, *args, **kwargs):
-  return jax.jit(functools.partial(module.init, **kwargs))(rngs, *args)
+@functools.partial(jax.jit, static_argnames=("module", "train"))
+def init(module, rngs, *args, train):
+  return module.init(rngs, *args, train=train)
 
 
-def apply(module, variables, *args, rngs=None, mutable=False, **kwargs):
-  fn = functools.partial(module.apply, rngs=rngs, mutable=mutable, **kwargs)
-  return jax.jit(fn)(variables, *args)
+@functools.partial(jax.jit, static_argnames=("module", "train", "mutable"))
+def apply(module, variables, *args, rngs=None, train, mutable=False):
+  return module.apply(variables, *args, rngs=rngs, train=train, mutable=mutable)
 
 
 def num_params(tree) -> int:

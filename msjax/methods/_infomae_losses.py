@@ -1,0 +1,255 @@
+"""InfoMAE stage-1 and stage-2 objectives (private to :mod:`infomae`).
+
+See :mod:`msjax.methods.infomae` for the method-level description. To keep
+the compiled graph small, each modality's encoder runs once on the batch of
+both views ``concat(x, x_aug)`` (``2B`` rows, each row with its own random
+patch mask), and each discriminator scores joint and product tuples in one
+call (``2B`` rows).
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from msjax.data import augment as augment_lib
+from msjax.kernels._util import l2_normalize
+from msjax.kernels.contrastive import nt_xent
+from msjax.kernels.density_ratio import (
+  discriminator_bce,
+  infomae_private_loss,
+  infomae_shared_loss,
+  product_of_marginals,
+)
+from msjax.kernels.masking import masked_mse, random_patch_mask
+from msjax.kernels.temporal import temporal_locality
+from msjax.methods import _infomae_parts as parts
+
+__all__ = ["DISC_GROUP", "encode", "stage1_loss", "stage2_loss"]
+
+DISC_GROUP = "discriminators"
+
+
+def encode(
+  params: dict,
+  m: str,
+  x: jax.Array,
+  ids_keep: jax.Array | None,
+  config: ml_collections.ConfigDict,
+  rng: jax.Array | None,
+) -> tuple[jax.Array, dict]:
+  """Encoder of modality ``m``; training mode iff ``rng`` is given."""
+  train = rng is not None
+  rngs = {"dropout": rng} if train else {}
+  return parts.encoder(config).apply(
+    {"params": params[f"encoder_{m}"]}, x, ids_keep, train=train, rngs=rngs
+  )
+
+
+def _masked_pass(
+  params: dict,
+  m: str,
+  x: jax.Array,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+):
+  """Random mask, encoder on visible patches: ``(mask, target, feat, aux)``."""
+  k_mask, k_drop = jax.random.split(rng)
+  target = parts.patch_targets(x, config)
+  mask = random_patch_mask(
+    k_mask, x.shape[0], target.shape[1], mask_ratio=config.loss.mask_ratio
+  )
+  feat, aux = encode(params, m, x, mask.ids_keep, config, k_drop)
+  return mask, target, feat, aux
+
+
+def _decode(
+  params: dict,
+  m: str,
+  latent: jax.Array,
+  ids_keep: jax.Array,
+  patch_dim: int,
+  config: ml_collections.ConfigDict,
+) -> jax.Array:
+  return parts.decoder(config, patch_dim).apply(
+    {"params": params[f"decoder_{m}"]}, latent, ids_keep, train=True
+  )
+
+
+def stage1_loss(
+  params: dict, xs: dict, rng: jax.Array, config: ml_collections.ConfigDict
+) -> tuple[jax.Array, dict]:
+  """``sum_i L_i``, ``L_i`` = masked MSE of modality ``i``'s MAE."""
+  metrics, total = {}, 0.0
+  for k, (m, x) in enumerate(xs.items()):
+    mask, target, _, aux = _masked_pass(
+      params, m, x, jax.random.fold_in(rng, k), config
+    )
+    pred = _decode(
+      params, m, aux["patch_latent"], mask.ids_keep, target.shape[-1], config
+    )
+    rec = masked_mse(
+      target, pred, mask.mask, norm_pix_loss=config.loss.norm_pix_loss
+    )
+    metrics[f"loss/rec/{m}"] = rec
+    total = total + rec
+  metrics["loss/rec"] = total
+  metrics["loss/total"] = total
+  return total, metrics
+
+
+def _augment(
+  key: jax.Array, x: jax.Array, config: ml_collections.ConfigDict
+) -> jax.Array:
+  frac = config.loss.aug_mask_fraction
+  ops = tuple(config.loss.aug_ops)
+  params = {
+    op: {"max_fraction": frac}
+    for op in ("time_mask", "frequency_mask")
+    if op in ops
+  }
+  return augment_lib.augment(key, x, ops=ops, params=params)
+
+
+def _views(
+  params: dict,
+  m: str,
+  x: jax.Array,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+) -> dict:
+  """Both views of modality ``m``: ``u, v, h`` (view 1), ``h2``, ``rec``."""
+  k_aug, k_pass = jax.random.split(rng)
+  b = x.shape[0]
+  both = jnp.concatenate([x, _augment(k_aug, x, config)], axis=0)
+  mask, target, feat, aux = _masked_pass(params, m, both, k_pass, config)
+  if config.model.freeze_encoders:
+    feat, aux = jax.lax.stop_gradient((feat, aux))
+  u = parts.projector(config, "shared").apply(
+    {"params": params[f"shared_{m}"]}, feat, train=True
+  )
+  v = parts.projector(config, "private").apply(
+    {"params": params[f"private_{m}"]}, feat, train=True
+  )
+  h = jnp.concatenate([u, v], axis=-1)
+  grid = aux["patch_latent"].shape[1:3]
+  latent = jnp.broadcast_to(h[:b, None, None, :], (b,) + grid + h.shape[-1:])
+  pred = _decode(params, m, latent, mask.ids_keep[:b], target.shape[-1], config)
+  rec = masked_mse(
+    target[:b], pred, mask.mask[:b], norm_pix_loss=config.loss.norm_pix_loss
+  )
+  return {"u": u[:b], "v": v[:b], "h": h[:b], "h2": h[b:], "rec": rec}
+
+
+def _temporal(h: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
+  seq_len = config.loss.seq_len
+  b = h.shape[0]
+  if b % seq_len or b // seq_len < 2:
+    raise ValueError(
+      f"batch size {b} must be a multiple of loss.seq_len={seq_len} with at"
+      " least 2 sequences (a sequence-major batch of S sequences of L"
+      " consecutive windows)."
+    )
+  if config.loss.temporal_normalize:
+    h = l2_normalize(h)
+  loss, _ = temporal_locality(
+    h.reshape(b // seq_len, seq_len, h.shape[-1]),
+    margin=config.loss.margin,
+    eta=config.loss.temp_weight,
+    exclude_self_pairs=config.loss.exclude_self_pairs,
+  )
+  return loss
+
+
+def _disc_loss(
+  disc_params: dict,
+  raw: tuple,
+  vectors: dict,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+) -> tuple[jax.Array, dict]:
+  """``L_D``: sum of the discriminators' BCE on ``sg`` representations."""
+  vectors = jax.lax.stop_gradient(vectors)
+  metrics, total, accuracy = {}, 0.0, 0.0
+  for k, spec in enumerate(parts.DISCRIMINATORS):
+    args = [raw[i] for i in spec.raw]
+    args += [vectors[kind][i] for kind, i in spec.vectors]
+    shuffled = product_of_marginals(jax.random.fold_in(rng, k), *args)
+    both = [
+      jnp.concatenate([a, s], axis=0)
+      for a, s in zip(args, shuffled, strict=True)
+    ]
+    n_raw = len(spec.raw)
+    logits = parts.discriminator(config, spec).apply(
+      {"params": disc_params[spec.name]}, both[:n_raw], both[n_raw:]
+    )
+    b = args[0].shape[0]
+    t_joint, t_product = logits[:b], logits[b:]
+    bce = discriminator_bce(t_joint, t_product)
+    metrics[f"disc/{spec.name}"] = bce
+    total = total + bce
+    accuracy = accuracy + 0.5 * (
+      jnp.mean(t_joint > 0) + jnp.mean(t_product < 0)
+    )
+  metrics["disc/accuracy"] = accuracy / len(parts.DISCRIMINATORS)
+  return total, metrics
+
+
+def stage2_loss(
+  params: dict, xs: dict, rng: jax.Array, config: ml_collections.ConfigDict
+) -> tuple[jax.Array, dict]:
+  """``L_main + L_D`` (SPEC §4.2-4.3) and its metrics."""
+  cfg = config.loss
+  mods = tuple(xs)
+  views = [
+    _views(params, m, xs[m], jax.random.fold_in(rng, k), config)
+    for k, m in enumerate(mods)
+  ]
+  rec = sum(v["rec"] for v in views)
+  aug = sum(nt_xent(v["h"], v["h2"], tau=cfg.tau) for v in views)
+  temp = jnp.zeros((), jnp.float32)
+  if cfg.seq_len > 1:
+    temp = sum(_temporal(v["h"], config) for v in views)
+  raw = tuple(xs[m] for m in mods)
+  vectors = {
+    "u": tuple(v["u"] for v in views),
+    "v": tuple(v["v"] for v in views),
+  }
+  fixed = jax.lax.stop_gradient(params[DISC_GROUP])
+  t = {
+    spec.name: parts.disc_logits(config, spec, fixed[spec.name], raw, vectors)
+    for spec in parts.DISCRIMINATORS
+  }
+  shared = infomae_shared_loss(
+    vectors["u"][0],
+    vectors["u"][1],
+    jnp.stack([t["x1x2u1"], t["x1x2u2"]]),
+    jnp.stack([t["x1u1"], t["x2u2"]]),
+    jnp.stack([t["x2u1"], t["x1u2"]]),
+    alpha=cfg.alpha,
+    beta=cfg.beta,
+  )
+  private = infomae_private_loss(
+    jnp.stack([t["x1v1"], t["x2v2"]]),
+    jnp.stack([t["v1u1"], t["v2u2"]]),
+    gamma=cfg.gamma,
+    eps=cfg.eps,
+  )
+  main = shared + private + cfg.delta * rec + cfg.aug_weight * aug + temp
+  disc, metrics = _disc_loss(
+    params[DISC_GROUP], raw, vectors, jax.random.fold_in(rng, len(mods)), config
+  )
+  for m, v in zip(mods, views, strict=True):
+    metrics[f"loss/rec/{m}"] = v["rec"]
+  metrics.update(
+    {
+      "loss/shared": shared,
+      "loss/private": private,
+      "loss/rec": cfg.delta * rec,
+      "loss/aug": cfg.aug_weight * aug,
+      "loss/temp": temp,
+      "loss/main": main,
+      "loss/disc": disc,
+      "loss/total": main + disc,
+    }
+  )
+  return main + disc, metrics

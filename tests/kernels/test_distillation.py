@@ -1,0 +1,264 @@
+"""Tests of msjax.kernels.distillation: Pro-FD and its batched OT (§3.4)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from msjax.kernels.distillation import (
+  _sinkhorn_batched,
+  batched_entropic_ot,
+  pro_fd,
+)
+from msjax.kernels.sinkhorn import entropic_ot
+from tests.conftest import load_tolerances, load_vectors
+
+_HP = ("tau_fd", "epsilon", "num_iters")
+_pro_fd = jax.jit(pro_fd, static_argnames=_HP)
+_batched = jax.jit(
+  batched_entropic_ot, static_argnames=("epsilon", "num_iters")
+)
+_vmapped = jax.jit(
+  jax.vmap(entropic_ot, in_axes=(0, 0, None)),
+  static_argnames=("epsilon", "num_iters"),
+)
+
+
+@pytest.fixture(params=["f32", "f64"])
+def precision(request):
+  if request.param == "f64":
+    request.getfixturevalue("x64")
+  return request.param
+
+
+def _sfx(precision):
+  return "" if precision == "f64" else "_f32"
+
+
+def _assert_vectors(name, precision, actual):
+  vec = load_vectors(name)
+  tols = load_tolerances()[name]
+  for key, value in actual.items():
+    value = np.asarray(value)
+    if precision == "f64":
+      assert value.dtype == np.float64, key
+      np.testing.assert_allclose(
+        value, vec[key], rtol=1e-8, atol=1e-10, err_msg=key
+      )
+    else:
+      assert value.dtype == np.float32, key
+      np.testing.assert_allclose(value, vec[key], **tols[key], err_msg=key)
+
+
+def _central_fd(fun, args, argnum, seed=0, step=1e-6):
+  args = [jnp.asarray(a) for a in args]
+  direction = np.random.default_rng(seed).normal(size=args[argnum].shape)
+
+  def at(scale):
+    moved = list(args)
+    moved[argnum] = args[argnum] + scale * direction
+    return float(fun(*moved))
+
+  numeric = (at(step) - at(-step)) / (2 * step)
+  analytic = float(jnp.sum(jax.grad(fun, argnums=argnum)(*args) * direction))
+  np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _random_fd(seed, batch=6, num_classes=4, dim=5):
+  rng = np.random.default_rng(seed)
+  z = _unit(rng.normal(size=(batch, dim)))
+  protos = _unit(rng.normal(size=(num_classes, dim)))
+  labels = rng.integers(0, num_classes, batch).astype(np.int32)
+  return z, labels, protos
+
+
+def _random_histograms(seed, num=5, num_classes=4, spread=1.0):
+  rng = np.random.default_rng(seed)
+  a = rng.dirichlet(np.ones(num_classes), size=num)
+  b = rng.dirichlet(np.ones(num_classes), size=num)
+  protos = _unit(rng.normal(size=(num_classes, 3)))
+  cost = spread * (1.0 - protos @ protos.T)
+  return a, b, cost
+
+
+# ----------------------------------------------------------------- vectors
+
+
+@pytest.mark.parametrize("name", ["pro_fd_basic", "pro_fd_tau03"])
+def test_pro_fd_vectors(precision, name):
+  vec = load_vectors(name)
+  sfx = _sfx(precision)
+  hp = dict(
+    tau_fd=float(vec["hp_tau_fd"]),
+    epsilon=float(vec["hp_eps"]),
+    num_iters=int(vec["hp_iters"]),
+  )
+  (loss, aux), grads = jax.value_and_grad(
+    lambda z, p: _pro_fd(z, vec["x_y"], p, **hp), argnums=(0, 1), has_aux=True
+  )(vec["x_z_fus" + sfx], vec["x_P" + sfx])
+  actual = {f"out_{k}": v for k, v in aux._asdict().items()}
+  # pro_fd uses its inputs as given: compare with grad_, not gradtan_.
+  actual.update(out_loss=loss, grad_z_fus=grads[0], grad_P=grads[1])
+  _assert_vectors(name, precision, actual)
+
+
+def test_batched_ot_vectors(precision):
+  vec = load_vectors("ot_eps_basic")
+  sfx = _sfx(precision)
+  hp = dict(epsilon=float(vec["hp_eps"]), num_iters=int(vec["hp_iters"]))
+  cost = vec["x_cost" + sfx]
+
+  def weighted(a, b):
+    out = _batched(a, b, cost, **hp)
+    return jnp.sum(vec["r_value"] * out.value), out
+
+  (_, out), grads = jax.value_and_grad(weighted, argnums=(0, 1), has_aux=True)(
+    vec["x_a" + sfx], vec["x_b" + sfx]
+  )
+  actual = {f"out_{k}": v for k, v in out._asdict().items()}
+  actual.update(grad_a=grads[0], grad_b=grads[1])
+  _assert_vectors("ot_eps_basic", precision, actual)
+
+
+# ------------------------------------- batched solver == vmap(entropic_ot)
+
+
+@pytest.mark.parametrize("method", ["auto", "kernel", "log"])
+def test_batched_solver_equals_vmap_entropic_ot(x64, method):
+  a, b, cost = _random_histograms(1)
+
+  def batched(a, b, cost):
+    out = _sinkhorn_batched(jnp.log(a), jnp.log(b), cost, 0.05, 7, method)
+    return jnp.sum(out.value * np.arange(1, 6)), out
+
+  def vmapped(a, b, cost):
+    out = _vmapped(a, b, cost, epsilon=0.05, num_iters=7)
+    return jnp.sum(out.value * np.arange(1, 6)), out
+
+  (_, out), grads = jax.value_and_grad(
+    batched, argnums=(0, 1, 2), has_aux=True
+  )(a, b, cost)
+  (_, ref), ref_grads = jax.value_and_grad(
+    vmapped, argnums=(0, 1, 2), has_aux=True
+  )(a, b, cost)
+  for got, want in zip(out, ref, strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+  for got, want in zip(grads, ref_grads, strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+
+
+def test_auto_falls_back_to_log_domain_for_wide_costs():
+  # spread(cost) / eps = 2 * 60 / 0.1 = 1200 nats: exp(-cost / eps)
+  # underflows in float32, the kernel-domain form would give inf/NaN.
+  a, b, cost = (
+    x.astype(np.float32) for x in _random_histograms(2, spread=60.0)
+  )
+  auto = jax.jit(
+    lambda a, b: (
+      _sinkhorn_batched(
+        jnp.log(a), jnp.log(b), jnp.asarray(cost), 0.1, 20, "auto"
+      ).value
+    )
+  )
+  ref = _vmapped(a, b, cost, epsilon=0.1, num_iters=20)
+  np.testing.assert_allclose(auto(a, b), ref.value, rtol=1e-5, atol=1e-5)
+  grad = jax.grad(lambda a, b: jnp.sum(auto(a, b)), argnums=1)(a, b)
+  ref_grad = jax.grad(
+    lambda a, b: jnp.sum(_vmapped(a, b, cost, epsilon=0.1, num_iters=20).value),
+    argnums=1,
+  )(a, b)
+  np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-4)
+  kernel = _sinkhorn_batched(
+    jnp.log(a), jnp.log(b), jnp.asarray(cost), 0.1, 20, "kernel"
+  )
+  assert not np.all(np.isfinite(kernel.value))  # the guard is needed
+
+
+# ------------------------------------------------------------- invariants
+
+
+def test_psi_are_distributions_and_reference_is_stopped():
+  z, labels, protos = (
+    np.asarray(x, np.float32) if x.dtype != np.int32 else x
+    for x in _random_fd(3)
+  )
+  loss, aux = _pro_fd(z, labels, protos)
+  np.testing.assert_allclose(np.sum(aux.psi_ref, axis=1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(np.sum(aux.psi_fus, axis=1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(loss, np.mean(aux.per_sample), rtol=1e-6)
+  np.testing.assert_allclose(aux.cost, 1.0 - protos @ protos.T, atol=1e-6)
+  # psi_ref and cost are built from sg(P): no gradient reaches P through them
+  for field in ("psi_ref", "cost"):
+    grad = jax.grad(
+      lambda p, f=field: jnp.sum(getattr(_pro_fd(z, labels, p)[1], f))
+    )(protos)
+    np.testing.assert_array_equal(grad, 0.0)
+  assert (
+    np.count_nonzero(jax.grad(lambda p: _pro_fd(z, labels, p)[0])(protos)) > 0
+  )
+
+
+def test_perfect_match_costs_little():
+  # z_fus equal to its class prototype: psi_fus == psi_ref, OT ~ entropy only
+  z, labels, protos = _random_fd(4)
+  z = protos[labels].astype(np.float32)
+  protos = protos.astype(np.float32)
+  _, aux = _pro_fd(z, labels, protos, tau_fd=0.3)
+  np.testing.assert_allclose(aux.psi_fus, aux.psi_ref, rtol=1e-5, atol=1e-6)
+  far = _pro_fd(-z, labels, protos, tau_fd=0.3)[1].per_sample
+  assert np.all(np.asarray(aux.per_sample) < np.asarray(far))
+
+
+# ------------------------------------------------------ finite differences
+
+
+@pytest.mark.parametrize("argnum", [0, 1])
+def test_pro_fd_finite_differences(x64, argnum):
+  z, labels, protos = _random_fd(5)
+  _central_fd(
+    lambda z, p: _pro_fd(z, labels, p, tau_fd=0.5)[0], [z, protos], argnum
+  )
+
+
+# ------------------------------------------------------- dtypes, errors
+
+
+def test_bfloat16_inputs_give_finite_float32():
+  vec = load_vectors("pro_fd_basic")
+  z = jnp.asarray(vec["x_z_fus_f32"], jnp.bfloat16)
+  protos = jnp.asarray(vec["x_P_f32"], jnp.bfloat16)
+  loss, aux = _pro_fd(z, vec["x_y"], protos)
+  for value in (loss, *aux):
+    assert value.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(value)))
+
+
+_Z = np.ones((4, 3), np.float32)
+_P = np.ones((5, 3), np.float32)
+_Y = np.zeros(4, np.int32)
+
+
+@pytest.mark.parametrize(
+  ("call", "match"),
+  [
+    (lambda: pro_fd(_Z[None], _Y, _P), "z_fus must have shape"),
+    (lambda: pro_fd(_Z, _Y, _P[:, :2]), "prototypes"),
+    (lambda: pro_fd(_Z, _Y[:2], _P), "labels"),
+    (lambda: pro_fd(_Z, _Y * 1.0, _P), "integer"),
+    (lambda: pro_fd(_Z, _Y, _P, tau_fd=0.0), "tau_fd"),
+    (lambda: pro_fd(_Z, _Y, _P, epsilon=-1.0), "epsilon"),
+    (lambda: pro_fd(_Z, _Y, _P, num_iters=0), "num_iters"),
+    (lambda: batched_entropic_ot(_Z, _Z, np.ones((4, 4))), "cost"),
+    (
+      lambda: batched_entropic_ot(_Z[0], _Z[0], np.ones((3, 3))),
+      "a must have shape",
+    ),
+  ],
+)
+def test_bad_inputs_raise(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
