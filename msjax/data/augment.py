@@ -54,6 +54,22 @@ def _prepare(x: ArrayLike, min_rank: int = 3) -> tuple[jax.Array, Any]:
   return x, dtype
 
 
+def _check_nonnegative(**values: float) -> None:
+  for name, value in values.items():
+    if not value >= 0:
+      raise ValueError(f"{name} must be >= 0, got {value}.")
+
+
+def _check_probability(probability: float) -> None:
+  if not 0.0 <= probability <= 1.0:
+    raise ValueError(f"probability must be in [0, 1], got {probability}.")
+
+
+def _check_knots(num_knots: int) -> None:
+  if int(num_knots) != num_knots or num_knots < 1:
+    raise ValueError(f"num_knots must be a positive integer, got {num_knots}.")
+
+
 def _per_sample(
   key: jax.Array, x: jax.Array, fn: Callable[[jax.Array, jax.Array], jax.Array]
 ) -> jax.Array:
@@ -65,6 +81,7 @@ def _per_sample(
 def jitter(key: jax.Array, x: ArrayLike, *, sigma: float = 0.03) -> jax.Array:
   """Adds i.i.d. Gaussian noise ``N(0, sigma^2)`` to every element."""
   x, dtype = _prepare(x)
+  _check_nonnegative(sigma=sigma)
   noise = jax.random.normal(key, x.shape, x.dtype)
   return (x + sigma * noise).astype(dtype)
 
@@ -72,6 +89,7 @@ def jitter(key: jax.Array, x: ArrayLike, *, sigma: float = 0.03) -> jax.Array:
 def scaling(key: jax.Array, x: ArrayLike, *, sigma: float = 0.1) -> jax.Array:
   """Multiplies each channel of each sample by a factor ``~ N(1, sigma^2)``."""
   x, dtype = _prepare(x)
+  _check_nonnegative(sigma=sigma)
   shape = x.shape[:2] + (1,) * (x.ndim - 2)
   factor = 1.0 + sigma * jax.random.normal(key, shape, x.dtype)
   return (x * factor).astype(dtype)
@@ -82,6 +100,7 @@ def negation(
 ) -> jax.Array:
   """Flips the sign of whole samples, each with ``probability``."""
   x, dtype = _prepare(x)
+  _check_probability(probability)
   flip = jax.random.bernoulli(key, probability, (x.shape[0],))
   sign = jnp.where(flip, -1.0, 1.0).astype(x.dtype)
   return (x * sign.reshape((-1,) + (1,) * (x.ndim - 1))).astype(dtype)
@@ -123,6 +142,8 @@ def magnitude_warp(
   shared across frequency bins for spectrograms).
   """
   x, dtype = _prepare(x)
+  _check_nonnegative(sigma=sigma)
+  _check_knots(num_knots)
   curve = 1.0 + sigma * _smooth_curve(key, num_knots, x.shape[-1], x.shape[:2])
   if x.ndim == 4:
     curve = curve[:, :, None, :]
@@ -140,6 +161,8 @@ def time_warp(
   are linearly interpolated. ``sigma = 0`` is the identity.
   """
   x, dtype = _prepare(x)
+  _check_nonnegative(sigma=sigma)
+  _check_knots(num_knots)
   length = x.shape[-1]
   speed = jnp.exp(
     sigma * _smooth_curve(key, num_knots, length, (x.shape[0],))
@@ -287,8 +310,7 @@ def augment(
   unknown = [name for name in list(ops) + list(params) if name not in OPS]
   if unknown:
     raise ValueError(f"unknown augmentation(s) {unknown}; valid: {tuple(OPS)}.")
-  if not 0.0 <= probability <= 1.0:
-    raise ValueError(f"probability must be in [0, 1], got {probability}.")
+  _check_probability(probability)
   x = jnp.asarray(x)
   for i, name in enumerate(ops):
     k_op, k_apply = jax.random.split(jax.random.fold_in(key, i))

@@ -70,7 +70,7 @@ def contraction_sharding(x: jax.Array, keep: tuple[int | None, ...]) -> dict:
       it keeps, or ``None`` for an unsharded output dimension.
 
   Returns:
-    ``{"out_sharding": PartitionSpec}`` or ``{}``.
+    ``{"out_sharding": NamedSharding}`` or ``{}``.
   """
   sharding = getattr(jax.typeof(x), "sharding", None)
   mesh = getattr(sharding, "mesh", None)
@@ -89,8 +89,9 @@ def contraction_sharding(x: jax.Array, keep: tuple[int | None, ...]) -> dict:
   contracted = set(range(x.ndim)) - set(keep)
   if not any(names(spec[axis]) & explicit for axis in contracted):
     return {}
-  return {"out_sharding": jax.sharding.PartitionSpec(
-    *(None if axis is None else spec[axis] for axis in keep))}
+  return {"out_sharding": jax.sharding.NamedSharding(
+    mesh, jax.sharding.PartitionSpec(
+      *(None if axis is None else spec[axis] for axis in keep)))}
 
 
 def _global_batch(local_batch: int, axis_name: str | None) -> int:

@@ -199,16 +199,11 @@ def knn_classify(
     raise ValueError(
       f"test_x D={test_x.shape[1]} != train_x D={train_x.shape[1]}."
     )
+  inputs = jax.device_put((train_x, train_y, test_x, np.float32(temperature)))
   scores = _knn_votes(
-    train_x,
-    train_y,
-    test_x,
-    np.float32(temperature),
-    num_classes=num_classes,
-    k=k,
-    chunk_size=chunk_size,
+    *inputs, num_classes=num_classes, k=k, chunk_size=chunk_size
   )
-  scores = np.asarray(scores)
+  scores = np.asarray(jax.device_get(scores))
   preds = np.argmax(scores, axis=-1).astype(np.int32)
   metrics = {} if test_y is None else classification_metrics(test_y, scores)
   return KnnResult(preds, scores, metrics)

@@ -214,14 +214,17 @@ def fit_softmax_regression(
   z[:n, :d] = (x - mean) / scale
   weight = np.zeros(rows, np.float32)
   weight[:n] = 1.0
-  params = _fit(
-    z,
-    np.pad(y, (0, rows - n)),
-    weight,
-    np.arange(classes) < num_classes,
-    np.float32(l2),
-    num_steps=num_steps,
+  # Explicit transfers: safe under jax_transfer_guard("disallow").
+  inputs = jax.device_put(
+    (
+      z,
+      np.pad(y, (0, rows - n)),
+      weight,
+      np.arange(classes) < num_classes,
+      np.float32(l2),
+    )
   )
-  weights = np.asarray(params["weights"])[:d, :num_classes]
-  bias = np.asarray(params["bias"])[:num_classes]
+  params = jax.device_get(_fit(*inputs, num_steps=num_steps))
+  weights = params["weights"][:d, :num_classes]
+  bias = params["bias"][:num_classes]
   return LinearHead(weights, bias, mean, scale)

@@ -261,6 +261,16 @@ def test_augment_composition_and_validation(key):
     augment.augment(key, x, ops=("jitter", "cutmix"))
   with pytest.raises(ValueError, match="hyperparameters"):
     augment.augment(key, x, ops=("jitter",), params={"jitter": {"sd": 1.0}})
+  with pytest.raises(ValueError, match="sigma"):
+    augment.time_warp(key, x, sigma=-0.1)
+  with pytest.raises(ValueError, match="num_knots"):
+    augment.magnitude_warp(key, x, num_knots=0)
+  with pytest.raises(ValueError, match="probability"):
+    augment.negation(key, x, probability=1.5)
+  with pytest.raises(ValueError, match="max_fraction"):
+    augment.time_mask(key, x, min_fraction=0.5, max_fraction=0.2)
+  with pytest.raises(ValueError, match="rank"):
+    augment.jitter(key, x[0])
 
 
 def test_augment_probability_mixes_samples(key):

@@ -92,20 +92,13 @@ def test_npz_batches_fit_every_method(name, paths):
   assert out["fused"].shape[0] == 8
 
 
-def test_npz_source_trains_a_method(paths):
-  """A real (compiled) loss and gradient step on npz batches is finite."""
+def test_npz_source_gives_a_finite_loss(paths):
+  """A real (compiled) loss on npz batches is finite."""
   method, config, batch = _setup("supervised_sum", paths)
   key = jax.random.key(0)
   variables = method.init(key, config, batch)
-
-  def objective(params, b):
-    loss, _ = method.loss_fn(
-      {**variables, "params": params}, b, key, config, jnp.int32(0)
-    )
-    return loss
-
-  loss, grads = jax.jit(jax.value_and_grad(objective))(
-    variables["params"], batch
-  )
+  loss, (_, metrics) = jax.jit(
+    lambda v, b: method.loss_fn(v, b, key, config, jnp.int32(0))
+  )(variables, batch)
   assert np.isfinite(float(loss))
-  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert all(np.isfinite(float(m)) for m in metrics.values())

@@ -282,3 +282,15 @@ def test_stft_representation_matches_direct_fft():
     rtol=1e-5,
     atol=1e-5,
   )
+
+
+def test_noise_knob_sets_white_noise_level_per_modality():
+  config = synthetic.default_config(smoke=True)
+  config.noise_std = {"ppg": 0.0, "acc": 0.0}
+  clean = synthetic.generate(config)["signals"]
+  config.noise_std = {"ppg": 0.5, "acc": 0.0}
+  noisy = synthetic.generate(config)["signals"]
+  residual = noisy["ppg"] - clean["ppg"]
+  assert abs(residual.std() - 0.5) < 0.02
+  assert abs(residual.mean()) < 0.02
+  np.testing.assert_array_equal(noisy["acc"], clean["acc"])

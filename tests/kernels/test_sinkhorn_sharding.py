@@ -108,9 +108,9 @@ def test_mpp_shard_map_axis_name():
   fn = jax.jit(jax.shard_map(
     local, mesh=mesh, in_specs=(P(None, None, "data"), P()),
     out_specs=(P(), P(None, None, "data"), P())))
-  z = jax.device_put(z, NamedSharding(mesh, P(None, None, "data")))
-  c = jax.device_put(c, NamedSharding(mesh, P()))
-  loss, q, pair_ce = fn(z, c)
+  loss, q, pair_ce = fn(
+    jax.device_put(z, NamedSharding(mesh, P(None, None, "data"))),
+    jax.device_put(c, NamedSharding(mesh, P())))
   single_loss, single_aux = jax.jit(functools.partial(mpp_loss, **hp))(z, c)
   np.testing.assert_allclose(loss, single_loss, rtol=1e-5)
   np.testing.assert_allclose(q, single_aux.q, rtol=1e-5, atol=1e-7)
@@ -126,7 +126,9 @@ def test_mpp_shard_map_axis_name():
   grad_fn = jax.jit(jax.shard_map(
     local_grad, mesh=mesh, in_specs=(P(None, None, "data"), P()),
     out_specs=(P(None, None, "data"), P())))
-  grad_z, grad_c = grad_fn(z, c)
+  grad_z, grad_c = grad_fn(
+    jax.device_put(z, NamedSharding(mesh, P(None, None, "data"))),
+    jax.device_put(c, NamedSharding(mesh, P())))
   np.testing.assert_allclose(grad_z, vec["grad_z"], rtol=1e-3, atol=1e-6)
   np.testing.assert_allclose(grad_c, vec["grad_c"], rtol=1e-3, atol=1e-6)
 
@@ -139,9 +141,9 @@ def test_mpp_sharded_jit(axis_type):
   z_sharded = jax.device_put(z, NamedSharding(mesh, P(None, None, "data")))
   c_repl = jax.device_put(c, NamedSharding(mesh, P()))
   loss_fn = functools.partial(mpp_loss, **hp)
-  with jax.set_mesh(mesh):
-    (loss, _), grads = jax.jit(jax.value_and_grad(
-      loss_fn, argnums=(0, 1), has_aux=True))(z_sharded, c_repl)
+  # Explicit axes work with and without a mesh context.
+  (loss, _), grads = jax.jit(jax.value_and_grad(
+    loss_fn, argnums=(0, 1), has_aux=True))(z_sharded, c_repl)
   single_loss, _ = jax.jit(loss_fn)(z, c)
   np.testing.assert_allclose(loss, single_loss, rtol=1e-5)
   np.testing.assert_allclose(grads[0], vec["grad_z"], rtol=1e-3, atol=1e-6)

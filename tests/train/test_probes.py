@@ -1,5 +1,6 @@
 """Tests of the linear probe and kNN evaluation protocols."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -156,3 +157,14 @@ def test_bad_inputs_rejected():
     probes.knn_classify(x, y, x, num_classes=2, k=11)
   with pytest.raises(ValueError, match="temperature"):
     probes.knn_classify(x, y, x, num_classes=2, k=3, temperature=0.0)
+
+
+def test_runs_under_transfer_guard():
+  # Only explicit host<->device transfers: usable inside a guarded loop.
+  train_x, train_y, test_x, test_y = _clusters(6, 3, spread=1.0)
+  with jax.transfer_guard("disallow"):
+    probe = probes.linear_probe(train_x, train_y, test_x, test_y, num_classes=3)
+    knn = probes.knn_classify(
+      train_x, train_y, test_x, test_y, num_classes=3, k=10
+    )
+  assert probe.metrics["accuracy"] > 0.9 and knn.metrics["accuracy"] > 0.9
