@@ -24,8 +24,9 @@ amplitude, respiration, sensor orientation, motion axis mix):
   Gaussian bumps) driven by the integrated instantaneous heart rate, plus
   respiratory baseline wander and white noise (``noise_std["ppg"]``).
 * ``"acc"`` ``[N, 3, T]`` (g): rotated gravity + cadence-locked stride
-  oscillation mixed over the axes + band-limited motion texture + white noise
-  (``noise_std["acc"]``).
+  oscillation mixed over the axes + band-limited motion texture + sporadic
+  state-independent gesture bursts (a nuisance, in ~30% of windows) + white
+  noise (``noise_std["acc"]``).
 
 Tasks (``config.task`` selects ``batch["label"]``):
 

@@ -12,7 +12,8 @@ Three latent factors evolve per window as independent "sticky" Markov chains
   of gravity in the sensor frame; no effect on the pulse.
 
 Per-session "subject" factors (baseline heart rate, gain, pulse amplitude,
-respiration rate, sensor orientation, motion axis mix, cadence) make the tasks
+respiration rate, sensor orientation, motion axis mix and gain, cadence) and
+state-independent gesture bursts in the motion stream make the tasks
 non-trivial. Per-window states are expanded to the sample rate and smoothed
 over ~1 s, so one continuous session signal is generated and cut into
 consecutive, non-overlapping windows.

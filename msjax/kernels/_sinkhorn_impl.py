@@ -26,6 +26,7 @@ everything is finite; otherwise the log-domain path is taken
 when ``axis_name`` is set).
 """
 
+import functools
 import math
 
 import jax
@@ -38,6 +39,7 @@ __all__ = [
   "equipartition",
   "equipartition_log",
   "equipartition_scaling",
+  "log_potentials",
 ]
 
 # Column sums below tiny * _MARGIN send the problem to the log domain.
@@ -179,9 +181,54 @@ def equipartition_scaling(
   return kernel, col_scale, inv_row, ok
 
 
+def log_potentials(
+  scores: jax.Array, *, epsilon: float, num_iters: int,
+  axis_name: str | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  """SPEC §1 in the log domain, carried as row and column potentials.
+
+  The iterate of SPEC §1 is ``L_ij = scores_ij / epsilon + a_i + b_j``;
+  this updates only ``a[..., B]`` and ``b[..., K]`` (every ``lse`` re-reads
+  ``scores``, fused), so no ``[B, K]`` matrix is materialised.
+
+  Args:
+    scores: ``[..., B, K]`` float32/float64 scores.
+    epsilon: entropic temperature.
+    num_iters: number of (column, row) rounds.
+    axis_name: mapped axis over which ``B`` is split, or ``None``.
+
+  Returns:
+    ``(a [..., B, 1], b [..., 1, K])`` with
+    ``codes = exp(scores / epsilon + a + b)`` (``log B`` folded into ``a``).
+  """
+  num_rows = _global_batch(scores.shape[-2], axis_name)
+  log_b = math.log(num_rows)
+  log_k = math.log(scores.shape[-1])
+  logits = scores / jnp.asarray(epsilon, scores.dtype)
+  row = -lse(logits, axis=(-2, -1), axis_name=axis_name)
+  row = jnp.broadcast_to(row, scores.shape[:-1] + (1,))
+  col = jnp.zeros(scores.shape[:-2] + (1, scores.shape[-1]), scores.dtype)
+
+  def round_(potentials):
+    row, col = potentials
+    col = col - lse(logits + row + col, axis=-2, axis_name=axis_name) - log_k
+    row = row - lse(logits + row + col, axis=-1) - log_b
+    return row, col
+
+  row, col = _repeat(round_, (row, col), num_iters)
+  return row + log_b, col
+
+
 def equipartition(scores: jax.Array, *, epsilon: float, num_iters: int,
                   axis_name: str | None = None) -> jax.Array:
   """SPEC §1 codes: fast scaling path, log-domain fallback inside the graph.
+
+  The fallback (``lax.cond``) returns only the log-domain potentials; one
+  final elementwise pass selects per problem between the scaled kernel and
+  ``exp(scores / epsilon + a + b)``, so that the kernel matrix's buffer is
+  overwritten in place by the codes (one fresh ``[B, K]`` buffer per call:
+  on CPU each fresh buffer over the allocator's mmap threshold costs a page
+  fault per 4 KiB page).
 
   Args:
     scores: ``[..., B, K]`` float32/float64 scores.
@@ -193,18 +240,21 @@ def equipartition(scores: jax.Array, *, epsilon: float, num_iters: int,
     ``[..., B, K]`` codes.
   """
   if num_iters == 0:
-    return equipartition_log(scores, epsilon=epsilon, num_iters=0,
-                             axis_name=axis_name)
+    row, col = log_potentials(scores, epsilon=epsilon, num_iters=0,
+                              axis_name=axis_name)
+    return jnp.exp(scores / jnp.asarray(epsilon, scores.dtype) + row + col)
   kernel, col_scale, inv_row, ok = equipartition_scaling(
     scores, epsilon=epsilon, num_iters=num_iters, axis_name=axis_name)
 
-  def fast(kernel, col_scale, inv_row, scores):
-    del scores
-    return kernel * col_scale[..., None, :] * inv_row[..., :, None]
+  def fast(scores):
+    shape = scores.shape
+    return (jnp.zeros(shape[:-1] + (1,), scores.dtype),
+            jnp.zeros(shape[:-2] + (1, shape[-1]), scores.dtype))
 
-  def slow(kernel, col_scale, inv_row, scores):
-    del kernel, col_scale, inv_row
-    return equipartition_log(scores, epsilon=epsilon, num_iters=num_iters,
-                             axis_name=axis_name)
-
-  return jax.lax.cond(ok, fast, slow, kernel, col_scale, inv_row, scores)
+  row, col = jax.lax.cond(
+    ok, fast, functools.partial(log_potentials, epsilon=epsilon,
+                                num_iters=num_iters, axis_name=axis_name),
+    scores)
+  scaled = kernel * col_scale[..., None, :] * inv_row[..., :, None]
+  logits = scores / jnp.asarray(epsilon, scores.dtype) + row + col
+  return jnp.where(ok, scaled, jnp.exp(jnp.where(ok, 0.0, logits)))

@@ -57,12 +57,21 @@ _KERNEL_RANGE = {jnp.dtype(jnp.float32): 80.0, jnp.dtype(jnp.float64): 700.0}
 def _sinkhorn_log_domain(
   log_a: jax.Array, log_b: jax.Array, neg_cost: jax.Array, num_iters: int
 ) -> tuple[jax.Array, jax.Array]:
-  """Scaled potentials ``(F, G)`` by plain log-domain updates (any cost)."""
-  pot_f = jnp.zeros_like(log_a)
-  pot_g = jnp.zeros_like(log_b)
-  for _ in range(num_iters):
+  """Scaled potentials ``(F, G)`` by plain log-domain updates (any cost).
+
+  The fallback path: a ``lax.scan`` (not unrolled), to keep compile time low.
+  """
+
+  def round_(
+    carry: tuple[jax.Array, jax.Array], _: None
+  ) -> tuple[tuple[jax.Array, jax.Array], None]:
+    _, pot_g = carry
     pot_f = log_a - jax.nn.logsumexp(pot_g[:, None, :] + neg_cost, axis=2)
     pot_g = log_b - jax.nn.logsumexp(pot_f[:, :, None] + neg_cost, axis=1)
+    return (pot_f, pot_g), None
+
+  init = (jnp.zeros_like(log_a), jnp.zeros_like(log_b))
+  (pot_f, pot_g), _ = jax.lax.scan(round_, init, None, length=num_iters)
   return pot_f, pot_g
 
 

@@ -187,7 +187,7 @@ def augment_config(
     dict(
       ops=tuple(ops),
       params=dict(
-        jitter=dict(sigma=0.1),
+        jitter=dict(sigma=0.03),
         scaling=dict(sigma=0.2),
         time_mask=dict(max_fraction=0.2),
       ),

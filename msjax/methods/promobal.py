@@ -229,7 +229,10 @@ def loss_fn(
   )
   z, protos = out["z"], out["prototypes"]
   l_uni, _ = pro_ucl(z, labels, protos, tau=c.tau)
-  ce = optax.softmax_cross_entropy_with_integer_labels(out["logits"], labels)
+  logits = out["logits"]  # [M, B, C]
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+    logits, jnp.broadcast_to(labels, logits.shape[:-1])
+  )
   l_ce = jnp.mean(ce)
   l_fus, _ = pro_fd(
     out["z_fus"],

@@ -210,6 +210,7 @@ def loss_fn(
   mods = _common.check_batch(batch, config)
   _check_config(config, len(mods))
   c = config.loss
+  step = jnp.asarray(step)
   streams = _common.rng_streams(rng)
   views = _common.make_views(
     streams["augment"], batch["signals"], c.augment, c.num_views

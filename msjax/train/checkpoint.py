@@ -1,7 +1,8 @@
 """Orbax checkpointing: periodic + final saves, keep-N, async, resume.
 
 A checkpoint holds the train state (restored into an abstract target that
-carries the shardings, so it comes back born sharded) and a small JSON record
+carries the shardings, so it comes back born sharded; ``restore_raw`` reads
+it back as host numpy without a target) and a small JSON record
 of the progress clock (seconds of training so far).
 """
 
@@ -14,6 +15,25 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 __all__ = ["Checkpointer"]
+
+
+def _type_handlers() -> Any:
+  """Orbax's handlers, jax.Array saved without replica-parallel slicing.
+
+  Replica-parallel saving compiles one slicing program per parameter shape
+  on the first save (seconds on a CPU); each replicated array is written
+  from its first replica instead.
+  """
+  registry = ocp.type_handlers.create_type_handler_registry(
+    (int, ocp.type_handlers.ScalarHandler()),
+    (float, ocp.type_handlers.ScalarHandler()),
+    (bytes, ocp.type_handlers.ScalarHandler()),
+    (np.number, ocp.type_handlers.ScalarHandler()),
+    (np.ndarray, ocp.type_handlers.NumpyHandler()),
+    (jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False)),
+    (str, ocp.type_handlers.StringHandler()),
+  )
+  return registry
 
 
 class Checkpointer:
@@ -54,7 +74,9 @@ class Checkpointer:
       directory,
       options=options,
       item_handlers={
-        "state": ocp.StandardCheckpointHandler(),
+        "state": ocp.PyTreeCheckpointHandler(
+          type_handler_registry=_type_handlers()
+        ),
         "progress": ocp.JsonCheckpointHandler(),
       },
     )
@@ -68,7 +90,7 @@ class Checkpointer:
     self.manager.save(
       step,
       args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
+        state=ocp.args.PyTreeSave(state),
         progress=ocp.args.JsonSave(progress),
       ),
       force=True,
@@ -82,7 +104,12 @@ class Checkpointer:
     restored = self.manager.restore(
       step,
       args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
+        state=ocp.args.PyTreeRestore(
+          abstract_state,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(
+            abstract_state
+          ),
+        ),
         progress=ocp.args.JsonRestore(),
       ),
     )
@@ -94,9 +121,14 @@ class Checkpointer:
     metadata = self.manager.item_metadata(step)["state"]
     tree = metadata.tree if hasattr(metadata, "tree") else metadata
     target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree)
+    restore_args = jax.tree.map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target
+    )
     restored = self.manager.restore(
       step,
-      args=ocp.args.Composite(state=ocp.args.StandardRestore(target)),
+      args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(target, restore_args=restore_args)
+      ),
     )
     return jax.device_get(restored["state"])
 

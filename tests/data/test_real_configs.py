@@ -16,12 +16,14 @@ CONFIGS = [
   ("protomm_paper", "realworld_har"),
   ("protomm_paper", "basic_motions"),
   ("promobal_paper", "mod_vehicle"),
+  ("infomae_paper", None),  # MOD vehicle detection
 ]
 
 
 def _load(name, dataset, tmp_path, manual):
+  arg = "smoke=True" + (f",dataset={dataset}" if dataset else "")
   return config_lib.load_config(
-    f"experiments/{name}.py:smoke=True,dataset={dataset}",
+    f"experiments/{name}.py:{arg}",
     [f"data.data_dir={tmp_path / 'tfds'}", f"data.manual_dir={manual}"],
   )
 
@@ -59,6 +61,9 @@ def test_pamap2_train_and_probe_end_to_end(tmp_path):
   with config.unlocked():
     config.data.window_s, config.data.hop_s = 1.0, 0.5
     config.data.val_subjects, config.data.test_subjects = (103,), (104,)
+    # Keep it cheap: two steps, one probe, no random-encoder baseline.
+    config.train.total_steps, config.train.log_every = 2, 1
+    config.eval.random_baseline, config.eval.probe_steps = False, 10
   result = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert result["step"] == config.train.total_steps
   values = [v for v in _floats(result["eval"])]

@@ -15,7 +15,7 @@ def test_mlp_projector_shapes_bn_and_dropout(key):
   )
   x = jax.random.normal(key, (6, 12)) + 2.0
   variables = _util.init(model, key, x, train=False)
-  assert set(variables["params"]) == {"dense0", "dense1", "out"}
+  assert set(variables["params"]) == {"dense0", "bn0", "dense1", "bn1", "out"}
   assert "bias" not in variables["params"]["out"]
   out = _util.apply(model, variables, x, train=False)
   assert out.shape == (6, 8)

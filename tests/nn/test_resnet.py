@@ -62,7 +62,9 @@ def test_resnet26_1d_has_26_weight_layers_and_layout(key):
   assert params["head"]["kernel"].shape == (2048, 512)
   assert params["stage3_block1"]["conv2"]["kernel"].shape == (3, 512, 512)
   out = jax.eval_shape(
-    lambda: model.apply(shapes, jnp.zeros((8, 2, 256)), train=False)
+    lambda v, x: model.apply(v, x, train=False),
+    shapes,
+    jax.ShapeDtypeStruct((8, 2, 256), jnp.float32),
   )
   assert out[0].shape == (8, 512)
   assert out[1]["stage3"].shape == (8, 256 // 32, 2048)

@@ -1,0 +1,217 @@
+"""Encoder forward+backward benchmark (msjax.nn), JSON to benchmarks/results.
+
+Cases (batch 64 unless ``--batch``):
+
+* ``swin_mod``: both FOCAL MOD SWIN encoders (InfoMAE), seismic STFT
+  ``[B, 2, 10, 20]`` + acoustic STFT ``[B, 2, 10, 1600]`` (``C`` = real/imag,
+  10 intervals, spectrum bins), paper size (~11.2 M parameters together),
+  train mode (dropout, attention dropout, stochastic depth on), gradient of
+  the summed features w.r.t. all parameters. Reference: FOCAL's PyTorch
+  implementation, 2.6 s per batch of 64 on a 2-core CPU (goal < 1.73 s).
+* ``swin_mod_mae``: the same with the MAE path (75 % of the patches masked).
+* ``resnet26_protomm``: the ProtoMM 1-D ResNet-26 on PPG and ACC windows of
+  8 s: PPG at 64 Hz ``[B, 1, 512]``, ACC at 32 Hz ``[B, 3, 256]`` (one
+  encoder per modality), train mode (batch statistics).
+
+Each case: compile time apart (``lower().compile()``), then ``--warmup``
+calls, then the median (and min / max) of ``--repeats`` blocked calls.
+Usage: ``python benchmarks/models.py [--cases swin_mod,...] [--repeats 10]``.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from msjax import nn as mnn
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+FOCAL_TORCH_S = 2.6  # FOCAL PyTorch SWIN fwd+bwd, batch 64, 2-core CPU
+GOAL_SPEEDUP = 1.5
+
+
+def _swin_case(batch: int, masked: bool, gelu_approximate: bool):
+  specs = {
+    "seismic": (mnn.SwinMODSeismic, (batch, 2, 10, 20), 1),
+    "acoustic": (mnn.SwinMODAcoustic, (batch, 2, 10, 1600), 40),
+  }
+  models = {
+    n: f(gelu_approximate=gelu_approximate) for n, (f, _, _) in specs.items()
+  }
+  key = jax.random.key(0)
+  inputs, ids = {}, {}
+  for i, (name, (_, shape, pw)) in enumerate(specs.items()):
+    inputs[name] = jax.random.normal(jax.random.fold_in(key, i), shape)
+    n = (shape[2] // 1) * (shape[3] // pw)
+    keep = int(n * 0.25)
+    perm = jax.vmap(lambda k, n=n: jax.random.permutation(k, n))(
+      jax.random.split(jax.random.fold_in(key, 10 + i), batch)
+    )
+    ids[name] = perm[:, :keep].astype(jnp.int32) if masked else None
+  params = {
+    n: jax.jit(lambda x, m=m: m.init(key, x, train=False))(inputs[n])["params"]
+    for n, m in models.items()
+  }
+
+  def loss(params, inputs, rng):
+    total = 0.0
+    for i, (name, model) in enumerate(models.items()):
+      feats, _ = model.apply(
+        {"params": params[name]},
+        inputs[name],
+        ids[name],
+        train=True,
+        rngs={"dropout": jax.random.fold_in(rng, i)},
+      )
+      total = total + jnp.sum(feats**2)
+    return total
+
+  step = jax.jit(jax.value_and_grad(loss))
+  args = (params, inputs, jax.random.key(1))
+  return step, args, _count(params)
+
+
+def _resnet_case(batch: int):
+  specs = {"ppg": (batch, 1, 512), "acc": (batch, 3, 256)}
+  model = mnn.ResNet26_1D()
+  key = jax.random.key(0)
+  inputs = {
+    n: jax.random.normal(jax.random.fold_in(key, i), s)
+    for i, (n, s) in enumerate(specs.items())
+  }
+  variables = {
+    n: jax.jit(lambda x: model.init(key, x, train=False))(x)
+    for n, x in inputs.items()
+  }
+  params = {n: v["params"] for n, v in variables.items()}
+  stats = {n: v["batch_stats"] for n, v in variables.items()}
+
+  def loss(params, stats, inputs):
+    total, new_stats = 0.0, {}
+    for name in specs:
+      (feats, _), state = model.apply(
+        {"params": params[name], "batch_stats": stats[name]},
+        inputs[name],
+        train=True,
+        mutable=["batch_stats"],
+      )
+      new_stats[name] = state["batch_stats"]
+      total = total + jnp.sum(feats**2)
+    return total, new_stats
+
+  step = jax.jit(jax.value_and_grad(loss, has_aux=True))
+  return step, (params, stats, inputs), _count(params)
+
+
+def _count(tree) -> int:
+  return int(sum(x.size for x in jax.tree.leaves(tree)))
+
+
+def _time(step, args, warmup: int, repeats: int) -> dict:
+  t0 = time.perf_counter()
+  compiled = step.lower(*args).compile()
+  compile_s = time.perf_counter() - t0
+  for _ in range(warmup):
+    jax.block_until_ready(compiled(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - t0)
+  return {
+    "compile_s": compile_s,
+    "median_s": statistics.median(times),
+    "min_s": min(times),
+    "max_s": max(times),
+    "times_s": times,
+  }
+
+
+def _environment() -> dict:
+  return {
+    "platform": platform.platform(),
+    "python": sys.version.split()[0],
+    "jax": jax.__version__,
+    "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
+    "flax": flax.__version__,
+    "optax": optax.__version__,
+    "numpy": np.__version__,
+    "backend": jax.default_backend(),
+    "devices": [str(d) for d in jax.devices()],
+    "device_kind": jax.devices()[0].device_kind,
+    "cpu_count": os.cpu_count(),
+    "affinity_cpus": len(os.sched_getaffinity(0)),
+    "load_average_start": os.getloadavg(),
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", ""),
+    "matmul_precision": str(jax.config.jax_default_matmul_precision),
+  }
+
+
+def main(argv: list[str] | None = None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument(
+    "--cases",
+    default="swin_mod,swin_mod_mae,swin_mod_tanh_gelu,resnet26_protomm",
+  )
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument(
+    "--out",
+    default=None,
+    help="JSON path (default: benchmarks/results/models_<device>.json)",
+  )
+  args = parser.parse_args(argv)
+  builders = {
+    "swin_mod": lambda: _swin_case(args.batch, False, False),
+    "swin_mod_mae": lambda: _swin_case(args.batch, True, False),
+    "swin_mod_tanh_gelu": lambda: _swin_case(args.batch, False, True),
+    "resnet26_protomm": lambda: _resnet_case(args.batch),
+  }
+  env = _environment()
+  results = {
+    "environment": env,
+    "batch": args.batch,
+    "repeats": args.repeats,
+    "warmup": args.warmup,
+    "cases": {},
+  }
+  print(
+    f"{'case':<22}{'params':>12}{'compile s':>11}{'median s':>10}"
+    f"{'min s':>8}{'max s':>8}"
+  )
+  for name in args.cases.split(","):
+    step, step_args, n_params = builders[name]()
+    res = _time(step, step_args, args.warmup, args.repeats)
+    res["params"] = n_params
+    if name.startswith("swin_mod"):
+      res["focal_torch_reference_s"] = FOCAL_TORCH_S
+      res["speedup_vs_focal_reference"] = FOCAL_TORCH_S / res["median_s"]
+      res["meets_goal"] = res["speedup_vs_focal_reference"] >= GOAL_SPEEDUP
+    results["cases"][name] = res
+    print(
+      f"{name:<22}{n_params:>12,}{res['compile_s']:>11.2f}"
+      f"{res['median_s']:>10.3f}{res['min_s']:>8.3f}{res['max_s']:>8.3f}"
+    )
+  env["load_average_end"] = os.getloadavg()
+  kind = env["device_kind"].lower().replace(" ", "_")
+  out = pathlib.Path(args.out) if args.out else RESULTS / f"models_{kind}.json"
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(results, indent=2))
+  print(f"wrote {out}")
+  return results
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,115 @@
+"""Baselines: the METHODS table, interfaces, supervised fusion training.
+
+The self-supervised baselines are trained in test_baselines_selfsup.py.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from msjax.methods import METHODS, baselines
+from tests.methods import _train_util as tu
+
+BASELINES = ("supervised_concat", "supervised_sum", "clip", "simclr", "joint")
+METRICS = {
+  "supervised_concat": {"loss/ce", "acc/fused"},
+  "supervised_sum": {"loss/ce", "acc/fused"},
+  "clip": {"loss/clip"},
+  "simclr": {"loss/simclr", "loss/simclr/ppg", "loss/simclr/acc"},
+  "joint": {"loss/joint"},
+}
+INTERFACE = ("default_config", "init", "loss_fn", "embed")
+OPTIONAL = ("param_labels", "post_update")
+
+
+def test_methods_table_has_every_method_with_the_interface():
+  expected = {"protomm", "promobal", "infomae", *BASELINES}
+  assert set(METHODS) == expected
+  for name, method in METHODS.items():
+    for attr in INTERFACE:
+      assert callable(getattr(method, attr)), (name, attr)
+  for name in BASELINES + ("protomm", "promobal"):
+    for attr in OPTIONAL:
+      assert callable(getattr(METHODS[name], attr)), (name, attr)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_interface_shapes_and_metric_names(name):
+  method = METHODS[name]
+  config = tu.experiment_config(method)
+  train_src, _ = tu.sources(config)
+  batch = tu.fixed_batch(train_src, 8)
+  variables = jax.eval_shape(
+    lambda b: method.init(jax.random.key(0), config, b), batch
+  )
+  assert set(variables) == {"params", "batch_stats"}
+  labels = method.param_labels(variables["params"], config)
+  assert set(jax.tree.leaves(labels)) == {"main"}
+  loss, (state, metrics) = jax.eval_shape(
+    lambda v, b: method.loss_fn(v, b, jax.random.key(1), config, 0),
+    variables,
+    batch,
+  )
+  assert loss.shape == ()
+  assert jax.tree.structure(state) == jax.tree.structure(
+    {"batch_stats": variables["batch_stats"]}
+  )
+  assert set(metrics) == METRICS[name]
+  assert all(m.shape == () for m in metrics.values())
+  emb = jax.eval_shape(
+    lambda v, b: method.embed(v, b, config), variables, batch
+  )
+  width = config.model.feature_dim
+  fused = width if name == "supervised_sum" else 2 * width
+  assert {k: v.shape for k, v in emb.items()} == {
+    "fused": (8, fused),
+    "ppg": (8, width),
+    "acc": (8, width),
+  }
+
+
+def test_bad_inputs_are_rejected():
+  config = tu.experiment_config(baselines.clip)
+  train_src, _ = tu.sources(config)
+  batch = tu.fixed_batch(train_src, 4)
+  key = jax.random.key(0)
+  one_modality = {"signals": {"ppg": batch["signals"]["ppg"]}}
+  with pytest.raises(ValueError, match="lacks modalities"):
+    baselines.clip.init(key, config, one_modality)
+  config.model.encoder = "resnet50"
+  with pytest.raises(ValueError, match="model.encoder"):
+    baselines.clip.init(key, config, batch)
+  with pytest.raises(ValueError, match="size"):
+    baselines.simclr.default_config("huge")
+
+
+def test_sum_fusion_is_the_sum_of_modality_features():
+  method = baselines.supervised_sum
+  config = tu.experiment_config(method)
+  train_src, _ = tu.sources(config)
+  batch = tu.fixed_batch(train_src, 8)
+  variables = tu.init(method, config, batch)
+  emb = method.embed(variables, batch, config)
+  np.testing.assert_allclose(emb["fused"], emb["ppg"] + emb["acc"], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ("supervised_concat", "supervised_sum"))
+def test_supervised_training_lowers_loss_and_beats_random_probe(name):
+  method = METHODS[name]
+  config = tu.experiment_config(method)
+  train_src, test_src = tu.sources(config)
+  v0 = tu.init(method, config, tu.fixed_batch(train_src, 32))
+  result = tu.train(method, config, train_src, steps=60, variables=v0)
+  batch = tu.fixed_batch(train_src, 32, seed=3)
+  loss_at = tu.jitted(method, config, "loss_fn")
+  before, _ = loss_at(v0, batch, jax.random.key(7), jnp.int32(0))
+  after, (_, metrics) = loss_at(
+    result.variables, batch, jax.random.key(7), jnp.int32(0)
+  )
+  assert float(after) < 0.5 * float(before)
+  assert float(metrics["acc/fused"]) > 0.8
+  random_acc, trained_acc = tu.probe_accuracies(
+    method, [v0, result.variables], config, train_src, test_src
+  )
+  assert trained_acc > random_acc + 0.05

@@ -1,0 +1,157 @@
+"""ProMoBal method: interface shapes, SaMoBal paths, losses, short training."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from msjax.kernels._util import l2_normalize
+from msjax.kernels.selection import samobal_infer
+from msjax.methods import promobal
+from tests.methods import _train_util as tu
+
+STEPS = 100
+BATCH = 32
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = tu.experiment_config(promobal)
+  train_src, test_src = tu.sources(config)
+  v0 = tu.init(promobal, config, tu.fixed_batch(train_src, BATCH))
+  result = tu.train(
+    promobal, config, train_src, steps=STEPS, batch_size=BATCH, variables=v0
+  )
+  return config, train_src, test_src, v0, result
+
+
+def test_default_config_paper_lambdas():
+  crema = promobal.default_config("paper")
+  assert (crema.loss.lam_uni, crema.loss.lam_fus, crema.loss.lam_ca) == (
+    0.7,
+    1.0,
+    3.0,
+  )
+  assert crema.loss.lam_ce == 1.0
+  assert (crema.loss.tau, crema.loss.tau_g, crema.loss.tau_fd) == (
+    0.07,
+    1.0,
+    1.0,
+  )
+  assert (crema.loss.eps_ot, crema.loss.ot_iters) == (0.1, 20)
+  kinetics = promobal.default_config("paper", dataset="kinetics_sounds")
+  assert (kinetics.loss.lam_uni, kinetics.loss.lam_fus) == (1.0, 3.0)
+  with pytest.raises(ValueError, match="dataset"):
+    promobal.default_config("paper", dataset="nope")
+
+
+def test_shapes_of_init_loss_and_embed(setup):
+  config, train_src, _, v0, _ = setup
+  batch = tu.fixed_batch(train_src, 8)
+  c = config.model
+  params = v0["params"]
+  assert params["prototypes"]["prototypes"].shape == (3, c.feature_dim)
+  assert params["classifier_ppg"]["weight"].shape == (3, c.feature_dim)
+  loss, (state, metrics) = jax.eval_shape(
+    lambda v, b: promobal.loss_fn(v, b, jax.random.key(1), config, 0), v0, batch
+  )
+  assert loss.shape == ()
+  assert set(state) == {"batch_stats"}
+  assert all(m.shape == () for m in metrics.values())
+  emb = jax.eval_shape(lambda v, b: promobal.embed(v, b, config), v0, batch)
+  assert {k: v.shape for k, v in emb.items()} == {
+    "fused": (8, c.feature_dim),
+    "ppg": (8, c.feature_dim),
+    "acc": (8, c.feature_dim),
+  }
+
+
+def test_missing_labels_rejected(setup):
+  config, train_src, _, v0, _ = setup
+  batch = dict(tu.fixed_batch(train_src, 8))
+  del batch["label"]
+  with pytest.raises(ValueError, match="label"):
+    promobal.loss_fn(v0, batch, jax.random.key(0), config, 0)
+
+
+def test_loss_fn_metrics_total_and_determinism(setup):
+  config, train_src, _, v0, _ = setup
+  batch = tu.fixed_batch(train_src, BATCH, seed=3)
+  loss_at = tu.jitted(promobal, config, "loss_fn")
+  loss_a, (state, metrics) = loss_at(v0, batch, jax.random.key(7), 0)
+  loss_b, _ = loss_at(v0, batch, jax.random.key(7), 0)
+  loss_c, (_, metrics_c) = loss_at(v0, batch, jax.random.key(8), 0)
+  assert float(loss_a) == float(loss_b)
+  # The key drives the Gumbel selection, hence L_fus.
+  assert float(metrics["loss/fus"]) != float(metrics_c["loss/fus"])
+  names = {"loss/uni", "loss/ce", "loss/fus", "loss/ca", "acc/fused"}
+  names |= {"geometry/FC", "geometry/RS", "sel_rate/ppg", "sel_rate/acc"}
+  assert names <= set(metrics)
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  c = config.loss
+  total = (
+    c.lam_uni * metrics["loss/uni"]
+    + c.lam_ce * metrics["loss/ce"]
+    + c.lam_fus * metrics["loss/fus"]
+    + c.lam_ca * metrics["loss/ca"]
+  )
+  np.testing.assert_allclose(float(loss_a), float(total), rtol=1e-5)
+  # Per-dimension hard selection: the modality rates sum to 1.
+  rates = float(metrics["sel_rate/ppg"]) + float(metrics["sel_rate/acc"])
+  np.testing.assert_allclose(rates, 1.0, atol=1e-6)
+  assert 0.0 <= float(metrics["acc/fused"]) <= 1.0
+  old = jax.tree.leaves(v0["batch_stats"])
+  new = jax.tree.leaves(state["batch_stats"])
+  assert any(not np.allclose(a, b) for a, b in zip(old, new, strict=True))
+
+
+def test_every_loss_term_reaches_its_parameters(setup):
+  config, train_src, _, v0, _ = setup
+  batch = tu.fixed_batch(train_src, 8)
+  for term in ("lam_uni", "lam_ce", "lam_fus", "lam_ca"):
+    cfg = config.copy_and_resolve_references()
+    for other in ("lam_uni", "lam_ce", "lam_fus", "lam_ca"):
+      setattr(cfg.loss, other, 1.0 if other == term else 0.0)
+    grads = jax.grad(
+      lambda p, cfg=cfg: promobal.loss_fn(
+        {**v0, "params": p}, batch, jax.random.key(0), cfg, 0
+      )[0]
+    )(v0["params"])
+    proto_grad = np.abs(np.asarray(grads["prototypes"]["prototypes"])).max()
+    clf_grad = np.abs(np.asarray(grads["classifier_acc"]["weight"])).max()
+    enc_grad = max(
+      np.abs(np.asarray(g)).max() for g in jax.tree.leaves(grads["encoders"])
+    )
+    # CE trains classifiers+encoders, CA classifiers+prototypes, the
+    # prototype losses prototypes+encoders.
+    assert (proto_grad > 0) == (term != "lam_ce"), term
+    assert (clf_grad > 0) == (term in ("lam_ce", "lam_ca")), term
+    assert (enc_grad > 0) == (term != "lam_ca"), term
+
+
+def test_embed_fused_is_samobal_inference(setup):
+  config, train_src, _, _, result = setup
+  batch = tu.fixed_batch(train_src, 16)
+  variables = result.variables
+  emb = promobal.embed(variables, batch, config)
+  z = jnp.stack([emb["ppg"], emb["acc"]])
+  np.testing.assert_allclose(
+    np.linalg.norm(np.asarray(z), axis=-1), 1.0, atol=1e-5
+  )
+  protos = l2_normalize(variables["params"]["prototypes"]["prototypes"])
+  expected = samobal_infer(z, protos, score="own")
+  np.testing.assert_allclose(emb["fused"], expected.z_fus, atol=1e-6)
+
+
+def test_training_lowers_loss_and_beats_random_probe(setup):
+  config, train_src, test_src, v0, result = setup
+  batch = tu.fixed_batch(train_src, BATCH, seed=3)
+  loss_at = tu.jitted(promobal, config, "loss_fn")
+  before, _ = loss_at(v0, batch, jax.random.key(7), 0)
+  after, (_, metrics) = loss_at(result.variables, batch, jax.random.key(7), 0)
+  assert float(after) < 0.7 * float(before)
+  assert float(metrics["acc/fused"]) > 0.6
+  random_acc, trained_acc = tu.probe_accuracies(
+    promobal, [v0, result.variables], config, train_src, test_src
+  )
+  assert trained_acc > random_acc + 0.05
