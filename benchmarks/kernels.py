@@ -52,10 +52,19 @@ if torch is not None:
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
   import _torch_reference as torch_ref  # noqa: E402
 
-ENV_KEYS = ("XLA_FLAGS", "JAX_PLATFORMS", "MALLOC_MMAP_MAX_",
-            "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
-            "MALLOC_TOP_PAD_", "GLIBC_TUNABLES", "LD_PRELOAD",
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL")
+ENV_KEYS = (
+  "XLA_FLAGS",
+  "JAX_PLATFORMS",
+  "MALLOC_MMAP_MAX_",
+  "MALLOC_MMAP_THRESHOLD_",
+  "MALLOC_TRIM_THRESHOLD_",
+  "MALLOC_TOP_PAD_",
+  "GLIBC_TUNABLES",
+  "LD_PRELOAD",
+  "OMP_NUM_THREADS",
+  "MKL_NUM_THREADS",
+  "TF_CPP_MIN_LOG_LEVEL",
+)
 
 
 def _block(x):
@@ -64,8 +73,9 @@ def _block(x):
   return jax.block_until_ready(x)
 
 
-def time_row(impls: dict[str, Callable[[], object]], repeats: int,
-             warmup: int = 2) -> tuple[dict, dict]:
+def time_row(
+  impls: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
+) -> tuple[dict, dict]:
   """Interleaved timing: returns ({impl: median_s}, {impl: first_call_s})."""
   first = {}
   for name, fn in impls.items():
@@ -91,8 +101,11 @@ def _to_np(x):
 
 def _max_diff(outputs: dict, ref: str = "msjax") -> dict:
   base = _to_np(outputs[ref])
-  return {k: float(np.max(np.abs(_to_np(v) - base)))
-          for k, v in outputs.items() if k != ref}
+  return {
+    k: float(np.max(np.abs(_to_np(v) - base)))
+    for k, v in outputs.items()
+    if k != ref
+  }
 
 
 # --------------------------------------------------------------- Sinkhorn
@@ -104,8 +117,9 @@ def sinkhorn_rows(shapes, repeats):
     rng = np.random.default_rng(0)
     scores_np = rng.uniform(-1, 1, (batch, num_protos)).astype(np.float32)
     scores = jnp.asarray(scores_np)
-    msjax_fn = jax.jit(functools.partial(sinkhorn_knopp, epsilon=0.05,
-                                         num_iters=3))
+    msjax_fn = jax.jit(
+      functools.partial(sinkhorn_knopp, epsilon=0.05, num_iters=3)
+    )
     impls = {"msjax": lambda s=scores, f=msjax_fn: f(s)}
     if torch is not None:
       scores_t = torch.from_numpy(scores_np.copy())
@@ -113,26 +127,36 @@ def sinkhorn_rows(shapes, repeats):
     if ott_sinkhorn is not None:
       for name, lse_mode in (("ott", True), ("ott_kernel_mode", False)):
         solver = ott_sinkhorn.Sinkhorn(
-          lse_mode=lse_mode, min_iterations=3, max_iterations=3,
-          inner_iterations=1, threshold=0.0)
+          lse_mode=lse_mode,
+          min_iterations=3,
+          max_iterations=3,
+          inner_iterations=1,
+          threshold=0.0,
+        )
 
         def solve(s, solver=solver, batch=batch):
           geom = ott_geometry.Geometry(cost_matrix=-s, epsilon=0.05)
           return solver(ott_problem.LinearProblem(geom)).matrix * batch
 
-        impls[name] = lambda s=scores, f=jax.jit(solve): f(s)
+        impls[name] = functools.partial(jax.jit(solve), scores)
     copy = jax.jit(lambda x: x * 2.0)
-    impls["copy_x2"] = lambda s=scores: copy(s)
+    impls["copy_x2"] = functools.partial(copy, scores)
     times, first = time_row(impls, repeats)
     outputs = {k: fn() for k, fn in impls.items() if k != "copy_x2"}
     traffic = 2 * scores_np.nbytes
-    rows.append(dict(
-      kernel="sinkhorn_knopp", shape=dict(B=batch, K=num_protos),
-      times_ms={k: v * 1e3 for k, v in times.items()},
-      compile_ms={k: v * 1e3 for k, v in first.items()},
-      max_abs_diff_vs_msjax=_max_diff(outputs),
-      bandwidth_gbs=dict(msjax=traffic / times["msjax"] / 1e9,
-                         copy_x2=traffic / times["copy_x2"] / 1e9)))
+    rows.append(
+      dict(
+        kernel="sinkhorn_knopp",
+        shape=dict(B=batch, K=num_protos),
+        times_ms={k: v * 1e3 for k, v in times.items()},
+        compile_ms={k: v * 1e3 for k, v in first.items()},
+        max_abs_diff_vs_msjax=_max_diff(outputs),
+        bandwidth_gbs=dict(
+          msjax=traffic / times["msjax"] / 1e9,
+          copy_x2=traffic / times["copy_x2"] / 1e9,
+        ),
+      )
+    )
   return rows
 
 
@@ -158,6 +182,7 @@ def _torch_grads(loss_fn, *tensors):
     loss = loss_fn(*leaves)
     grads = torch.autograd.grad(loss, leaves)
     return loss.detach(), grads
+
   return run
 
 
@@ -170,22 +195,29 @@ def pro_fd_rows(configs, repeats):
     rng = np.random.default_rng(1)
     z_np, p_np = _unit(rng, (batch, width)), _unit(rng, (num_classes, width))
     y_np = rng.integers(0, num_classes, batch).astype(np.int32)
-    step = jax.jit(jax.value_and_grad(
-      lambda z, p, y: pro_fd(z, y, p)[0], argnums=(0, 1)))
+    step = jax.jit(
+      jax.value_and_grad(lambda z, p, y: pro_fd(z, y, p)[0], argnums=(0, 1))
+    )
     z, p, y = jnp.asarray(z_np), jnp.asarray(p_np), jnp.asarray(y_np)
-    impls = {"msjax": lambda: step(z, p, y)}
+    impls = {"msjax": functools.partial(step, z, p, y)}
     if torch is not None:
       y_t = torch.from_numpy(y_np).long()
       impls["torch"] = _torch_grads(
-        lambda z, p: torch_ref.pro_fd(z, y_t, p),
-        torch.from_numpy(z_np), torch.from_numpy(p_np))
+        lambda z, p, y_t=y_t: torch_ref.pro_fd(z, y_t, p),
+        torch.from_numpy(z_np),
+        torch.from_numpy(p_np),
+      )
     times, first = time_row(impls, repeats)
     outputs = {k: fn()[0] for k, fn in impls.items()}
-    rows.append(dict(
-      kernel="pro_fd fwd+bwd", shape=dict(B=batch, C=num_classes, D=width),
-      times_ms={k: v * 1e3 for k, v in times.items()},
-      compile_ms={k: v * 1e3 for k, v in first.items()},
-      max_abs_diff_vs_msjax=_max_diff(outputs)))
+    rows.append(
+      dict(
+        kernel="pro_fd fwd+bwd",
+        shape=dict(B=batch, C=num_classes, D=width),
+        times_ms={k: v * 1e3 for k, v in times.items()},
+        compile_ms={k: v * 1e3 for k, v in first.items()},
+        max_abs_diff_vs_msjax=_max_diff(outputs),
+      )
+    )
   return rows
 
 
@@ -207,23 +239,29 @@ def samobal_rows(configs, repeats):
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
     args = [jnp.asarray(a) for a in (z_np, p_np, y_np, noise_np, cot_np)]
-    impls = {"msjax": lambda: step(*args)}
+    impls = {"msjax": functools.partial(step, *args)}
     if torch is not None:
       y_t = torch.from_numpy(y_np).long()
       noise_t = torch.from_numpy(noise_np)
       cot_t = torch.from_numpy(cot_np)
       impls["torch"] = _torch_grads(
-        lambda z, p: torch.sum(
-          torch_ref.samobal_select(z, p, y_t, noise_t) * cot_t),
-        torch.from_numpy(z_np), torch.from_numpy(p_np))
+        lambda z, p, y_t=y_t, noise_t=noise_t, cot_t=cot_t: torch.sum(
+          torch_ref.samobal_select(z, p, y_t, noise_t) * cot_t
+        ),
+        torch.from_numpy(z_np),
+        torch.from_numpy(p_np),
+      )
     times, first = time_row(impls, repeats)
     outputs = {k: fn()[0] for k, fn in impls.items()}
-    rows.append(dict(
-      kernel="samobal_select straight-through fwd+bwd",
-      shape=dict(B=batch, M=num_mod, D=width),
-      times_ms={k: v * 1e3 for k, v in times.items()},
-      compile_ms={k: v * 1e3 for k, v in first.items()},
-      max_abs_diff_vs_msjax=_max_diff(outputs)))
+    rows.append(
+      dict(
+        kernel="samobal_select straight-through fwd+bwd",
+        shape=dict(B=batch, M=num_mod, D=width),
+        times_ms={k: v * 1e3 for k, v in times.items()},
+        compile_ms={k: v * 1e3 for k, v in first.items()},
+        max_abs_diff_vs_msjax=_max_diff(outputs),
+      )
+    )
   return rows
 
 
@@ -237,23 +275,29 @@ def pro_ucl_rows(configs, repeats):
     z_np = _unit(rng, (num_mod, batch, width))
     p_np = _unit(rng, (num_classes, width))
     y_np = rng.integers(0, num_classes, batch).astype(np.int32)
-    step = jax.jit(jax.value_and_grad(
-      lambda z, p, y: pro_ucl(z, y, p)[0], argnums=(0, 1)))
+    step = jax.jit(
+      jax.value_and_grad(lambda z, p, y: pro_ucl(z, y, p)[0], argnums=(0, 1))
+    )
     z, p, y = jnp.asarray(z_np), jnp.asarray(p_np), jnp.asarray(y_np)
-    impls = {"msjax": lambda: step(z, p, y)}
+    impls = {"msjax": functools.partial(step, z, p, y)}
     if torch is not None:
       y_t = torch.from_numpy(y_np).long()
       impls["torch"] = _torch_grads(
-        lambda z, p: torch_ref.pro_ucl(z, y_t, p),
-        torch.from_numpy(z_np), torch.from_numpy(p_np))
+        lambda z, p, y_t=y_t: torch_ref.pro_ucl(z, y_t, p),
+        torch.from_numpy(z_np),
+        torch.from_numpy(p_np),
+      )
     times, first = time_row(impls, repeats)
     outputs = {k: fn()[0] for k, fn in impls.items()}
-    rows.append(dict(
-      kernel="pro_ucl fwd+bwd",
-      shape=dict(B=batch, D=width, C=num_classes, M=num_mod),
-      times_ms={k: v * 1e3 for k, v in times.items()},
-      compile_ms={k: v * 1e3 for k, v in first.items()},
-      max_abs_diff_vs_msjax=_max_diff(outputs)))
+    rows.append(
+      dict(
+        kernel="pro_ucl fwd+bwd",
+        shape=dict(B=batch, D=width, C=num_classes, M=num_mod),
+        times_ms={k: v * 1e3 for k, v in times.items()},
+        compile_ms={k: v * 1e3 for k, v in first.items()},
+        max_abs_diff_vs_msjax=_max_diff(outputs),
+      )
+    )
   return rows
 
 
@@ -262,20 +306,29 @@ def pro_ucl_rows(configs, repeats):
 
 def _meta(jax_threads: int) -> dict:
   meta = dict(
-    python=platform.python_version(), machine=platform.machine(),
-    processor=platform.processor(), jax=jax.__version__,
+    python=platform.python_version(),
+    machine=platform.machine(),
+    processor=platform.processor(),
+    jax=jax.__version__,
     jaxlib=importlib.import_module("jaxlib").__version__,
-    numpy=np.__version__, backend=jax.default_backend(),
-    device=str(jax.devices()[0].device_kind), device_count=jax.device_count(),
-    cpu_count=os.cpu_count(), jax_cpu_threads=jax_threads,
+    numpy=np.__version__,
+    backend=jax.default_backend(),
+    device=str(jax.devices()[0].device_kind),
+    device_count=jax.device_count(),
+    cpu_count=os.cpu_count(),
+    jax_cpu_threads=jax_threads,
     matmul_precision=str(jax.config.jax_default_matmul_precision),
     env={k: os.environ.get(k) for k in ENV_KEYS},
-    allocator="glibc malloc (no LD_PRELOAD)" if not os.environ.get(
-      "LD_PRELOAD") else os.environ["LD_PRELOAD"])
+    allocator="glibc malloc (no LD_PRELOAD)"
+    if not os.environ.get("LD_PRELOAD")
+    else os.environ["LD_PRELOAD"],
+  )
   if torch is not None:
-    meta.update(torch=torch.__version__,
-                torch_threads=torch.get_num_threads(),
-                torch_interop_threads=torch.get_num_interop_threads())
+    meta.update(
+      torch=torch.__version__,
+      torch_threads=torch.get_num_threads(),
+      torch_interop_threads=torch.get_num_interop_threads(),
+    )
   if ott_sinkhorn is not None:
     meta["ott_jax"] = importlib.import_module("ott").__version__
   return meta
@@ -287,24 +340,33 @@ def _print_rows(rows):
     shape = " ".join(f"{k}={v}" for k, v in row["shape"].items())
     cells = "  ".join(f"{k} {v:8.3f}" for k, v in times.items())
     speed = "  ".join(
-      f"{k}/msjax {times[k] / times['msjax']:5.2f}x" for k in times
-      if k not in ("msjax", "copy_x2"))
+      f"{k}/msjax {times[k] / times['msjax']:5.2f}x"
+      for k in times
+      if k not in ("msjax", "copy_x2")
+    )
     print(f"{row['kernel']:<42} {shape:<22} {cells}  | {speed}")
     if "bandwidth_gbs" in row:
       bw = row["bandwidth_gbs"]
-      print(f"{'':<42} bandwidth msjax {bw['msjax']:.2f} GB/s, copy"
-            f" {bw['copy_x2']:.2f} GB/s; compile_ms "
-            f"{ {k: round(v, 1) for k, v in row['compile_ms'].items()} }")
+      print(
+        f"{'':<42} bandwidth msjax {bw['msjax']:.2f} GB/s, copy"
+        f" {bw['copy_x2']:.2f} GB/s; compile_ms "
+        f"{ {k: round(v, 1) for k, v in row['compile_ms'].items()} }"
+      )
     print(f"{'':<42} max|diff| vs msjax {row['max_abs_diff_vs_msjax']}")
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true",
-                      help="fewer repeats (for smoke runs)")
+  parser.add_argument(
+    "--quick", action="store_true", help="fewer repeats (for smoke runs)"
+  )
   parser.add_argument("--out", type=pathlib.Path, default=None)
-  parser.add_argument("--only", nargs="*", default=None,
-                      choices=["sinkhorn", "pro_fd", "samobal", "pro_ucl"])
+  parser.add_argument(
+    "--only",
+    nargs="*",
+    default=None,
+    choices=["sinkhorn", "pro_fd", "samobal", "pro_ucl"],
+  )
   args = parser.parse_args(argv)
   repeats = 5 if args.quick else 25
   jax_threads = len(os.sched_getaffinity(0))
@@ -317,12 +379,13 @@ def main(argv=None):
 
   sections = {
     "sinkhorn": lambda: sinkhorn_rows(
-      [(256, 512), (1024, 3000), (4096, 3000)], repeats),
+      [(256, 512), (1024, 3000), (4096, 3000)], repeats
+    ),
     "pro_fd": lambda: pro_fd_rows([(256, 6, 128), (256, 31, 128)], repeats),
-    "samobal": lambda: samobal_rows([(256, 2, 512), (256, 3, 1024)],
-                                    repeats),
-    "pro_ucl": lambda: pro_ucl_rows([(256, 128, 10, 2), (1024, 128, 10, 2)],
-                                    repeats),
+    "samobal": lambda: samobal_rows([(256, 2, 512), (256, 3, 1024)], repeats),
+    "pro_ucl": lambda: pro_ucl_rows(
+      [(256, 128, 10, 2), (1024, 128, 10, 2)], repeats
+    ),
   }
   rows = []
   for name, run in sections.items():
@@ -332,10 +395,18 @@ def main(argv=None):
     new = run()
     _print_rows(new)
     rows.extend(new)
-  result = dict(meta=_meta(jax_threads), repeats=repeats, warmup=2,
-                statistic="median of interleaved blocked calls", rows=rows)
-  out = args.out or (pathlib.Path(__file__).resolve().parent / "results" /
-                     f"kernels_{jax.default_backend()}.json")
+  result = dict(
+    meta=_meta(jax_threads),
+    repeats=repeats,
+    warmup=2,
+    statistic="median of interleaved blocked calls",
+    rows=rows,
+  )
+  out = args.out or (
+    pathlib.Path(__file__).resolve().parent
+    / "results"
+    / f"kernels_{jax.default_backend()}.json"
+  )
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(result, indent=1))
   print(f"wrote {out}")

@@ -26,7 +26,6 @@ everything is finite; otherwise the log-domain path is taken
 when ``axis_name`` is set).
 """
 
-import functools
 import math
 
 import jax
@@ -79,8 +78,10 @@ def contraction_sharding(x: jax.Array, keep: tuple[int | None, ...]) -> dict:
   if mesh is None or not getattr(mesh, "axis_names", ()):
     return {}
   explicit = {
-    name for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
-    if kind == jax.sharding.AxisType.Explicit}
+    name
+    for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
+    if kind == jax.sharding.AxisType.Explicit
+  }
   spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
 
   def names(entry):
@@ -91,9 +92,14 @@ def contraction_sharding(x: jax.Array, keep: tuple[int | None, ...]) -> dict:
   contracted = set(range(x.ndim)) - set(keep)
   if not any(names(spec[axis]) & explicit for axis in contracted):
     return {}
-  return {"out_sharding": jax.sharding.NamedSharding(
-    mesh, jax.sharding.PartitionSpec(
-      *(None if axis is None else spec[axis] for axis in keep)))}
+  return {
+    "out_sharding": jax.sharding.NamedSharding(
+      mesh,
+      jax.sharding.PartitionSpec(
+        *(None if axis is None else spec[axis] for axis in keep)
+      ),
+    )
+  }
 
 
 def _global_batch(local_batch: int, axis_name: str | None) -> int:
@@ -106,8 +112,13 @@ def _psum(x: jax.Array, axis_name: str | None) -> jax.Array:
   return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
-def equipartition_log(scores: jax.Array, *, epsilon: float, num_iters: int,
-                      axis_name: str | None = None) -> jax.Array:
+def equipartition_log(
+  scores: jax.Array,
+  *,
+  epsilon: float,
+  num_iters: int,
+  axis_name: str | None = None,
+) -> jax.Array:
   """SPEC §1 in the log domain, literally (the reference evaluation).
 
   Args:
@@ -133,7 +144,10 @@ def equipartition_log(scores: jax.Array, *, epsilon: float, num_iters: int,
 
 
 def equipartition_scaling(
-  scores: jax.Array, *, epsilon: float, num_iters: int,
+  scores: jax.Array,
+  *,
+  epsilon: float,
+  num_iters: int,
   axis_name: str | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """The kernel-domain scalings of SPEC §1 (``num_iters >= 1``).
@@ -153,26 +167,32 @@ def equipartition_scaling(
   num_rows = _global_batch(scores.shape[-2], axis_name)
   num_cols = scores.shape[-1]
   inv_eps = jnp.asarray(1.0 / epsilon, dtype)
-  row_max = jnp.max(scores, axis=-1) * inv_eps                  # [..., B]
-  top = jnp.max(row_max, axis=-1, keepdims=True)                # [..., 1]
+  row_max = jnp.max(scores, axis=-1) * inv_eps  # [..., B]
+  top = jnp.max(row_max, axis=-1, keepdims=True)  # [..., 1]
   if axis_name is not None:
     top = jax.lax.pmax(top, axis_name)
-  kernel = jnp.exp(scores * inv_eps - row_max[..., None])       # [..., B, K]
-  row_weight = jnp.exp(row_max - top)                           # [..., B]
+  kernel = jnp.exp(scores * inv_eps - row_max[..., None])  # [..., B, K]
+  row_weight = jnp.exp(row_max - top)  # [..., B]
   col_out = contraction_sharding(
-    kernel, tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,))
+    kernel, tuple(range(kernel.ndim - 2)) + (kernel.ndim - 1,)
+  )
 
   def round_(carry):
     row_weight, _, _, smallest = carry
-    col_sum = _psum(jnp.einsum("...b,...bk->...k", row_weight, kernel,
-                               **col_out), axis_name)
+    col_sum = _psum(
+      jnp.einsum("...b,...bk->...k", row_weight, kernel, **col_out), axis_name
+    )
     smallest = jnp.minimum(smallest, jnp.min(col_sum))
     col_scale = 1.0 / (num_cols * col_sum)
     inv_row = 1.0 / jnp.einsum("...bk,...k->...b", kernel, col_scale)
     return inv_row / num_rows, col_scale, inv_row, smallest
 
-  init = (row_weight, jnp.zeros(scores.shape[:-2] + (num_cols,), dtype),
-          row_weight, jnp.asarray(jnp.inf, dtype))
+  init = (
+    row_weight,
+    jnp.zeros(scores.shape[:-2] + (num_cols,), dtype),
+    row_weight,
+    jnp.asarray(jnp.inf, dtype),
+  )
   _, col_scale, inv_row, smallest = _repeat(round_, init, num_iters)
   finite = jnp.all(jnp.isfinite(inv_row)) & jnp.all(jnp.isfinite(col_scale))
   ok = finite & (smallest >= jnp.finfo(dtype).tiny * _MARGIN)
@@ -182,24 +202,31 @@ def equipartition_scaling(
 
 
 def log_potentials(
-  scores: jax.Array, *, epsilon: float, num_iters: int,
+  scores: jax.Array,
+  *,
+  epsilon: float,
+  num_iters: int,
   axis_name: str | None = None,
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """SPEC §1 in the log domain, carried as row and column potentials.
 
   The iterate of SPEC §1 is ``L_ij = scores_ij / epsilon + a_i + b_j``;
-  this updates only ``a[..., B]`` and ``b[..., K]`` (every ``lse`` re-reads
-  ``scores``, fused), so no ``[B, K]`` matrix is materialised.
+  each normalisation recomputes one potential from the other (a column
+  step sets ``b = -lse_b(scores / epsilon + a) - log K``, a row step
+  ``a = -lse_k(scores / epsilon + b) - log B``), so no ``[B, K]`` matrix
+  is materialised (every ``lse`` re-reads ``scores``, fused). The last row
+  step is returned as the max and the sum of its ``lse`` so that the codes
+  are normalised by a division (rows sum to 1 to float rounding).
 
   Args:
     scores: ``[..., B, K]`` float32/float64 scores.
     epsilon: entropic temperature.
-    num_iters: number of (column, row) rounds.
+    num_iters: number of (column, row) rounds, >= 1.
     axis_name: mapped axis over which ``B`` is split, or ``None``.
 
   Returns:
-    ``(a [..., B, 1], b [..., 1, K])`` with
-    ``codes = exp(scores / epsilon + a + b)`` (``log B`` folded into ``a``).
+    ``(b [..., 1, K], m [..., B, 1], s [..., B, 1])`` with
+    ``codes = exp(scores / epsilon + b - m) / s``.
   """
   num_rows = _global_batch(scores.shape[-2], axis_name)
   log_b = math.log(num_rows)
@@ -207,28 +234,36 @@ def log_potentials(
   logits = scores / jnp.asarray(epsilon, scores.dtype)
   row = -lse(logits, axis=(-2, -1), axis_name=axis_name)
   row = jnp.broadcast_to(row, scores.shape[:-1] + (1,))
-  col = jnp.zeros(scores.shape[:-2] + (1, scores.shape[-1]), scores.dtype)
 
-  def round_(potentials):
-    row, col = potentials
-    col = col - lse(logits + row + col, axis=-2, axis_name=axis_name) - log_k
-    row = row - lse(logits + row + col, axis=-1) - log_b
-    return row, col
+  def col_step(row):
+    return -lse(logits + row, axis=-2, axis_name=axis_name) - log_k
 
-  row, col = _repeat(round_, (row, col), num_iters)
-  return row + log_b, col
+  def round_(row):
+    return -lse(logits + col_step(row), axis=-1) - log_b
+
+  col = col_step(_repeat(round_, row, num_iters - 1))
+  shifted = logits + col
+  row_max = jax.lax.stop_gradient(jnp.max(shifted, axis=-1, keepdims=True))
+  row_sum = jnp.sum(jnp.exp(shifted - row_max), axis=-1, keepdims=True)
+  return col, row_max, row_sum
 
 
-def equipartition(scores: jax.Array, *, epsilon: float, num_iters: int,
-                  axis_name: str | None = None) -> jax.Array:
+def equipartition(
+  scores: jax.Array,
+  *,
+  epsilon: float,
+  num_iters: int,
+  axis_name: str | None = None,
+) -> jax.Array:
   """SPEC §1 codes: fast scaling path, log-domain fallback inside the graph.
 
-  The fallback (``lax.cond``) returns only the log-domain potentials; one
-  final elementwise pass selects per problem between the scaled kernel and
-  ``exp(scores / epsilon + a + b)``, so that the kernel matrix's buffer is
-  overwritten in place by the codes (one fresh ``[B, K]`` buffer per call:
-  on CPU each fresh buffer over the allocator's mmap threshold costs a page
-  fault per 4 KiB page).
+  The fallback (``lax.cond``) returns only log-domain potentials (vectors);
+  one final elementwise pass selects between the scaled kernel and
+  ``exp(scores / epsilon + b - m) / s``, so the kernel matrix's buffer is
+  overwritten in place by the codes: one fresh ``[B, K]`` buffer per call
+  (on CPU each fresh buffer over glibc's mmap threshold, 32 MiB at most,
+  costs a page fault per 4 KiB page; a ``cond`` returning the matrix
+  would cost a second one).
 
   Args:
     scores: ``[..., B, K]`` float32/float64 scores.
@@ -240,21 +275,27 @@ def equipartition(scores: jax.Array, *, epsilon: float, num_iters: int,
     ``[..., B, K]`` codes.
   """
   if num_iters == 0:
-    row, col = log_potentials(scores, epsilon=epsilon, num_iters=0,
-                              axis_name=axis_name)
-    return jnp.exp(scores / jnp.asarray(epsilon, scores.dtype) + row + col)
+    return equipartition_log(
+      scores, epsilon=epsilon, num_iters=0, axis_name=axis_name
+    )
   kernel, col_scale, inv_row, ok = equipartition_scaling(
-    scores, epsilon=epsilon, num_iters=num_iters, axis_name=axis_name)
+    scores, epsilon=epsilon, num_iters=num_iters, axis_name=axis_name
+  )
 
-  def fast(scores):
-    shape = scores.shape
-    return (jnp.zeros(shape[:-1] + (1,), scores.dtype),
-            jnp.zeros(shape[:-2] + (1, shape[-1]), scores.dtype))
+  def fast(scores, col_scale, inv_row):
+    del scores  # zeros shaped (and, under Explicit meshes, sharded) alike
+    zero_row = jnp.zeros_like(inv_row)[..., None]
+    return jnp.zeros_like(col_scale)[..., None, :], zero_row, zero_row + 1
 
-  row, col = jax.lax.cond(
-    ok, fast, functools.partial(log_potentials, epsilon=epsilon,
-                                num_iters=num_iters, axis_name=axis_name),
-    scores)
+  def slow(scores, col_scale, inv_row):
+    del col_scale, inv_row
+    return log_potentials(
+      scores, epsilon=epsilon, num_iters=num_iters, axis_name=axis_name
+    )
+
+  col, row_max, row_sum = jax.lax.cond(
+    ok, fast, slow, scores, col_scale, inv_row
+  )
   scaled = kernel * col_scale[..., None, :] * inv_row[..., :, None]
-  logits = scores / jnp.asarray(epsilon, scores.dtype) + row + col
-  return jnp.where(ok, scaled, jnp.exp(jnp.where(ok, 0.0, logits)))
+  logits = scores / jnp.asarray(epsilon, scores.dtype) + col - row_max
+  return jnp.where(ok, scaled, jnp.exp(jnp.where(ok, 0.0, logits)) / row_sum)

@@ -11,9 +11,9 @@ batch) on every device.
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import AxisType, PartitionSpec
 from jax.typing import ArrayLike
 
+from msjax.kernels._explicit import replicate_explicit
 from msjax.kernels._util import as_float, check_rank, l2_normalize, lse
 
 __all__ = ["info_nce", "nt_xent", "pro_ucl"]
@@ -39,34 +39,6 @@ def _check_labels(
   return labels.astype(jnp.int32)
 
 
-def _replicate_explicit(x: jax.Array) -> jax.Array:
-  """Reshards ``x`` to replicated if it is sharded over Explicit mesh axes.
-
-  Under ``jit`` on a mesh whose axes are ``AxisType.Explicit`` (the default
-  of recent ``jax.make_mesh``), a batch-by-batch similarity of two
-  batch-sharded operands has no legal sharding; the keys side is made
-  replicated (an all-gather, exactly what Auto mode inserts itself).
-  Arrays without Explicit shardings are returned unchanged.
-  """
-  sharding = jax.typeof(x).sharding
-  mesh = sharding.mesh
-  if mesh.empty:
-    return x
-  explicit = {
-    name
-    for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
-    if kind == AxisType.Explicit
-  }
-  used = set()
-  for entry in sharding.spec:
-    if entry is None:
-      continue
-    used.update(entry if isinstance(entry, tuple) else (entry,))
-  if used & explicit:
-    return jax.reshard(x, PartitionSpec())
-  return x
-
-
 def _gather(
   x: jax.Array, axis_name: str | None, axis: int = 0
 ) -> tuple[jax.Array, jax.Array | int, int]:
@@ -80,7 +52,7 @@ def _gather(
     of this device's first local item, and the size of the mapped axis.
   """
   if axis_name is None:
-    return _replicate_explicit(x), 0, 1
+    return replicate_explicit(x), 0, 1
   gathered = jax.lax.all_gather(x, axis_name, axis=axis, tiled=True)
   num_devices = gathered.shape[axis] // x.shape[axis]
   offset = jax.lax.axis_index(axis_name) * x.shape[axis]

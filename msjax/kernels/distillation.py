@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from msjax.kernels._explicit import take_rows
 from msjax.kernels._util import as_float, check_rank
 from msjax.kernels.sinkhorn import OTOut
 
@@ -335,7 +336,9 @@ def pro_fd(
   proto_sg = jax.lax.stop_gradient(prototypes)
   gram = proto_sg @ proto_sg.T  # [C, C]
   cost = 1.0 - gram
-  log_ref = jax.nn.log_softmax(gram[labels] / tau_fd, axis=1)  # [B, C]
+  log_ref = jax.nn.log_softmax(
+    take_rows(gram, labels) / tau_fd, axis=1
+  )  # [B, C]
   log_fus = jax.nn.log_softmax(z_fus @ prototypes.T / tau_fd, axis=1)
   ot = _sinkhorn_batched(log_ref, log_fus, cost, float(epsilon), int(num_iters))
   aux = ProFDAux(

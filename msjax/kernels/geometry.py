@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from msjax.kernels._explicit import replicate_explicit
 from msjax.kernels._util import as_float, check_rank, l2_normalize, safe_norm
 
 __all__ = ["ca_loss", "fc_rs"]
@@ -132,7 +133,9 @@ def fc_rs(
   num = features.shape[0]
   labels = _check_labels(labels, num)
   dtype = features.dtype
-  feats = l2_normalize(features)
+  # pairwise over the whole set: replicate an Explicit batch sharding
+  feats = l2_normalize(replicate_explicit(features))
+  labels = replicate_explicit(labels)
   onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype)  # [N, C]
   counts = jnp.sum(onehot, axis=0)  # [C]
 

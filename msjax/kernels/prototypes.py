@@ -33,8 +33,9 @@ class MPPAux(NamedTuple):
   pair_ce: jax.Array
 
 
-def _pair_masks(num_modalities: int,
-                num_views: int) -> tuple[jax.Array, jax.Array]:
+def _pair_masks(
+  num_modalities: int, num_views: int
+) -> tuple[jax.Array, jax.Array]:
   """Static 0/1 masks ``[MV, MV]`` of the within and between pairs."""
   modality = jnp.repeat(jnp.arange(num_modalities), num_views)
   view = jnp.tile(jnp.arange(num_views), num_modalities)
@@ -110,33 +111,42 @@ def mpp_loss(
   if prototypes.shape[1] != width:
     raise ValueError(
       f"z [M, V, B, E] and prototypes [K, E] must agree on E, got shapes"
-      f" {tuple(z.shape)} and {tuple(prototypes.shape)}.")
+      f" {tuple(z.shape)} and {tuple(prototypes.shape)}."
+    )
   if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
     raise ValueError(
-      f"alpha must be a static Python float in [0, 1], got {alpha!r}.")
+      f"alpha must be a static Python float in [0, 1], got {alpha!r}."
+    )
   if not float(tau) > 0:
     raise ValueError(f"tau must be > 0, got {tau}.")
   if num_views == 1 and alpha != 0.0:
     raise ValueError(
       f"L_within needs V >= 2 views, got z shape {tuple(z.shape)} (V = 1)"
-      f" with alpha = {alpha}: pass alpha=0.0 (between-modality only).")
+      f" with alpha = {alpha}: pass alpha=0.0 (between-modality only)."
+    )
   if num_modalities == 1 and alpha != 1.0:
     raise ValueError(
       f"L_between needs M >= 2 modalities, got z shape {tuple(z.shape)}"
-      f" (M = 1) with alpha = {alpha}: pass alpha=1.0 (unimodal SwAV).")
+      f" (M = 1) with alpha = {alpha}: pass alpha=1.0 (unimodal SwAV)."
+    )
   dtype = jnp.result_type(z, prototypes)
   z, prototypes = z.astype(dtype), prototypes.astype(dtype)
 
   scores = jnp.einsum("mvbe,ke->mvbk", z, prototypes)
-  q = sinkhorn_knopp(scores, epsilon=epsilon, num_iters=num_iters,
-                     axis_name=axis_name)
+  q = sinkhorn_knopp(
+    scores, epsilon=epsilon, num_iters=num_iters, axis_name=axis_name
+  )
   logp = jax.nn.log_softmax(scores / jnp.asarray(tau, dtype), axis=-1)
   num_pairs = num_modalities * num_views
   batch = scores.shape[2]
   q_flat = q.reshape(num_pairs, batch, -1)
   logp_flat = logp.reshape(num_pairs, batch, -1)
-  pair_sum = -jnp.einsum("abk,cbk->ac", q_flat, logp_flat,
-                         **contraction_sharding(logp_flat, (None, None)))
+  pair_sum = -jnp.einsum(
+    "abk,cbk->ac",
+    q_flat,
+    logp_flat,
+    **contraction_sharding(logp_flat, (None, None)),
+  )
   if axis_name is not None:
     pair_sum = jax.lax.psum(pair_sum, axis_name)
     batch = batch * jax.lax.axis_size(axis_name)
@@ -153,5 +163,4 @@ def mpp_loss(
     count = num_pairs * (num_pairs - num_views)
     between = jnp.sum(jnp.where(between_mask, pair_ce, 0.0)) / count
     loss = loss + (1.0 - alpha) * between
-  return loss, MPPAux(L_within=within, L_between=between, q=q,
-                      pair_ce=pair_ce)
+  return loss, MPPAux(L_within=within, L_between=between, q=q, pair_ce=pair_ce)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
+from msjax.kernels._explicit import take_rows
 from msjax.kernels._util import as_float, check_rank, l2_normalize
 
 __all__ = [
@@ -188,7 +189,7 @@ def samobal_select(
     raise ValueError(f"tau_g must be > 0, got {tau_g}.")
 
   z_bmd = jnp.transpose(z, (1, 0, 2))  # [B, M, D]
-  scores = z_bmd * prototypes[labels][:, None, :]  # [B, M, D]
+  scores = z_bmd * take_rows(prototypes, labels)[:, None, :]  # [B, M, D]
   if mode == "straight_through":
     if (key is None) == (noise is None):
       raise ValueError(

@@ -97,8 +97,11 @@ def sinkhorn_knopp(
     raise ValueError(f"num_iters must be an integer >= 0, got {num_iters}.")
   scores = jax.lax.stop_gradient(scores)
   codes = equipartition(
-    scores, epsilon=float(epsilon), num_iters=int(num_iters),
-    axis_name=axis_name)
+    scores,
+    epsilon=float(epsilon),
+    num_iters=int(num_iters),
+    axis_name=axis_name,
+  )
   return jax.lax.stop_gradient(codes)
 
 
@@ -156,7 +159,8 @@ def entropic_ot(
   if b.shape != (num,) or cost.shape != (num, num):
     raise ValueError(
       f"a [C], b [C] and cost [C, C] must agree on C, got shapes"
-      f" a {tuple(a.shape)}, b {tuple(b.shape)}, cost {tuple(cost.shape)}.")
+      f" a {tuple(a.shape)}, b {tuple(b.shape)}, cost {tuple(cost.shape)}."
+    )
   if not float(epsilon) > 0:
     raise ValueError(f"epsilon must be > 0, got {epsilon}.")
   if int(num_iters) != num_iters or num_iters < 1:

@@ -98,7 +98,7 @@ def default_config(
     tau_g=1.0,
     tau_fd=1.0,
     eps_ot=0.1,
-    ot_iters=20,
+    ot_iters=5 if tiny else 20,
     augment=_common.augment_config(ops=()),
   )
   return ml_collections.ConfigDict(dict(model=model, loss=loss))

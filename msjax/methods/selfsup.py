@@ -53,7 +53,7 @@ def default_config(
 
   Args:
     size: ``"tiny"`` (tests, smoke runs) or ``"paper"``.
-    variant: a key of :data:`VARIANTS` (sets the temperature default).
+    variant: a key of :data:`VARIANTS`.
 
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
@@ -68,8 +68,10 @@ def default_config(
     embed_dim=16 if tiny else 128,
   )
   loss = dict(
-    tau=0.07 if variant == "clip" else 0.1,
-    augment=_common.augment_config(),
+    tau=0.1,
+    augment=_common.augment_config(
+      ("jitter", "negation", "channel_shuffle", "time_mask")
+    ),
   )
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 

@@ -256,7 +256,8 @@ ResNet26_1D = functools.partial(
   embed_dim=512,
 )
 
-#: Tiny variant for tests: same layout, widths 4..16, head to 16.
+#: Tiny variant for tests: 2 stages x 1 bottleneck block (widths 4, 8),
+#: head to 16.
 ResNet1DTiny = functools.partial(
   ResNet1D,
   stage_widths=(4, 8),

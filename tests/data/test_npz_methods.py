@@ -92,6 +92,7 @@ def test_npz_batches_fit_every_method(name, paths):
   assert out["fused"].shape[0] == 8
 
 
+@pytest.mark.slow
 def test_npz_source_gives_a_finite_loss(paths):
   """A real (compiled) loss on npz batches is finite."""
   method, config, batch = _setup("supervised_sum", paths)

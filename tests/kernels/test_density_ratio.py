@@ -24,13 +24,20 @@ CASES = {
   ),
   "infomae_shared": (
     lambda x, hp: infomae_shared_loss(
-      x["U1"], x["U2"], x["t_x1x2u"], x["t_xiui"], x["t_xjui"],
-      alpha=hp["alpha"], beta=hp["beta"]),
+      x["U1"],
+      x["U2"],
+      x["t_x1x2u"],
+      x["t_xiui"],
+      x["t_xjui"],
+      alpha=hp["alpha"],
+      beta=hp["beta"],
+    ),
     ("U1", "U2", "t_x1x2u", "t_xiui", "t_xjui"),
   ),
   "infomae_private": (
     lambda x, hp: infomae_private_loss(
-      x["t_xv"], x["t_vu"], gamma=hp["gamma"], eps=hp["eps"]),
+      x["t_xv"], x["t_vu"], gamma=hp["gamma"], eps=hp["eps"]
+    ),
     ("t_xv", "t_vu"),
   ),
 }
@@ -46,7 +53,8 @@ def _check_vectors(name: str, float64: bool) -> None:
   for v in x.values():
     assert v.dtype == dtype
   loss, grads = jax.jit(
-    jax.value_and_grad(lambda x: fn(x, hp) * data["r_loss"]))(x)
+    jax.value_and_grad(lambda x: fn(x, hp) * data["r_loss"])
+  )(x)
   tols = load_tolerances()[name]
   tol = F64_TOL if float64 else tols["out_loss"]
   assert loss.dtype == dtype
@@ -82,18 +90,23 @@ def test_finite_differences_float64(x64):
   b, e = 5, 3
   u1, u2 = rng.normal(size=(2, b, e))
   t = rng.normal(size=(5, 2, b)) * 2.0
-  f_shared = jax.jit(lambda u: infomae_shared_loss(
-    u, u2, t[0], t[1], t[2], alpha=0.7, beta=0.2))
+  f_shared = jax.jit(
+    lambda u: infomae_shared_loss(u, u2, t[0], t[1], t[2], alpha=0.7, beta=0.2)
+  )
   np.testing.assert_allclose(
-    jax.grad(f_shared)(u1), _central_fd(f_shared, u1), rtol=1e-6, atol=1e-8)
+    jax.grad(f_shared)(u1), _central_fd(f_shared, u1), rtol=1e-6, atol=1e-8
+  )
   f_bce = jax.jit(lambda tj: discriminator_bce(tj, t[3, 0]))
   np.testing.assert_allclose(
-    jax.grad(f_bce)(t[4, 0]), _central_fd(f_bce, t[4, 0]),
-    rtol=1e-6, atol=1e-8)
+    jax.grad(f_bce)(t[4, 0]), _central_fd(f_bce, t[4, 0]), rtol=1e-6, atol=1e-8
+  )
   f_bce2 = jax.jit(lambda tp: discriminator_bce(t[3, 0], tp))
   np.testing.assert_allclose(
-    jax.grad(f_bce2)(t[4, 1]), _central_fd(f_bce2, t[4, 1]),
-    rtol=1e-6, atol=1e-8)
+    jax.grad(f_bce2)(t[4, 1]),
+    _central_fd(f_bce2, t[4, 1]),
+    rtol=1e-6,
+    atol=1e-8,
+  )
 
 
 def test_bce_matches_numpy_and_is_stable():

@@ -17,7 +17,8 @@ from msjax.kernels.masking import (
 
 
 @pytest.mark.parametrize(
-  ("n", "ratio"), [(16, 0.75), (10, 0.75), (7, 0.5), (5, 0.0), (12, 0.9)])
+  ("n", "ratio"), [(16, 0.75), (10, 0.75), (7, 0.5), (5, 0.0), (12, 0.9)]
+)
 def test_mask_keeps_exact_count(key, n, ratio):
   b = 6
   m = random_patch_mask(key, b, n, mask_ratio=ratio)
@@ -61,11 +62,13 @@ def test_take_visible_and_restore_order(key):
   visible = take_visible(tokens, m.ids_keep)
   for row in range(b):
     np.testing.assert_array_equal(
-      visible[row], np.asarray(tokens)[row, np.asarray(m.ids_keep[row])])
+      visible[row], np.asarray(tokens)[row, np.asarray(m.ids_keep[row])]
+    )
   fill = jnp.array([-1.0, -2.0])
   full = restore_order(visible, fill, m.ids_restore)
-  expected = np.where(np.asarray(m.mask)[..., None], np.asarray(fill),
-                      np.asarray(tokens))
+  expected = np.where(
+    np.asarray(m.mask)[..., None], np.asarray(fill), np.asarray(tokens)
+  )
   np.testing.assert_array_equal(full, expected)
 
 
@@ -74,7 +77,9 @@ def _numpy_patchify(x, ph, pw):
   out = []
   for r in range(h // ph):
     for q in range(w // pw):
-      block = x[:, :, r * ph:(r + 1) * ph, q * pw:(q + 1) * pw]  # [B,C,ph,pw]
+      block = x[
+        :, :, r * ph : (r + 1) * ph, q * pw : (q + 1) * pw
+      ]  # [B,C,ph,pw]
       out.append(block.transpose(0, 2, 3, 1).reshape(b, -1))
   return np.stack(out, axis=1)
 
@@ -90,8 +95,12 @@ def test_patchify_matches_numpy_and_round_trips():
   # And the other way round: unpatchify then patchify.
   q = rng.normal(size=(2, 8, 36)).astype(np.float32)
   np.testing.assert_array_equal(
-    patchify(unpatchify(q, patch_size=(4, 3), image_shape=(3, 8, 12)),
-             patch_size=(4, 3)), q)
+    patchify(
+      unpatchify(q, patch_size=(4, 3), image_shape=(3, 8, 12)),
+      patch_size=(4, 3),
+    ),
+    q,
+  )
 
 
 def test_patchify_bad_shapes():
@@ -100,8 +109,7 @@ def test_patchify_bad_shapes():
   with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
     patchify(jnp.zeros((1, 8, 8)), patch_size=(4, 4))
   with pytest.raises(ValueError, match="does not match"):
-    unpatchify(jnp.zeros((1, 5, 16)), patch_size=(4, 4),
-               image_shape=(1, 8, 8))
+    unpatchify(jnp.zeros((1, 5, 16)), patch_size=(4, 4), image_shape=(1, 8, 8))
 
 
 def _numpy_masked_mse(t, p, mask, norm_pix):
@@ -112,8 +120,9 @@ def _numpy_masked_mse(t, p, mask, norm_pix):
     t = (t - mean) / np.sqrt(var + 1e-6)
   per_sample = []
   for row in range(b):
-    vals = [np.mean((t[row, k] - p[row, k]) ** 2)
-            for k in range(n) if mask[row, k]]
+    vals = [
+      np.mean((t[row, k] - p[row, k]) ** 2) for k in range(n) if mask[row, k]
+    ]
     per_sample.append(np.mean(vals))
   return np.mean(per_sample)
 
@@ -131,10 +140,12 @@ def test_masked_mse_matches_numpy(key, norm_pix_loss, x64):
   p2 = p.copy()
   p2[~mask] += 10.0
   np.testing.assert_allclose(
-    masked_mse(t, p2, mask, norm_pix_loss=norm_pix_loss), ref, rtol=1e-12)
+    masked_mse(t, p2, mask, norm_pix_loss=norm_pix_loss), ref, rtol=1e-12
+  )
   p2[mask] += 1.0
   assert float(masked_mse(t, p2, mask, norm_pix_loss=norm_pix_loss)) != (
-    pytest.approx(ref))
+    pytest.approx(ref)
+  )
 
 
 def test_masked_mse_bad_shapes():

@@ -14,15 +14,19 @@ MPP_FILES = ["mpp_basic", "mpp_swav_alpha1", "mpp_v1_alpha0"]
 
 
 def _hp(vec):
-  return dict(tau=float(vec["hp_tau"]), alpha=float(vec["hp_alpha"]),
-              epsilon=float(vec["hp_epsilon"]),
-              num_iters=int(vec["hp_num_iters"]))
+  return dict(
+    tau=float(vec["hp_tau"]),
+    alpha=float(vec["hp_alpha"]),
+    epsilon=float(vec["hp_epsilon"]),
+    num_iters=int(vec["hp_num_iters"]),
+  )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _value_and_grad(tau, alpha, epsilon, num_iters):
-  loss = functools.partial(mpp_loss, tau=tau, alpha=alpha, epsilon=epsilon,
-                           num_iters=num_iters)
+  loss = functools.partial(
+    mpp_loss, tau=tau, alpha=alpha, epsilon=epsilon, num_iters=num_iters
+  )
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
 
 
@@ -39,14 +43,15 @@ def _check(vec, result, tol):
   off_diag = ~np.eye(num_pairs, dtype=bool)
   np.testing.assert_allclose(loss, vec["out_loss"], **tol("out_loss"))
   np.testing.assert_allclose(aux.q, vec["out_q"], **tol("out_q"))
-  np.testing.assert_allclose(aux.pair_ce[off_diag],
-                             vec["out_pair_ce"][off_diag],
-                             **tol("out_pair_ce"))
+  np.testing.assert_allclose(
+    aux.pair_ce[off_diag], vec["out_pair_ce"][off_diag], **tol("out_pair_ce")
+  )
   for term in ("L_within", "L_between"):
     value = getattr(aux, term)
     if "out_" + term in vec:
-      np.testing.assert_allclose(value, vec["out_" + term],
-                                 **tol("out_" + term))
+      np.testing.assert_allclose(
+        value, vec["out_" + term], **tol("out_" + term)
+      )
     else:
       assert value is None
   # Inputs are used as given: compare with grad_, not gradtan_.
@@ -84,8 +89,9 @@ def test_m1_with_between_weight_raises():
     mpp_loss(z, jnp.eye(3), alpha=0.5)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-  (dict(alpha=1.5), "alpha"), (dict(tau=0.0), "tau")])
+@pytest.mark.parametrize(
+  "kwargs,match", [(dict(alpha=1.5), "alpha"), (dict(tau=0.0), "tau")]
+)
 def test_rejects_bad_hyperparameters(kwargs, match):
   z = jnp.ones((2, 2, 4, 3)) / np.sqrt(3.0)
   with pytest.raises(ValueError, match=match):
@@ -123,9 +129,11 @@ def _np_mpp(z, c, tau, alpha, q):
   return sum(terms)
 
 
-@pytest.mark.parametrize("shape,alpha", [((3, 2, 5, 4), 0.3),
-                                         ((2, 3, 6, 4), 0.0)],
-                         ids=["m3v2", "m2v3-between-only"])
+@pytest.mark.parametrize(
+  "shape,alpha",
+  [((3, 2, 5, 4), 0.3), ((2, 3, 6, 4), 0.0)],
+  ids=["m3v2", "m2v3-between-only"],
+)
 def test_matches_numpy_and_finite_differences(shape, alpha, x64):
   rng = np.random.default_rng(sum(shape))
   z = rng.normal(size=shape)
@@ -139,8 +147,9 @@ def test_matches_numpy_and_finite_differences(shape, alpha, x64):
   np.testing.assert_allclose(loss, _np_mpp(z, c, 0.2, alpha, q), rtol=1e-10)
   # q is a stop-gradient target: the gradient equals that of the numpy
   # formula with q held fixed, checked by central differences.
-  grad_z, grad_c = jax.jit(jax.grad(lambda z, c: fn(z, c)[0],
-                                    argnums=(0, 1)))(z, c)
+  grad_z, grad_c = jax.jit(jax.grad(lambda z, c: fn(z, c)[0], argnums=(0, 1)))(
+    z, c
+  )
   step = 1e-6
   for arg, grad in ((z, grad_z), (c, grad_c)):
     flat = arg.ravel()
@@ -154,9 +163,9 @@ def test_matches_numpy_and_finite_differences(shape, alpha, x64):
       else:
         f_hi = _np_mpp(z, hi.reshape(c.shape), 0.2, alpha, q)
         f_lo = _np_mpp(z, lo.reshape(c.shape), 0.2, alpha, q)
-      np.testing.assert_allclose(np.ravel(grad)[i],
-                                 (f_hi - f_lo) / (2 * step), rtol=1e-6,
-                                 atol=1e-9)
+      np.testing.assert_allclose(
+        np.ravel(grad)[i], (f_hi - f_lo) / (2 * step), rtol=1e-6, atol=1e-9
+      )
 
 
 def test_jit_equals_eager_and_bfloat16():
@@ -164,9 +173,10 @@ def test_jit_equals_eager_and_bfloat16():
   z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
   c = jax.random.normal(jax.random.key(2), (5, 6))
   c = c / jnp.linalg.norm(c, axis=-1, keepdims=True)
-  eager, _ = mpp_loss(z, c)
+  with jax.disable_jit():
+    eager, _ = mpp_loss(z, c)
   jitted, _ = jax.jit(mpp_loss)(z, c)
-  np.testing.assert_allclose(jitted, eager, rtol=1e-6)
+  np.testing.assert_allclose(jitted, eager, rtol=1e-5)
   low, aux = jax.jit(mpp_loss)(z.astype(jnp.bfloat16), c.astype(jnp.bfloat16))
   assert low.dtype == jnp.float32 and aux.q.dtype == jnp.float32
   np.testing.assert_allclose(low, eager, rtol=3e-2)

@@ -14,15 +14,21 @@ from tests.conftest import load_tolerances, load_vectors
 # Jitted once per (shape, hyperparameters): eager dispatch compiles per op.
 _sinkhorn = jax.jit(sinkhorn_knopp, static_argnames=("epsilon", "num_iters"))
 
-SINKHORN_FILES = ["sinkhorn_basic", "sinkhorn_rect", "sinkhorn_params",
-                  "sinkhorn_batched"]
+SINKHORN_FILES = [
+  "sinkhorn_basic",
+  "sinkhorn_rect",
+  "sinkhorn_params",
+  "sinkhorn_batched",
+]
 
 
 def _np_log_sinkhorn(scores, epsilon, num_iters):
   """Independent float64 numpy evaluation of SPEC §1 (log domain)."""
+
   def lse(x, axis):
     m = np.max(x, axis=axis, keepdims=True)
     return np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+
   logits = np.asarray(scores, np.float64) / epsilon
   num_rows, num_cols = logits.shape[-2:]
   logits = logits - lse(logits, (-2, -1))
@@ -44,8 +50,9 @@ def _np_swav(scores, epsilon, num_iters):
 
 
 def _hp(vec):
-  return dict(epsilon=float(vec["hp_epsilon"]),
-              num_iters=int(vec["hp_num_iters"]))
+  return dict(
+    epsilon=float(vec["hp_epsilon"]), num_iters=int(vec["hp_num_iters"])
+  )
 
 
 # ----------------------------------------------------------------- vectors
@@ -72,18 +79,22 @@ def test_matches_swav_and_numpy_reference(x64):
   rng = np.random.default_rng(1)
   scores = rng.uniform(-1, 1, size=(40, 30))
   expected = _np_swav(scores, 0.05, 4)
-  np.testing.assert_allclose(_np_log_sinkhorn(scores, 0.05, 4), expected,
-                             rtol=1e-10)
-  np.testing.assert_allclose(_sinkhorn(scores, num_iters=4), expected,
-                             rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(
+    _np_log_sinkhorn(scores, 0.05, 4), expected, rtol=1e-10
+  )
+  np.testing.assert_allclose(
+    _sinkhorn(scores, num_iters=4), expected, rtol=1e-9, atol=1e-12
+  )
 
 
 # ------------------------------------------------- fast path vs log domain
 
 
-@pytest.mark.parametrize("shape,epsilon,num_iters", [
-  ((64, 48), 0.05, 3), ((200, 9), 0.1, 5), ((3, 2, 33, 17), 0.02, 4)],
-  ids=["square", "tall", "batched-small-eps"])
+@pytest.mark.parametrize(
+  "shape,epsilon,num_iters",
+  [((64, 48), 0.05, 3), ((200, 9), 0.1, 5), ((3, 2, 33, 17), 0.02, 4)],
+  ids=["square", "tall", "batched-small-eps"],
+)
 def test_fast_path_matches_log_domain(shape, epsilon, num_iters):
   scores = jax.random.uniform(jax.random.key(3), shape, minval=-1, maxval=1)
   hp = dict(epsilon=epsilon, num_iters=num_iters)
@@ -116,8 +127,9 @@ def _hard_scores():
 
 def test_fallback_triggers_and_matches_reference(x64):
   scores = _hard_scores()
-  *_, ok = jax.jit(functools.partial(
-    impl.equipartition_scaling, epsilon=0.05, num_iters=3))(scores)
+  *_, ok = jax.jit(
+    functools.partial(impl.equipartition_scaling, epsilon=0.05, num_iters=3)
+  )(scores)
   assert not bool(ok)
   codes = jax.jit(lambda s: sinkhorn_knopp(s, num_iters=3))(scores)
   assert codes.dtype == jnp.float32
@@ -127,9 +139,20 @@ def test_fallback_triggers_and_matches_reference(x64):
   ref = _np_log_sinkhorn(scores.astype(np.float64), 0.05, 3)
   np.testing.assert_allclose(codes, ref, rtol=1e-4, atol=1e-6)
   # The fallback and the plain log-domain evaluation are the same thing.
-  slow = jax.jit(functools.partial(impl.equipartition_log, epsilon=0.05,
-                                   num_iters=3))(jnp.asarray(scores))
+  slow = jax.jit(
+    functools.partial(impl.equipartition_log, epsilon=0.05, num_iters=3)
+  )(jnp.asarray(scores))
   np.testing.assert_allclose(codes, slow, rtol=1e-4, atol=1e-7)
+
+
+def test_log_potentials_equal_literal_log_domain(x64):
+  scores = np.random.default_rng(5).normal(size=(2, 9, 13)) * 20.0
+  hp = dict(epsilon=0.05, num_iters=4)
+  col, row_max, row_sum = impl.log_potentials(jnp.asarray(scores), **hp)
+  codes = np.exp(scores / 0.05 + np.asarray(col) - row_max) / row_sum
+  np.testing.assert_allclose(
+    codes, _np_log_sinkhorn(scores, **hp), rtol=1e-9, atol=1e-12
+  )
 
 
 @pytest.mark.parametrize("scale", [1.0, 87.0, 300.0, 1000.0])
@@ -174,7 +197,8 @@ def test_gradient_is_exactly_zero():
   scores = jax.random.normal(jax.random.key(5), (16, 12))
   weights = jax.random.normal(jax.random.key(6), (16, 12))
   grad = jax.jit(jax.grad(lambda s: jnp.sum(weights * sinkhorn_knopp(s))))(
-    scores)
+    scores
+  )
   assert np.all(np.asarray(grad) == 0.0)
 
 
@@ -192,8 +216,9 @@ def test_leading_axes_equal_loop_and_vmap():
   scores = np.asarray(scores)
   for i in range(2):
     for j in range(3):
-      np.testing.assert_allclose(batched[i, j], _sinkhorn(scores[i, j]),
-                                 rtol=1e-5, atol=1e-7)
+      np.testing.assert_allclose(
+        batched[i, j], _sinkhorn(scores[i, j]), rtol=1e-5, atol=1e-7
+      )
   np.testing.assert_allclose(vmapped, batched, rtol=1e-5, atol=1e-7)
 
 
@@ -201,13 +226,14 @@ def test_one_hard_problem_does_not_change_easy_ones():
   easy = np.asarray(jax.random.uniform(jax.random.key(9), (12, 10)))
   stacked = np.stack([easy, _hard_scores()])
   codes = _sinkhorn(stacked)
-  np.testing.assert_allclose(codes[0], _sinkhorn(easy), rtol=1e-5,
-                             atol=1e-7)
+  np.testing.assert_allclose(codes[0], _sinkhorn(easy), rtol=1e-5, atol=1e-7)
   assert np.all(np.isfinite(codes))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-  (dict(epsilon=0.0), "epsilon"), (dict(num_iters=-1), "num_iters")])
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [(dict(epsilon=0.0), "epsilon"), (dict(num_iters=-1), "num_iters")],
+)
 def test_rejects_bad_hyperparameters(kwargs, match):
   with pytest.raises(ValueError, match=match):
     sinkhorn_knopp(jnp.ones((4, 3)), **kwargs)
@@ -240,10 +266,12 @@ def test_ot_vectors_float32():
   out = _ot_batch(vec, "_f32")(vec["x_a_f32"], vec["x_b_f32"])
   assert isinstance(out, OTOut)
   for field in ("value", "T", "f", "g"):
-    np.testing.assert_allclose(getattr(out, field), vec["out_" + field],
-                               **tol["out_" + field])
+    np.testing.assert_allclose(
+      getattr(out, field), vec["out_" + field], **tol["out_" + field]
+    )
   grads = jax.grad(_ot_objective(vec, "_f32"), argnums=(0, 1))(
-    vec["x_a_f32"], vec["x_b_f32"])
+    vec["x_a_f32"], vec["x_b_f32"]
+  )
   np.testing.assert_allclose(grads[0], vec["grad_a"], **tol["grad_a"])
   np.testing.assert_allclose(grads[1], vec["grad_b"], **tol["grad_b"])
 
@@ -252,10 +280,12 @@ def test_ot_vectors_float64(x64):
   vec = load_vectors("ot_eps_basic")
   out = _ot_batch(vec, "")(vec["x_a"], vec["x_b"])
   for field in ("value", "T", "f", "g"):
-    np.testing.assert_allclose(getattr(out, field), vec["out_" + field],
-                               rtol=1e-8, atol=1e-10)
-  grads = jax.grad(_ot_objective(vec, ""), argnums=(0, 1))(vec["x_a"],
-                                                           vec["x_b"])
+    np.testing.assert_allclose(
+      getattr(out, field), vec["out_" + field], rtol=1e-8, atol=1e-10
+    )
+  grads = jax.grad(_ot_objective(vec, ""), argnums=(0, 1))(
+    vec["x_a"], vec["x_b"]
+  )
   np.testing.assert_allclose(grads[0], vec["grad_a"], rtol=1e-8, atol=1e-10)
   np.testing.assert_allclose(grads[1], vec["grad_b"], rtol=1e-8, atol=1e-10)
 
@@ -296,8 +326,7 @@ def test_ot_gradient_matches_finite_differences(x64):
       args_hi[arg] = hi.reshape(args[arg].shape)
       args_lo[arg] = lo.reshape(args[arg].shape)
       numeric[i] = (value(*args_hi) - value(*args_lo)) / (2 * step)
-    np.testing.assert_allclose(np.ravel(grad), numeric, rtol=1e-6,
-                               atol=1e-8)
+    np.testing.assert_allclose(np.ravel(grad), numeric, rtol=1e-6, atol=1e-8)
 
 
 def test_ot_jit_equals_eager_and_rejects_bad_shapes():

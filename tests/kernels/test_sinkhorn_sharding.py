@@ -35,16 +35,18 @@ def _batch_spec(ndim, batch_axis):
 
 
 @pytest.mark.parametrize("name", ["sinkhorn_basic", "sinkhorn_batched"])
-@pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto],
-                         ids=["explicit", "auto"])
+@pytest.mark.parametrize(
+  "axis_type", [AxisType.Explicit, AxisType.Auto], ids=["explicit", "auto"]
+)
 def test_sinkhorn_sharded_jit(name, axis_type):
   vec = load_vectors(name)
   scores = vec["x_scores_f32"]
   mesh = _mesh(axis_type)
   sharding = NamedSharding(mesh, _batch_spec(scores.ndim, -2))
   sharded = jax.device_put(scores, sharding)
-  hp = dict(epsilon=float(vec["hp_epsilon"]),
-            num_iters=int(vec["hp_num_iters"]))
+  hp = dict(
+    epsilon=float(vec["hp_epsilon"]), num_iters=int(vec["hp_num_iters"])
+  )
   with jax.set_mesh(mesh):
     codes = jax.jit(functools.partial(sinkhorn_knopp, **hp))(sharded)
   single = jax.jit(functools.partial(sinkhorn_knopp, **hp))(scores)
@@ -55,8 +57,11 @@ def test_sinkhorn_sharded_jit(name, axis_type):
 def _shard_map_sinkhorn(scores, mesh, **hp):
   spec = _batch_spec(scores.ndim, -2)
   fn = jax.shard_map(
-    functools.partial(sinkhorn_knopp, axis_name="data", **hp), mesh=mesh,
-    in_specs=spec, out_specs=spec)
+    functools.partial(sinkhorn_knopp, axis_name="data", **hp),
+    mesh=mesh,
+    in_specs=spec,
+    out_specs=spec,
+  )
   return jax.jit(fn)(jax.device_put(scores, NamedSharding(mesh, spec)))
 
 
@@ -64,8 +69,9 @@ def _shard_map_sinkhorn(scores, mesh, **hp):
 def test_sinkhorn_shard_map_axis_name(name):
   vec = load_vectors(name)
   scores = vec["x_scores_f32"]
-  hp = dict(epsilon=float(vec["hp_epsilon"]),
-            num_iters=int(vec["hp_num_iters"]))
+  hp = dict(
+    epsilon=float(vec["hp_epsilon"]), num_iters=int(vec["hp_num_iters"])
+  )
   codes = _shard_map_sinkhorn(scores, _mesh(AxisType.Explicit), **hp)
   single = jax.jit(functools.partial(sinkhorn_knopp, **hp))(scores)
   np.testing.assert_allclose(codes, single, rtol=1e-5, atol=1e-7)
@@ -79,11 +85,13 @@ def test_sinkhorn_shard_map_fallback_is_agreed_across_devices():
   scores = rng.uniform(0, 1, size=(32, 10)).astype(np.float32)
   scores[8:16] -= 15.0
   scores[:, 3] -= 25.0
-  *_, ok = impl.equipartition_scaling(jnp.asarray(scores), epsilon=0.05,
-                                      num_iters=3)
+  *_, ok = impl.equipartition_scaling(
+    jnp.asarray(scores), epsilon=0.05, num_iters=3
+  )
   assert not bool(ok)
-  codes = _shard_map_sinkhorn(scores, _mesh(AxisType.Explicit), epsilon=0.05,
-                              num_iters=3)
+  codes = _shard_map_sinkhorn(
+    scores, _mesh(AxisType.Explicit), epsilon=0.05, num_iters=3
+  )
   single = jax.jit(sinkhorn_knopp)(scores)
   assert np.all(np.isfinite(codes))
   np.testing.assert_allclose(codes, single, rtol=1e-4, atol=1e-7)
@@ -91,9 +99,12 @@ def test_sinkhorn_shard_map_fallback_is_agreed_across_devices():
 
 def _mpp_inputs():
   vec = load_vectors("mpp_basic")
-  hp = dict(tau=float(vec["hp_tau"]), alpha=float(vec["hp_alpha"]),
-            epsilon=float(vec["hp_epsilon"]),
-            num_iters=int(vec["hp_num_iters"]))
+  hp = dict(
+    tau=float(vec["hp_tau"]),
+    alpha=float(vec["hp_alpha"]),
+    epsilon=float(vec["hp_epsilon"]),
+    num_iters=int(vec["hp_num_iters"]),
+  )
   return vec, vec["x_z_f32"], vec["x_c_f32"], hp
 
 
@@ -105,12 +116,18 @@ def test_mpp_shard_map_axis_name():
     loss, aux = mpp_loss(z, c, axis_name="data", **hp)
     return loss, aux.q, aux.pair_ce
 
-  fn = jax.jit(jax.shard_map(
-    local, mesh=mesh, in_specs=(P(None, None, "data"), P()),
-    out_specs=(P(), P(None, None, "data"), P())))
+  fn = jax.jit(
+    jax.shard_map(
+      local,
+      mesh=mesh,
+      in_specs=(P(None, None, "data"), P()),
+      out_specs=(P(), P(None, None, "data"), P()),
+    )
+  )
   loss, q, pair_ce = fn(
     jax.device_put(z, NamedSharding(mesh, P(None, None, "data"))),
-    jax.device_put(c, NamedSharding(mesh, P())))
+    jax.device_put(c, NamedSharding(mesh, P())),
+  )
   single_loss, single_aux = jax.jit(functools.partial(mpp_loss, **hp))(z, c)
   np.testing.assert_allclose(loss, single_loss, rtol=1e-5)
   np.testing.assert_allclose(q, single_aux.q, rtol=1e-5, atol=1e-7)
@@ -122,18 +139,25 @@ def test_mpp_shard_map_axis_name():
   def local_grad(z, c):
     return jax.grad(lambda z, c: local(z, c)[0], argnums=(0, 1))(z, c)
 
-  grad_fn = jax.jit(jax.shard_map(
-    local_grad, mesh=mesh, in_specs=(P(None, None, "data"), P()),
-    out_specs=(P(None, None, "data"), P())))
+  grad_fn = jax.jit(
+    jax.shard_map(
+      local_grad,
+      mesh=mesh,
+      in_specs=(P(None, None, "data"), P()),
+      out_specs=(P(None, None, "data"), P()),
+    )
+  )
   grad_z, grad_c = grad_fn(
     jax.device_put(z, NamedSharding(mesh, P(None, None, "data"))),
-    jax.device_put(c, NamedSharding(mesh, P())))
+    jax.device_put(c, NamedSharding(mesh, P())),
+  )
   np.testing.assert_allclose(grad_z, vec["grad_z"], rtol=1e-3, atol=1e-6)
   np.testing.assert_allclose(grad_c, vec["grad_c"], rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto],
-                         ids=["explicit", "auto"])
+@pytest.mark.parametrize(
+  "axis_type", [AxisType.Explicit, AxisType.Auto], ids=["explicit", "auto"]
+)
 def test_mpp_sharded_jit(axis_type):
   vec, z, c, hp = _mpp_inputs()
   mesh = _mesh(axis_type)
@@ -141,8 +165,9 @@ def test_mpp_sharded_jit(axis_type):
   c_repl = jax.device_put(c, NamedSharding(mesh, P()))
   loss_fn = functools.partial(mpp_loss, **hp)
   # Explicit axes work with and without a mesh context.
-  (loss, _), grads = jax.jit(jax.value_and_grad(
-    loss_fn, argnums=(0, 1), has_aux=True))(z_sharded, c_repl)
+  (loss, _), grads = jax.jit(
+    jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+  )(z_sharded, c_repl)
   single_loss, _ = jax.jit(loss_fn)(z, c)
   np.testing.assert_allclose(loss, single_loss, rtol=1e-5)
   np.testing.assert_allclose(grads[0], vec["grad_z"], rtol=1e-3, atol=1e-6)

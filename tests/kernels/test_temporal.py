@@ -59,7 +59,8 @@ def test_matches_numpy_loops(exclude_self_pairs, x64):
   # Make some hinges active and some inactive.
   h[1] += 0.8
   loss, cmat = temporal_locality(
-    h, margin=0.7, eta=1.3, exclude_self_pairs=exclude_self_pairs)
+    h, margin=0.7, eta=1.3, exclude_self_pairs=exclude_self_pairs
+  )
   ref_loss, ref_cmat = _numpy_reference(h, 0.7, 1.3, exclude_self_pairs)
   np.testing.assert_allclose(cmat, ref_cmat, rtol=1e-12)
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
@@ -70,8 +71,11 @@ def test_matches_numpy_loops(exclude_self_pairs, x64):
 def test_finite_differences(exclude_self_pairs, x64):
   rng = np.random.default_rng(1)
   h = rng.normal(size=(3, 2, 3))
-  f = jax.jit(lambda h: temporal_locality(
-    h, margin=1.5, exclude_self_pairs=exclude_self_pairs)[0])
+  f = jax.jit(
+    lambda h: temporal_locality(
+      h, margin=1.5, exclude_self_pairs=exclude_self_pairs
+    )[0]
+  )
   grad = np.asarray(jax.grad(f)(jnp.asarray(h)))
   fd = np.zeros_like(h)
   eps = 1e-6
@@ -87,8 +91,9 @@ def test_finite_differences(exclude_self_pairs, x64):
 def test_zero_distances_have_finite_zero_gradient():
   # All windows identical: every distance is 0, the gradient must be 0.
   h = jnp.ones((3, 4, 5))
-  loss, cmat = temporal_locality(h)
-  grad = jax.grad(lambda h: temporal_locality(h)[0])(h)
+  (loss, cmat), grad = jax.jit(
+    jax.value_and_grad(temporal_locality, has_aux=True)
+  )(h)
   np.testing.assert_allclose(loss, 1.0)
   np.testing.assert_array_equal(cmat, 0.0)
   assert np.all(np.isfinite(grad))
@@ -102,7 +107,10 @@ def test_bfloat16_computed_in_float32():
   assert loss.dtype == jnp.float32 and cmat.dtype == jnp.float32
   ref, _ = _numpy_reference(
     np.asarray(jnp.asarray(h, jnp.bfloat16).astype(jnp.float32), np.float64),
-    1.0, 1.0, False)
+    1.0,
+    1.0,
+    False,
+  )
   np.testing.assert_allclose(loss, ref, rtol=1e-5)
 
 

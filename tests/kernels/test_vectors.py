@@ -40,14 +40,20 @@ def _fields(result) -> dict:
 
 def _sinkhorn(x, hp):
   codes = kernels.sinkhorn_knopp(
-    x["scores"], epsilon=hp["epsilon"], num_iters=hp["num_iters"])
+    x["scores"], epsilon=hp["epsilon"], num_iters=hp["num_iters"]
+  )
   return {"codes": codes}
 
 
 def _mpp(x, hp):
   loss, aux = kernels.mpp_loss(
-    x["z"], x["c"], tau=hp["tau"], alpha=hp["alpha"],
-    epsilon=hp["epsilon"], num_iters=hp["num_iters"])
+    x["z"],
+    x["c"],
+    tau=hp["tau"],
+    alpha=hp["alpha"],
+    epsilon=hp["epsilon"],
+    num_iters=hp["num_iters"],
+  )
   return {"loss": loss, **_fields(aux)}
 
 
@@ -59,9 +65,15 @@ def _pro_ucl(x, hp):
 def _samobal_train(mode):
   def fn(x, hp):
     out = kernels.samobal_select(
-      x["z"], x["P"], x["y"], mode=mode, tau_g=hp["tau_g"],
-      noise=x.get("gumbel"))
+      x["z"],
+      x["P"],
+      x["y"],
+      mode=mode,
+      tau_g=hp["tau_g"],
+      noise=x.get("gumbel"),
+    )
     return _fields(out)
+
   return fn
 
 
@@ -69,20 +81,27 @@ def _samobal_infer(score):
   def fn(x, hp):
     del hp
     return _fields(kernels.samobal_infer(x["z"], x["P"], score=score))
+
   return fn
 
 
 def _ot(x, hp):
   solve = functools.partial(
-    kernels.entropic_ot, epsilon=hp["eps"], num_iters=hp["iters"])
+    kernels.entropic_ot, epsilon=hp["eps"], num_iters=hp["iters"]
+  )
   out = jax.vmap(solve, in_axes=(0, 0, None))(x["a"], x["b"], x["cost"])
   return _fields(out)
 
 
 def _pro_fd(x, hp):
   loss, aux = kernels.pro_fd(
-    x["z_fus"], x["y"], x["P"], tau_fd=hp["tau_fd"], epsilon=hp["eps"],
-    num_iters=hp["iters"])
+    x["z_fus"],
+    x["y"],
+    x["P"],
+    tau_fd=hp["tau_fd"],
+    epsilon=hp["eps"],
+    num_iters=hp["iters"],
+  )
   return {"loss": loss, **_fields(aux)}
 
 
@@ -94,7 +113,8 @@ def _ca(x, hp):
 
 def _fc_rs(x, hp):
   fc, rs, class_fc = kernels.fc_rs(
-    x["f"], x["y"], num_classes=hp["num_classes"])
+    x["f"], x["y"], num_classes=hp["num_classes"]
+  )
   return {"FC": fc, "RS": rs, "class_fc": class_fc}
 
 
@@ -105,14 +125,21 @@ def _disc_bce(x, hp):
 
 def _shared(x, hp):
   loss = kernels.infomae_shared_loss(
-    x["U1"], x["U2"], x["t_x1x2u"], x["t_xiui"], x["t_xjui"],
-    alpha=hp["alpha"], beta=hp["beta"])
+    x["U1"],
+    x["U2"],
+    x["t_x1x2u"],
+    x["t_xiui"],
+    x["t_xjui"],
+    alpha=hp["alpha"],
+    beta=hp["beta"],
+  )
   return {"loss": loss}
 
 
 def _private(x, hp):
   loss = kernels.infomae_private_loss(
-    x["t_xv"], x["t_vu"], gamma=hp["gamma"], eps=hp["eps"])
+    x["t_xv"], x["t_vu"], gamma=hp["gamma"], eps=hp["eps"]
+  )
   return {"loss": loss}
 
 
@@ -122,7 +149,8 @@ def _nt_xent(x, hp):
 
 def _temporal(x, hp):
   loss, cmat = kernels.temporal_locality(
-    x["h"], margin=hp["margin"], eta=hp["eta"])
+    x["h"], margin=hp["margin"], eta=hp["eta"]
+  )
   return {"loss": loss, "cmat": cmat}
 
 
@@ -163,7 +191,9 @@ NON_DIFF = {"y", "gumbel"}
 def test_every_vector_file_is_covered():
   files = {p.stem for p in TESTVECTORS.glob("*.npz")}
   covered = set(CASES) | {"mpp_v1_raises"}
-  assert files == covered, f"uncovered: {files - covered}, stale: {covered - files}"
+  assert files == covered, (
+    f"uncovered: {files - covered}, stale: {covered - files}"
+  )
 
 
 def _inputs(data: dict, use_f64: bool) -> dict:
@@ -189,7 +219,8 @@ def _check_outputs(name, outs, data, tols, use_f64):
     tol = tols["out_" + key]
     if tol == "exact":
       np.testing.assert_array_equal(
-        actual.astype(expected.dtype), expected, err_msg=f"{name}:{key}")
+        actual.astype(expected.dtype), expected, err_msg=f"{name}:{key}"
+      )
       continue
     if key == "pair_ce":  # the diagonal is unused (testvectors README)
       off = ~np.eye(expected.shape[0], dtype=bool)
@@ -197,8 +228,8 @@ def _check_outputs(name, outs, data, tols, use_f64):
     if not use_f64:
       assert actual.dtype == np.float32, f"{name}:{key} dtype {actual.dtype}"
     np.testing.assert_allclose(
-      actual, expected, err_msg=f"{name}:{key}",
-      **(F64_TOL if use_f64 else tol))
+      actual, expected, err_msg=f"{name}:{key}", **(F64_TOL if use_f64 else tol)
+    )
 
 
 def _check_gradients(name, fn, x, hp, data, tols, use_f64):
@@ -225,10 +256,15 @@ def _check_gradients(name, fn, x, hp, data, tols, use_f64):
     tol = F64_TOL if use_f64 else tols["gradtan_" + k]
     radial = np.sum(g * np.asarray(x[k]), axis=-1)
     np.testing.assert_allclose(
-      radial, 0.0, atol=tol["atol"] * 10, err_msg=f"{name}: grad_{k} neither"
-      " matches grad_ nor is tangent to the sphere")
+      radial,
+      0.0,
+      atol=tol["atol"] * 10,
+      err_msg=f"{name}: grad_{k} neither"
+      " matches grad_ nor is tangent to the sphere",
+    )
     np.testing.assert_allclose(
-      g, data["gradtan_" + k], err_msg=f"{name}:gradtan_{k}", **tol)
+      g, data["gradtan_" + k], err_msg=f"{name}:gradtan_{k}", **tol
+    )
 
 
 def _run_case(name: str, use_f64: bool):
@@ -266,6 +302,10 @@ def test_mpp_v1_raises():
   hp = _hp(data)
   with pytest.raises(ValueError, match="alpha"):
     kernels.mpp_loss(
-      jnp.asarray(data["x_z_f32"]), jnp.asarray(data["x_c_f32"]),
-      tau=hp["tau"], alpha=hp["alpha"], epsilon=hp["epsilon"],
-      num_iters=hp["num_iters"])
+      jnp.asarray(data["x_z_f32"]),
+      jnp.asarray(data["x_c_f32"]),
+      tau=hp["tau"],
+      alpha=hp["alpha"],
+      epsilon=hp["epsilon"],
+      num_iters=hp["num_iters"],
+    )

@@ -27,7 +27,7 @@ BATCH = 16  # 4 sequences of 4 consecutive windows
 def _data_config() -> ml_collections.ConfigDict:
   dc = synthetic.default_config(smoke=True)
   dc.representation = "stft"
-  dc.num_sessions = 8
+  dc.num_sessions = 16
   dc.windows_per_session = 16
   dc.task = "shared"
   return dc
@@ -88,12 +88,13 @@ def _make_train_step(config):
   tx = _optimizer(config)
 
   @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
-  def step(params, opt_state, batch, key, disc_weight=1.0):
+  def step(params, opt_state, batch, key, disc_weight):
     def objective(params):
       loss, (_, metrics) = infomae.loss_fn(
         {"params": params}, batch, key, config, jnp.int32(0)
       )
-      return loss + (disc_weight - 1.0) * metrics["loss/disc"], (loss, metrics)
+      extra = metrics.get("loss/disc", 0.0)  # stage 1 has no L_D
+      return loss + (disc_weight - 1.0) * extra, (loss, metrics)
 
     grads, (loss, metrics) = jax.grad(objective, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -128,15 +129,15 @@ class _Stage:
     params = self.variables["params"]
     opt_state = self.tx.init(params)
     fixed = (_sequence_batch(_sources()[0], 999), jax.random.key(999))
-    before = self.step(params, opt_state, *fixed)[3]
+    before = self.step(params, opt_state, *fixed, 1.0)[3]
     losses, metrics = [], None
     for i in range(num_steps):
       batch = _sequence_batch(_sources()[0], i)
-      params, opt_state, loss, metrics = self.step(
-        params, opt_state, batch, jax.random.key(100 + i)
+      params, opt_state, loss, metrics, _ = self.step(
+        params, opt_state, batch, jax.random.key(100 + i), 1.0
       )
       losses.append(float(loss))
-    after = self.step(params, opt_state, *fixed)[3]
+    after = self.step(params, opt_state, *fixed, 1.0)[3]
     return params, (before, after), metrics
 
 

@@ -99,13 +99,17 @@ def test_loss_matches_kernel_on_projected_views(setup):
   batch = tu.fixed_batch(train_src, 8)
   cfg = config.copy_and_resolve_references()
   cfg.loss.augment.ops = ()
-  loss, _ = protomm.loss_fn(v0, batch, jax.random.key(0), cfg, 0)
-  model = protomm._model(cfg)
-  (_, z, protos), _ = model.apply(
-    v0, batch["signals"], train=True, mutable=["batch_stats"]
-  )
-  zz = jnp.stack([jnp.stack([z["ppg"]] * 2), jnp.stack([z["acc"]] * 2)])
-  expected, _ = mpp_loss(zz, protos, tau=0.1, alpha=0.5)
+
+  @jax.jit
+  def both(variables, batch):
+    loss, _ = protomm.loss_fn(variables, batch, jax.random.key(0), cfg, 0)
+    (_, z, protos), _ = protomm._model(cfg).apply(
+      variables, batch["signals"], train=True, mutable=["batch_stats"]
+    )
+    zz = jnp.stack([jnp.stack([z["ppg"]] * 2), jnp.stack([z["acc"]] * 2)])
+    return loss, mpp_loss(zz, protos, tau=0.1, alpha=0.5)[0]
+
+  loss, expected = both(v0, batch)
   np.testing.assert_allclose(float(loss), float(expected), rtol=1e-5)
 
 
@@ -124,15 +128,16 @@ def test_prototype_gradient_is_zero_only_while_frozen(setup):
   config, train_src, _, v0, _ = setup
   batch = tu.fixed_batch(train_src, 8)
 
-  def grad_at(step):
+  @jax.jit
+  def grad_at(params, step):
     return jax.grad(
       lambda p: protomm.loss_fn(
         {**v0, "params": p}, batch, jax.random.key(0), config, step
       )[0]
-    )(v0["params"])
+    )(params)
 
-  frozen = grad_at(jnp.int32(FREEZE - 1))
-  free = grad_at(jnp.int32(FREEZE))
+  frozen = grad_at(v0["params"], jnp.int32(FREEZE - 1))
+  free = grad_at(v0["params"], jnp.int32(FREEZE))
   assert np.all(np.asarray(frozen["prototypes"]["prototypes"]) == 0.0)
   assert np.abs(np.asarray(free["prototypes"]["prototypes"])).max() > 0
   enc = jax.tree.leaves(frozen["encoders"])
