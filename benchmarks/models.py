@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
   }
   print(
     f"{'case':<22}{'params':>12}{'compile s':>11}{'median s':>10}"
-    f"{'min s':>8}{'max s':>8}"
+    f"{'min s':>8}{'max s':>8}{'cpu s':>8}"
   )
   for name in args.cases.split(","):
     step, step_args, n_params = builders[name]()
@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(
       f"{name:<22}{n_params:>12,}{res['compile_s']:>11.2f}"
       f"{res['median_s']:>10.3f}{res['min_s']:>8.3f}{res['max_s']:>8.3f}"
+      f"{res['median_cpu_s']:>8.2f}",
+      flush=True,
     )
   env["load_average_end"] = os.getloadavg()
   kind = env["device_kind"].lower().replace(" ", "_")

@@ -7,7 +7,10 @@ of a scan). Each log-sum-exp is evaluated as a max-shifted matrix product
 with the fixed kernel ``exp(-cost / eps)`` when the spread of
 ``cost / eps`` makes that exact in floating point (always for Pro-FD's
 ``cost in [0, 2]`` with ``eps >= 0.025`` in float32), and as a plain
-``[B, C, C]`` log-sum-exp otherwise (chosen inside the graph).
+``[B, C, C]`` log-sum-exp (a ``lax.scan``) otherwise, chosen inside the
+graph. That choice is wrapped in a ``custom_vjp`` whose backward pass
+recomputes the chosen branch and differentiates its unrolled iterations:
+exactly the unrolled gradient, reverse mode only (no ``jax.jvp``).
 :func:`batched_entropic_ot` is that solver; it equals
 ``jax.vmap(entropic_ot, in_axes=(0, 0, None))`` on the same histograms.
 """

@@ -133,9 +133,11 @@ def samobal_select(
 
     straight_through: soft = softmax_m((s + g) / tau_g), g ~ Gumbel
                       hard = one_hot(argmax_m soft)
-                      w    = hard + (soft - sg(soft))   # forward value: hard
-    soft:             soft = w = softmax_m(s / tau_g), hard = one_hot(argmax_m s)
-    hard:             soft = softmax_m(s / tau_g), w = hard = one_hot(argmax_m s)
+                      w    = hard + (soft - sg(soft))  # forward: hard
+    soft:             soft = w = softmax_m(s / tau_g)
+                      hard = one_hot(argmax_m s)
+    hard:             soft = softmax_m(s / tau_g)
+                      w = hard = one_hot(argmax_m s)
     z_fus = n(sum_m w[:, m, :] * z[m])
 
   The forward value of straight-through is exactly ``hard``; its gradient

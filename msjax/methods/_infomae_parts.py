@@ -101,11 +101,14 @@ def prepare_input(
   Args:
     x: ``[B, C, F, N]`` spectrogram of modality ``name``.
     name: modality name (for messages).
-    config: the experiment config (reads ``model.patch_size``).
+    config: the experiment config (reads ``model.patch_size`` and
+      ``model.input_compression``).
 
   Returns:
     float32 ``[B, C, F', N']`` with ``F'``, ``N'`` the next multiples of
-    ``(ph, pw)``; padded cells are zero.
+    ``(ph, pw)``; padded cells are zero. With ``model.input_compression =
+    "log1p"`` every value is first mapped to ``sign(x) log(1 + |x|)``
+    (spectrogram magnitudes span decades; ``"none"`` feeds them raw).
   """
   x = jnp.asarray(x)
   if x.ndim != 4:
@@ -122,6 +125,13 @@ def prepare_input(
   pad_f = -x.shape[2] % ph
   pad_n = -x.shape[3] % pw
   x = x.astype(jnp.float32)
+  compression = config.model.input_compression
+  if compression == "log1p":
+    x = jnp.sign(x) * jnp.log1p(jnp.abs(x))
+  elif compression != "none":
+    raise ValueError(
+      "model.input_compression must be 'none' or 'log1p', got"
+      f" {compression!r}.")
   return jnp.pad(x, ((0, 0), (0, 0), (0, pad_f), (0, pad_n)))
 
 

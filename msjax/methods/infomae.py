@@ -1,7 +1,8 @@
 """InfoMAE: pair-efficient cross-modal alignment with masked autoencoders.
 
 SPEC §4. Input per modality: spectrograms ``batch["signals"][m]`` of shape
-``[B, C, F, N]`` (zero-padded here to the patch grid of
+``[B, C, F, N]`` (compressed by ``sign(x) log1p|x|`` unless
+``model.input_compression = "none"``, then zero-padded to the patch grid of
 ``config.model.patch_size``). Two stages, chosen by ``config.loss.stage``:
 
 * Stage 1 (unimodal MAE, unpaired data): per modality a SWIN encoder sees the
@@ -77,6 +78,7 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   tiny = size == "tiny"
   model = dict(
     patch_size=(2, 1) if tiny else (4, 1),
+    input_compression="log1p",
     encoder=dict(
       window=(2, 2) if tiny else (3, 3),
       embed_dim=8 if tiny else 64,

@@ -3,7 +3,8 @@
 The global-batch loss (and its gradients) must not depend on how the batch is
 split: sharded ``jit`` on a ``("data",)`` mesh (Explicit and Auto axis types)
 and ``jax.shard_map`` with ``axis_name`` must both equal one device on the
-whole batch.
+whole batch. E2's other kernels (SaMoBal selection/inference, Pro-FD, FC/RS)
+must also run under Explicit-axis sharded ``jit`` with unchanged results.
 """
 
 import functools
@@ -15,6 +16,9 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from msjax.kernels.contrastive import info_nce, nt_xent, pro_ucl
+from msjax.kernels.distillation import pro_fd
+from msjax.kernels.geometry import fc_rs
+from msjax.kernels.selection import samobal_infer, samobal_select
 
 NUM_DEVICES = 8
 BATCH = 16  # 2 per device
@@ -124,3 +128,39 @@ def test_shard_map_without_axis_name_is_a_per_device_loss():
   expected = loss(*args)
   assert per_device.shape == (NUM_DEVICES,)
   assert not np.allclose(np.mean(per_device), expected, rtol=1e-3)
+
+
+def _other_kernels(name):
+  """E2's other kernels as functions of (z [M, B, D], prototypes, labels)."""
+  if name == "samobal_select":
+    return lambda z, p, y: samobal_select(z, p, y, key=jax.random.key(0)).z_fus
+  if name == "samobal_infer":
+    return lambda z, p, y: samobal_infer(z, p).logits
+  if name == "pro_fd":
+    return lambda z, p, y: pro_fd(z[0], y, p, num_iters=5)[0]
+  return lambda z, p, y: fc_rs(z[0], y, num_classes=5)
+
+
+@pytest.mark.parametrize(
+  "name", ["samobal_select", "samobal_infer", "pro_fd", "fc_rs"]
+)
+def test_other_kernels_under_explicit_sharded_jit(name):
+  """Label gathers and pairwise metrics stay legal on Explicit meshes."""
+  rng = np.random.default_rng(1)
+  z = rng.normal(size=(2, BATCH, 8)).astype(np.float32)
+  z /= np.linalg.norm(z, axis=-1, keepdims=True)
+  protos = np.eye(5, 8, dtype=np.float32)
+  labels = rng.integers(0, 5, BATCH).astype(np.int32)
+  fun = jax.jit(_other_kernels(name))
+  expected = fun(z, protos, labels)
+  mesh = _mesh(AxisType.Explicit)
+  args = [
+    jax.device_put(x, NamedSharding(mesh, spec))
+    for x, spec in ((z, P(None, "data")), (protos, P()), (labels, P("data")))
+  ]
+  with jax.set_mesh(mesh):
+    actual = fun(*args)
+  for got, want in zip(
+    jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True
+  ):
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)

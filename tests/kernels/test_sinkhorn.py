@@ -167,13 +167,20 @@ def test_finite_for_large_scores_over_epsilon(scale):
   np.testing.assert_allclose(codes, ref, rtol=1e-4, atol=1e-5)
 
 
-def test_bfloat16_input_gives_float32():
-  scores = jax.random.normal(jax.random.key(1), (32, 24)).astype(jnp.bfloat16)
-  codes = _sinkhorn(scores * 40.0, epsilon=0.05)
+@pytest.mark.parametrize(
+  "scale,rtol", [(1.0, 1e-5), (40.0, 1e-3)], ids=["typical", "fallback"]
+)
+def test_bfloat16_input_gives_float32(scale, rtol):
+  scores = jax.random.normal(jax.random.key(1), (32, 24)) * scale
+  scores = scores.astype(jnp.bfloat16)
+  codes = _sinkhorn(scores, epsilon=0.05)
   assert codes.dtype == jnp.float32
   assert np.all(np.isfinite(codes))
-  ref = _np_log_sinkhorn(np.asarray(scores * 40.0, np.float64), 0.05, 3)
-  np.testing.assert_allclose(codes, ref, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(codes.sum(-1), 1.0, rtol=1e-5)
+  # |scores / epsilon| reaches ~2400 at scale 40: float32 logits of that
+  # size carry ~1e-4 absolute rounding, which bounds the agreement.
+  ref = _np_log_sinkhorn(np.asarray(scores, np.float64), 0.05, 3)
+  np.testing.assert_allclose(codes, ref, rtol=rtol, atol=1e-5)
 
 
 # -------------------------------------------------------------- invariants

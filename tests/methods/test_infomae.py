@@ -19,6 +19,7 @@ from msjax.methods import _infomae_parts as parts
 from msjax.methods import infomae
 from msjax.train.probes import linear_probe
 
+LR = 1e-2
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 SEQ_LEN = 4
 BATCH = 16  # 4 sequences of 4 consecutive windows
@@ -27,6 +28,7 @@ BATCH = 16  # 4 sequences of 4 consecutive windows
 def _data_config() -> ml_collections.ConfigDict:
   dc = synthetic.default_config(smoke=True)
   dc.representation = "stft"
+  dc.stft.output = "magnitude"
   dc.num_sessions = 16
   dc.windows_per_session = 16
   dc.task = "shared"
@@ -72,7 +74,7 @@ def _sequence_batch(source, step: int) -> dict:
 def _optimizer(config) -> optax.GradientTransformation:
   return optax.multi_transform(
     {
-      "main": optax.adam(3e-3),
+      "main": optax.adam(LR),
       "discriminators": optax.adam(1e-3),
       "frozen": optax.set_to_zero(),
     },
@@ -153,7 +155,7 @@ def stage2():
 
 @pytest.fixture(scope="module")
 def stage2_trained(stage2):
-  return stage2.train(30)
+  return stage2.train(80)
 
 
 def test_stage1_loss_finite_and_lowered_by_training(stage1):
