@@ -130,8 +130,8 @@ def prepare_input(
     x = jnp.sign(x) * jnp.log1p(jnp.abs(x))
   elif compression != "none":
     raise ValueError(
-      "model.input_compression must be 'none' or 'log1p', got"
-      f" {compression!r}.")
+      f"model.input_compression {compression!r} is not 'none' or 'log1p'."
+    )
   return jnp.pad(x, ((0, 0), (0, 0), (0, pad_f), (0, pad_n)))
 
 

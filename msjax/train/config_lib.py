@@ -8,15 +8,17 @@ an unknown key, in the file or in a ``--config.a.b=value`` override, is a
 one-line :class:`~msjax.train.errors.ConfigError`.
 """
 
-import ast
-import importlib.util
-import json
-import pathlib
-from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 
+from msjax.train.config_io import (
+  apply_overrides,
+  load_config,
+  parse_value,
+  restore_config,
+  save_config,
+)
 from msjax.train.errors import ConfigError
 
 __all__ = [
@@ -45,36 +47,6 @@ SECTIONS = (
   "checkpoint",
   "eval",
 )
-_CONFIG_FILE = "config.json"
-
-
-def _parse_value(text: str, current: Any) -> Any:
-  """Parses ``text`` into the type of ``current`` (the declared value)."""
-  if isinstance(current, bool):
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes"):
-      return True
-    if lowered in ("0", "false", "no"):
-      return False
-    raise ValueError(f"expected a boolean, got {text!r}")
-  if isinstance(current, str):
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      return text
-    return value if isinstance(value, str) else text
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    if current is None or isinstance(current, tuple):
-      value = text
-    else:
-      raise ValueError(f"cannot parse {text!r}") from None
-  if isinstance(current, tuple) and not isinstance(value, tuple):
-    value = tuple(value) if isinstance(value, list) else (value,)
-  if isinstance(current, float) and isinstance(value, int):
-    value = float(value)
-  return value
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
@@ -105,7 +77,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
       parsed[name] = True
       continue
     try:
-      parsed[name] = _parse_value(text, current)
+      parsed[name] = parse_value(text, current)
     except (ValueError, TypeError) as error:
       raise ConfigError(f"config argument {name}={text}: {error}") from None
   parsed.lock()
@@ -276,102 +248,5 @@ def make_config(**sections: Any) -> ml_collections.ConfigDict:
       f" {list(SECTIONS)}"
     )
   config = ml_collections.ConfigDict({k: sections[k] for k in SECTIONS})
-  config.lock()
-  return config
-
-
-def apply_overrides(
-  config: ml_collections.ConfigDict, overrides: Sequence[str]
-) -> ml_collections.ConfigDict:
-  """Applies ``a.b=value`` overrides to a locked config (in place).
-
-  Args:
-    config: the config.
-    overrides: items like ``"train.total_steps=10"`` (a leading
-      ``--config.`` or ``config.`` is accepted and stripped).
-
-  Returns:
-    The same config.
-
-  Raises:
-    ConfigError: an unknown key, a missing ``=``, or a value of the wrong type.
-  """
-  for item in overrides:
-    text = item.removeprefix("--").removeprefix("config.")
-    path, has_value, raw = text.partition("=")
-    if not has_value:
-      raise ConfigError(f"override {item!r} must look like a.b=value")
-    *parents, leaf = path.split(".")
-    node = config
-    for depth, part in enumerate(parents):
-      node = (
-        node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
-      )
-      if not isinstance(node, ml_collections.ConfigDict):
-        raise ConfigError(
-          f"unknown config key {'.'.join(parents[: depth + 1])!r}"
-          f" (in override {item!r})"
-        )
-    if leaf not in node:
-      raise ConfigError(f"unknown config key {path!r} (in override {item!r})")
-    try:
-      value = _parse_value(raw, node[leaf])
-      with node.unlocked():
-        node[leaf] = value
-    except (ValueError, TypeError) as error:
-      raise ConfigError(f"bad value for {path}: {error}") from None
-  return config
-
-
-def load_config(
-  spec: str, overrides: Sequence[str] = ()
-) -> ml_collections.ConfigDict:
-  """Loads ``path.py[:arg]``, calls its ``get_config(arg)``, applies overrides.
-
-  Args:
-    spec: the experiment file, optionally followed by ``:arg``.
-    overrides: ``a.b=value`` items, see :func:`apply_overrides`.
-
-  Returns:
-    The locked config.
-  """
-  path_text, _, arg = spec.partition(":")
-  path = pathlib.Path(path_text)
-  if not path.is_file():
-    raise ConfigError(f"config file {path} not found")
-  module_spec = importlib.util.spec_from_file_location(
-    f"msjax_experiment_{path.stem}", path
-  )
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  try:
-    config = module.get_config(arg or None)
-  except (AttributeError, KeyError) as error:
-    raise ConfigError(f"{path}: unknown config key: {error}") from None
-  config.lock()
-  return apply_overrides(config, overrides)
-
-
-def _tuples(value: Any) -> Any:
-  if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  return value
-
-
-def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes the resolved config to ``workdir/config.json``."""
-  path = pathlib.Path(workdir)
-  path.mkdir(parents=True, exist_ok=True)
-  (path / _CONFIG_FILE).write_text(config.to_json(indent=2, sort_keys=True))
-
-
-def restore_config(workdir: str) -> ml_collections.ConfigDict:
-  """Reads the config a run saved in ``workdir`` (lists become tuples)."""
-  path = pathlib.Path(workdir) / _CONFIG_FILE
-  if not path.is_file():
-    raise ConfigError(f"{path} not found: is {workdir} a training workdir?")
-  config = ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
   config.lock()
   return config

@@ -168,15 +168,12 @@ def test_matches_numpy_and_finite_differences(shape, alpha, x64):
       )
 
 
-def test_jit_equals_eager_and_bfloat16():
+def test_bfloat16_inputs_give_float32():
   z = jax.random.normal(jax.random.key(1), (2, 2, 8, 6))
   z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
   c = jax.random.normal(jax.random.key(2), (5, 6))
   c = c / jnp.linalg.norm(c, axis=-1, keepdims=True)
-  with jax.disable_jit():
-    eager, _ = mpp_loss(z, c)
-  jitted, _ = jax.jit(mpp_loss)(z, c)
-  np.testing.assert_allclose(jitted, eager, rtol=1e-5)
+  full, _ = jax.jit(mpp_loss)(z, c)
   low, aux = jax.jit(mpp_loss)(z.astype(jnp.bfloat16), c.astype(jnp.bfloat16))
   assert low.dtype == jnp.float32 and aux.q.dtype == jnp.float32
-  np.testing.assert_allclose(low, eager, rtol=3e-2)
+  np.testing.assert_allclose(low, full, rtol=3e-2)

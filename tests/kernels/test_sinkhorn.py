@@ -92,8 +92,8 @@ def test_matches_swav_and_numpy_reference(x64):
 
 @pytest.mark.parametrize(
   "shape,epsilon,num_iters",
-  [((64, 48), 0.05, 3), ((200, 9), 0.1, 5), ((3, 2, 33, 17), 0.02, 4)],
-  ids=["square", "tall", "batched-small-eps"],
+  [((200, 9), 0.1, 5), ((3, 2, 33, 17), 0.02, 4)],
+  ids=["tall", "batched-small-eps"],
 )
 def test_fast_path_matches_log_domain(shape, epsilon, num_iters):
   scores = jax.random.uniform(jax.random.key(3), shape, minval=-1, maxval=1)
@@ -259,7 +259,7 @@ def test_rejects_bad_rank_and_dtype():
 def _ot_batch(vec, suffix):
   cost = jnp.asarray(vec["x_cost" + suffix])
   hp = dict(epsilon=float(vec["hp_eps"]), num_iters=int(vec["hp_iters"]))
-  return jax.vmap(lambda a, b: entropic_ot(a, b, cost, **hp))
+  return jax.jit(jax.vmap(lambda a, b: entropic_ot(a, b, cost, **hp)))
 
 
 def _ot_objective(vec, suffix):

@@ -204,7 +204,6 @@ def test_stage2_metrics_finite_and_training_lowers_main_loss(
   assert float(metrics["loss/temp"]) > 0.0
   for key in ("loss/total", "loss/rec", "loss/aug"):
     b, a = float(before[key]), float(after[key])
-    print(key, b, a)
     assert a < b, (key, b, a)
 
 
@@ -289,7 +288,6 @@ def test_linear_probe_beats_random_encoder_on_shared_factor(
       num_classes=train.num_classes,
     )
     accuracy[name] = result.metrics["accuracy"]
-  print(accuracy)
   assert accuracy["trained"] > accuracy["random"] + 0.05, accuracy
 
 

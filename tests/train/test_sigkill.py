@@ -1,8 +1,8 @@
 """A run killed by SIGKILL and restarted ends bitwise equal to an unbroken one.
 
 The killed and the restarted run are ``python -m msjax.cli train`` processes
-with the same command line; the reference runs in-process with the same
-device count (8 simulated CPU devices), so the compiled step is the same.
+with the same command line; the reference runs in-process on the same
+one-device mesh, so the compiled step is the same.
 """
 
 import os
@@ -22,6 +22,7 @@ from msjax.train.loop import train_and_evaluate
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPEC = f"{ROOT}/experiments/protomm.py:smoke"
 OVERRIDES = [
+  "train.mesh.data=1",  # one device: a quick compile, the same program
   "train.total_steps=12",
   "train.log_every=1",
   "checkpoint.every_steps=1",
