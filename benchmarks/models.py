@@ -9,6 +9,12 @@ Cases (batch 64 unless ``--batch``):
   the summed features w.r.t. all parameters. Reference: FOCAL's PyTorch
   implementation, 2.6 s per batch of 64 on a 2-core CPU (goal < 1.73 s).
 * ``swin_mod_mae``: the same with the MAE path (75 % of the patches masked).
+* ``swin_mod_tanh_gelu``: ``swin_mod`` with the tanh GELU (not FOCAL's).
+* ``swin_mod_exact_rng``: ``swin_mod`` with dropout masks drawn by
+  ``jax.random`` (``exact_dropout_rng=True``, as ``flax.linen.Dropout``)
+  instead of the default counter-based hash masks; the difference is the
+  cost of the JAX PRNG on CPU (about 0.2 s per 10 M mask elements, rbg or
+  threefry alike; the SWIN pair draws about 90 M per step).
 * ``resnet26_protomm``: the ProtoMM 1-D ResNet-26 on PPG and ACC windows of
   8 s: PPG at 64 Hz ``[B, 1, 512]``, ACC at 32 Hz ``[B, 3, 256]`` (one
   encoder per modality), train mode (batch statistics).
@@ -40,13 +46,19 @@ FOCAL_TORCH_S = 2.6  # FOCAL PyTorch SWIN fwd+bwd, batch 64, 2-core CPU
 GOAL_SPEEDUP = 1.5
 
 
-def _swin_case(batch: int, masked: bool, gelu_approximate: bool):
+def _swin_case(
+  batch: int,
+  masked: bool,
+  gelu_approximate: bool,
+  exact_dropout_rng: bool = False,
+):
   specs = {
     "seismic": (mnn.SwinMODSeismic, (batch, 2, 10, 20), 1),
     "acoustic": (mnn.SwinMODAcoustic, (batch, 2, 10, 1600), 40),
   }
   models = {
-    n: f(gelu_approximate=gelu_approximate) for n, (f, _, _) in specs.items()
+    n: f(gelu_approximate=gelu_approximate, exact_dropout_rng=exact_dropout_rng)
+    for n, (f, _, _) in specs.items()
   }
   key = jax.random.key(0)
   inputs, ids = {}, {}
@@ -183,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     "swin_mod": lambda: _swin_case(args.batch, False, False),
     "swin_mod_mae": lambda: _swin_case(args.batch, True, False),
     "swin_mod_tanh_gelu": lambda: _swin_case(args.batch, False, True),
+    "swin_mod_exact_rng": lambda: _swin_case(args.batch, False, False, True),
     "resnet26_protomm": lambda: _resnet_case(args.batch),
   }
   env = _environment()

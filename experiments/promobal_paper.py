@@ -15,14 +15,7 @@ from msjax.methods import promobal
 from msjax.train import config_lib
 from msjax.train.errors import ConfigError
 
-# Class counts of each builder's default task.
-NUM_CLASSES = {
-  "wesad": 3,
-  "pamap2": 12,
-  "realworld_har": 8,
-  "basic_motions": 4,
-  "mod_vehicle": 7,
-}
+DATASETS = ("wesad", "pamap2", "realworld_har", "basic_motions", "mod_vehicle")
 EPOCHS, DECAY_EPOCH = 150, 70
 
 
@@ -30,15 +23,15 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(
     arg, smoke=False, dataset="wesad", lambdas="crema_d", steps_per_epoch=100
   )
-  if arg.dataset not in NUM_CLASSES:
-    raise ConfigError(
-      f"dataset must be one of {tuple(NUM_CLASSES)}, got {arg.dataset!r}"
-    )
+  if arg.dataset not in DATASETS:
+    raise ConfigError(f"dataset must be one of {DATASETS}, got {arg.dataset!r}")
   smoke = arg.smoke
   sections = promobal.default_config(
     "tiny" if smoke else "paper", dataset=arg.lambdas
   )
-  sections.model.num_classes = NUM_CLASSES[arg.dataset]
+  data = builders.CONFIGS[arg.dataset]()
+  # The class count of the builder's task (pamap2: 18 activity IDs).
+  sections.model.num_classes = builders.num_classes(data)
   per_epoch = 1 if smoke else arg.steps_per_epoch
   optim = config_lib.optim_config(
     optimizer="sgd",
@@ -57,7 +50,7 @@ def get_config(arg=None):
   return config_lib.make_config(
     seed=0,
     method="promobal",
-    data=builders.CONFIGS[arg.dataset](),
+    data=data,
     model=sections.model,
     loss=sections.loss,
     optim=optim,

@@ -13,6 +13,13 @@ if "xla_force_host_platform_device_count" not in _flags:
   os.environ["XLA_FLAGS"] = (
     _flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Compilation dominates this suite's time on CPU. A persistent cache lets the
+# subprocess tests (SIGKILL resume, multi-process) and tests that compile the
+# same computation reuse executables; entries are keyed by HLO, jax version and
+# flags, so a stale cache cannot change results. Env vars reach subprocesses.
+_ROOT = pathlib.Path(__file__).resolve().parents[1]
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_ROOT / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -22,7 +29,6 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 # shared/ lives beside the project root (../shared); CI clones main with shared/
 # beside it. MSJAX_SHARED overrides.
-_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("MSJAX_SHARED", _ROOT.parent / "shared"))
 TESTVECTORS = SHARED / "testvectors"
 

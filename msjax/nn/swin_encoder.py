@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from msjax.nn.swin import PatchMerging, SwinBlock
+from msjax.nn.swin import LayerNorm, PatchMerging, SwinBlock
 
 __all__ = [
   "SwinEncoder",
@@ -76,6 +76,10 @@ class SwinEncoder(nn.Module):
     pool: ``"flatten"`` (FOCAL) or ``"mean"``.
     final_norm: LayerNorm on the last stage's tokens.
     gelu_approximate: tanh GELU (faster on some backends).
+    exact_dropout_rng: draw dropout masks with ``jax.random`` (as
+      ``flax.linen.Dropout``) instead of the much cheaper counter-based
+      hash of :func:`msjax.nn.swin.hash_keep_mask` (same distribution,
+      different bits).
   """
 
   patch_size: tuple[int, int]
@@ -92,6 +96,7 @@ class SwinEncoder(nn.Module):
   pool: Literal["flatten", "mean"] = "flatten"
   final_norm: bool = False
   gelu_approximate: bool = False
+  exact_dropout_rng: bool = False
 
   def grid(self, height: int, width: int) -> dict[str, tuple[int, int]]:
     """Static geometry: patch grid, padded grid and last-stage grid."""
@@ -150,7 +155,7 @@ class SwinEncoder(nn.Module):
     h = nn.Conv(
       self.embed_dim, (ph, pw), (ph, pw), padding="VALID", name="patch_embed"
     )(h)
-    h = nn.LayerNorm(epsilon=1e-5, name="patch_norm")(h)
+    h = LayerNorm(1e-5, name="patch_norm")(h)
     visible = None
     if ids_keep is not None:
       if ids_keep.ndim != 2 or ids_keep.shape[0] != b:
@@ -182,6 +187,7 @@ class SwinEncoder(nn.Module):
           self.attn_drop_rate,
           float(rates[block]),
           self.gelu_approximate,
+          self.exact_dropout_rng,
           name=f"stage{s}_block{i}",
         )(h, visible, train=train)
         block += 1
@@ -189,7 +195,7 @@ class SwinEncoder(nn.Module):
       if s < len(self.depths) - 1:
         h, visible = PatchMerging(name=f"merge{s}")(h, visible)
     if self.final_norm:
-      h = nn.LayerNorm(epsilon=1e-5, name="final_norm")(h)
+      h = LayerNorm(1e-5, name="final_norm")(h)
       if visible is not None:
         h = jnp.where(visible[..., None], h, 0.0)
     aux["tokens"] = h

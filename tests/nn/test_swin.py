@@ -2,12 +2,14 @@
 
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from msjax.nn import ShiftedWindowAttention, SwinBlock, windows
+from msjax.nn.swin import HashDropout, LayerNorm, hash_keep_mask
 from tests.nn import _util
 
 
@@ -148,3 +150,46 @@ def test_block_window_clamps_to_small_maps(key):
   assert windows.window_geometry(2, 6, (3, 3), (1, 1)) == ((2, 3), (0, 1))
   with pytest.raises(ValueError, match="D=8"):
     jax.eval_shape(lambda: block.init(key, x[..., :4], train=False))
+
+
+def test_hash_keep_mask_rate_independence_and_determinism():
+  key = jax.random.key(0)
+  m = np.asarray(hash_keep_mask(key, 0.8, (256, 1024)))
+  assert abs(m.mean() - 0.8) < 4 * np.sqrt(0.16 / m.size)
+  # Neighbouring elements (along either axis) are uncorrelated.
+  x = m.astype(np.float64) - m.mean()
+  for a, b in ((x[:, 1:], x[:, :-1]), (x[1:], x[:-1])):
+    assert abs(np.mean(a * b) / x.var()) < 0.02
+  np.testing.assert_array_equal(m, hash_keep_mask(key, 0.8, (256, 1024)))
+  other = np.asarray(hash_keep_mask(jax.random.key(1), 0.8, (256, 1024)))
+  assert 0.6 < np.mean(m == other) < 0.7  # 0.8**2 + 0.2**2 = 0.68
+
+
+@pytest.mark.parametrize("exact_rng", [False, True])
+def test_hash_dropout_semantics(exact_rng):
+  x = jnp.ones((64, 512))
+  module = HashDropout(0.25, exact_rng)
+  rngs = {"dropout": jax.random.key(3)}
+  y = np.asarray(module.apply({}, x, train=True, rngs=rngs))
+  # Inverted dropout: survivors scaled by 1 / keep, the rest exactly zero.
+  assert set(np.unique(y)) == {0.0, np.float32(1 / 0.75)}
+  assert abs((y == 0).mean() - 0.25) < 0.02
+  np.testing.assert_array_equal(module.apply({}, x, train=False), x)
+  assert np.all(HashDropout(1.0).apply({}, x, train=True, rngs=rngs) == 0)
+
+
+def test_layer_norm_matches_flax(key):
+  x = 3.0 + 2.0 * jax.random.normal(key, (4, 5, 32))
+  params = {
+    "scale": jax.random.normal(jax.random.key(1), (32,)),
+    "bias": jax.random.normal(jax.random.key(2), (32,)),
+  }
+  mine = LayerNorm(1e-5)
+  want = nn.LayerNorm(epsilon=1e-5).apply({"params": params}, x)
+  got = mine.apply({"params": params}, x)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  shapes = jax.eval_shape(lambda: mine.init(key, x))["params"]
+  assert jax.tree.map(lambda a: a.shape, shapes) == {
+    "scale": (32,),
+    "bias": (32,),
+  }
