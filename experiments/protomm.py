@@ -19,15 +19,17 @@ def get_config(arg=None):
   data = synthetic.default_config(smoke=smoke)
   optim = config_lib.optim_config(
     optimizer="adamw",
-    learning_rate=3e-3,
+    # Tuned on this data: 1000 steps at 1e-2 lift the fused probe from 0.73
+    # (random encoder) to 0.86 in under two minutes on a 2-core CPU.
+    learning_rate=1e-2,
     schedule="cosine",
     warmup_steps=0 if smoke else 20,
     weight_decay=1e-4,
   )
   train = config_lib.train_config(
     batch_size=16 if smoke else 64,
-    total_steps=4 if smoke else 200,
-    log_every=2 if smoke else 20,
+    total_steps=4 if smoke else 1000,
+    log_every=2 if smoke else 100,
   )
   return config_lib.make_config(
     seed=0,
@@ -38,7 +40,7 @@ def get_config(arg=None):
     optim=optim,
     train=train,
     checkpoint=config_lib.checkpoint_config(
-      every_steps=2 if smoke else 100, keep=2
+      every_steps=2 if smoke else 250, keep=2
     ),
     eval=config_lib.eval_config(
       protocol="linear_probe", probe_steps=20 if smoke else 100

@@ -39,6 +39,39 @@ def _check_labels(
   return labels.astype(jnp.int32)
 
 
+def _normalized_views(
+  x: ArrayLike, y: ArrayLike, names: tuple[str, str], tau: float
+) -> tuple[jax.Array, jax.Array]:
+  """Checks two ``[B, E]`` views and ``tau``; l2-normalises both.
+
+  Args:
+    x: ``[B, E]`` first view (any float dtype).
+    y: ``[B, E]`` second view, same shape.
+    names: the argument names of ``x`` and ``y`` for error messages.
+    tau: temperature, checked to be > 0.
+
+  Returns:
+    ``(x, y)`` l2-normalised in their common float dtype.
+
+  Raises:
+    ValueError: if the views are not ``[B, E]`` of the same shape or
+      ``tau <= 0``.
+  """
+  name_x, name_y = names
+  x = as_float(x, name_x)
+  y = as_float(y, name_y)
+  check_rank(x, 2, name_x, "[B, E]")
+  check_rank(y, 2, name_y, "[B, E]")
+  if x.shape != y.shape:
+    raise ValueError(
+      f"{name_x} [B, E] and {name_y} [B, E] must have the same shape, got"
+      f" {tuple(x.shape)} and {tuple(y.shape)}."
+    )
+  _check_tau(tau)
+  dtype = jnp.result_type(x, y)
+  return l2_normalize(x.astype(dtype)), l2_normalize(y.astype(dtype))
+
+
 def _gather(
   x: jax.Array, axis_name: str | None, axis: int = 0
 ) -> tuple[jax.Array, jax.Array | int, int]:
@@ -115,19 +148,7 @@ def info_nce(
     Language Supervision" (CLIP), ICML 2021; van den Oord et al.,
     "Representation Learning with Contrastive Predictive Coding", 2018.
   """
-  a = as_float(a, "a")
-  b = as_float(b, "b")
-  check_rank(a, 2, "a", "[B, E]")
-  check_rank(b, 2, "b", "[B, E]")
-  if a.shape != b.shape:
-    raise ValueError(
-      f"a [B, E] and b [B, E] must have the same shape, got {tuple(a.shape)}"
-      f" and {tuple(b.shape)}."
-    )
-  _check_tau(tau)
-  dtype = jnp.result_type(a, b)
-  a = l2_normalize(a.astype(dtype))
-  b = l2_normalize(b.astype(dtype))
+  a, b = _normalized_views(a, b, ("a", "b"), tau)
   num_local = a.shape[0]
   a_all, offset, num_devices = _gather(a, axis_name)
   b_all, _, _ = _gather(b, axis_name)
@@ -180,19 +201,7 @@ def nt_xent(
     Chen et al., "A Simple Framework for Contrastive Learning of Visual
     Representations" (SimCLR), ICML 2020.
   """
-  h1 = as_float(h1, "h1")
-  h2 = as_float(h2, "h2")
-  check_rank(h1, 2, "h1", "[B, E]")
-  check_rank(h2, 2, "h2", "[B, E]")
-  if h1.shape != h2.shape:
-    raise ValueError(
-      f"h1 [B, E] and h2 [B, E] must have the same shape, got"
-      f" {tuple(h1.shape)} and {tuple(h2.shape)}."
-    )
-  _check_tau(tau)
-  dtype = jnp.result_type(h1, h2)
-  h1 = l2_normalize(h1.astype(dtype))
-  h2 = l2_normalize(h2.astype(dtype))
+  h1, h2 = _normalized_views(h1, h2, ("h1", "h2"), tau)
   num_local = h1.shape[0]
   h1_all, offset, num_devices = _gather(h1, axis_name)
   h2_all, _, _ = _gather(h2, axis_name)

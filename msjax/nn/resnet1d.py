@@ -45,6 +45,34 @@ def _bn(train: bool, momentum: float, name: str, zero: bool = False) -> Any:
   )
 
 
+def _conv(width: int, kernel: int, stride: int, name: str) -> nn.Conv:
+  """A bias-free ``SAME`` conv of ``kernel`` taps and temporal ``stride``."""
+  return nn.Conv(
+    width,
+    (kernel,),
+    (stride,),
+    padding="SAME",
+    use_bias=False,
+    kernel_init=_CONV_INIT,
+    name=name,
+  )
+
+
+def _residual(
+  x: jax.Array, y: jax.Array, stride: int, train: bool, momentum: float
+) -> jax.Array:
+  """``relu(x + y)``, ``x`` projected (``k=1`` conv + BN) to ``y``'s shape.
+
+  Call from a compact ``__call__``: the projection's layers are named
+  ``proj`` and ``proj_bn`` in the calling module.
+  """
+  width = y.shape[-1]
+  if x.shape[-1] != width or stride != 1:
+    x = _conv(width, 1, stride, "proj")(x)
+    x = _bn(train, momentum, "proj_bn")(x)
+  return nn.relu(x + y)
+
+
 class BasicBlock1D(nn.Module):
   """Two ``k=kernel_size`` convs with a residual: ``[B, T, W] -> [B, T/s, w]``.
 
@@ -66,36 +94,11 @@ class BasicBlock1D(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     """Applies the block to ``x [B, T, W_in]``."""
     k, m = self.kernel_size, self.bn_momentum
-    y = nn.Conv(
-      self.width,
-      (k,),
-      (self.stride,),
-      padding="SAME",
-      use_bias=False,
-      kernel_init=_CONV_INIT,
-      name="conv1",
-    )(x)
+    y = _conv(self.width, k, self.stride, "conv1")(x)
     y = nn.relu(_bn(train, m, "bn1")(y))
-    y = nn.Conv(
-      self.width,
-      (k,),
-      padding="SAME",
-      use_bias=False,
-      kernel_init=_CONV_INIT,
-      name="conv2",
-    )(y)
+    y = _conv(self.width, k, 1, "conv2")(y)
     y = _bn(train, m, "bn2", self.zero_init_residual)(y)
-    if x.shape[-1] != self.width or self.stride != 1:
-      x = nn.Conv(
-        self.width,
-        (1,),
-        (self.stride,),
-        use_bias=False,
-        kernel_init=_CONV_INIT,
-        name="proj",
-      )(x)
-      x = _bn(train, m, "proj_bn")(x)
-    return nn.relu(x + y)
+    return _residual(x, y, self.stride, train, m)
 
 
 class BottleneckBlock1D(nn.Module):
@@ -121,36 +124,13 @@ class BottleneckBlock1D(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     """Applies the block to ``x [B, T, W_in]``."""
     k, m = self.kernel_size, self.bn_momentum
-    out = self.width * self.expansion
-    y = nn.Conv(
-      self.width, (1,), use_bias=False, kernel_init=_CONV_INIT, name="conv1"
-    )(x)
+    y = _conv(self.width, 1, 1, "conv1")(x)
     y = nn.relu(_bn(train, m, "bn1")(y))
-    y = nn.Conv(
-      self.width,
-      (k,),
-      (self.stride,),
-      padding="SAME",
-      use_bias=False,
-      kernel_init=_CONV_INIT,
-      name="conv2",
-    )(y)
+    y = _conv(self.width, k, self.stride, "conv2")(y)
     y = nn.relu(_bn(train, m, "bn2")(y))
-    y = nn.Conv(
-      out, (1,), use_bias=False, kernel_init=_CONV_INIT, name="conv3"
-    )(y)
+    y = _conv(self.width * self.expansion, 1, 1, "conv3")(y)
     y = _bn(train, m, "bn3", self.zero_init_residual)(y)
-    if x.shape[-1] != out or self.stride != 1:
-      x = nn.Conv(
-        out,
-        (1,),
-        (self.stride,),
-        use_bias=False,
-        kernel_init=_CONV_INIT,
-        name="proj",
-      )(x)
-      x = _bn(train, m, "proj_bn")(x)
-    return nn.relu(x + y)
+    return _residual(x, y, self.stride, train, m)
 
 
 class ResNet1D(nn.Module):
@@ -204,15 +184,7 @@ class ResNet1D(nn.Module):
       )
     aux: dict[str, jax.Array] = {}
     h = jnp.swapaxes(x, 1, 2)  # [B, T, C]
-    h = nn.Conv(
-      self.stem_width,
-      (self.stem_kernel,),
-      (2,),
-      padding="SAME",
-      use_bias=False,
-      kernel_init=_CONV_INIT,
-      name="stem_conv",
-    )(h)
+    h = _conv(self.stem_width, self.stem_kernel, 2, "stem_conv")(h)
     h = nn.relu(_bn(train, self.bn_momentum, "stem_bn")(h))
     if self.stem_pool:
       h = nn.max_pool(h, (3,), (2,), padding="SAME")

@@ -9,60 +9,15 @@ import numpy as np
 import pytest
 
 from msjax.kernels.contrastive import info_nce, nt_xent, pro_ucl
-from tests.conftest import load_tolerances, load_vectors
+from tests.conftest import load_vectors
+from tests.kernels import _vectors
+from tests.kernels._vectors import assert_vectors, central_fd, inputs, unit
+
+precision = _vectors.precision  # The shared f32/f64 fixture.
 
 _info_nce = jax.jit(info_nce, static_argnames=("tau",))
 _nt_xent = jax.jit(nt_xent, static_argnames=("tau",))
 _pro_ucl = jax.jit(pro_ucl, static_argnames=("tau",))
-
-
-@pytest.fixture(params=["f32", "f64"])
-def precision(request):
-  """Runs a test in float32 (x_*_f32 inputs) and in float64 (x_* inputs)."""
-  if request.param == "f64":
-    request.getfixturevalue("x64")
-  return request.param
-
-
-def _inputs(vec, precision, *names):
-  suffix = "" if precision == "f64" else "_f32"
-  return [vec[f"x_{n}{suffix}"] for n in names]
-
-
-def _assert_vectors(name, precision, actual):
-  vec = load_vectors(name)
-  tols = load_tolerances()[name]
-  for key, value in actual.items():
-    value = np.asarray(value)
-    if precision == "f64":
-      assert value.dtype == np.float64, key
-      np.testing.assert_allclose(
-        value, vec[key], rtol=1e-8, atol=1e-10, err_msg=key
-      )
-    elif tols[key] == "exact":
-      np.testing.assert_array_equal(value, vec[key], err_msg=key)
-    else:
-      assert value.dtype == np.float32, key
-      np.testing.assert_allclose(value, vec[key], **tols[key], err_msg=key)
-
-
-def _central_fd(fun, args, argnum, seed=0, step=1e-6):
-  """Directional central difference of scalar ``fun`` vs its gradient."""
-  args = [jnp.asarray(a) for a in args]
-  direction = np.random.default_rng(seed).normal(size=args[argnum].shape)
-
-  def at(scale):
-    moved = list(args)
-    moved[argnum] = args[argnum] + scale * direction
-    return float(fun(*moved))
-
-  numeric = (at(step) - at(-step)) / (2 * step)
-  analytic = float(jnp.sum(jax.grad(fun, argnums=argnum)(*args) * direction))
-  np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
-
-
-def _unit(x):
-  return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 # ----------------------------------------------------------------- vectors
@@ -70,12 +25,12 @@ def _unit(x):
 
 def test_info_nce_vectors(precision):
   vec = load_vectors("info_nce_basic")
-  a, b = _inputs(vec, precision, "a", "b")
+  a, b = inputs(vec, precision, "a", "b")
   tau = float(vec["hp_tau"])
   loss, grads = jax.value_and_grad(
     lambda a, b: _info_nce(a, b, tau=tau), argnums=(0, 1)
   )(a, b)
-  _assert_vectors(
+  assert_vectors(
     "info_nce_basic",
     precision,
     {"out_loss": loss, "grad_a": grads[0], "grad_b": grads[1]},
@@ -84,12 +39,12 @@ def test_info_nce_vectors(precision):
 
 def test_nt_xent_vectors(precision):
   vec = load_vectors("ntxent_basic")
-  h1, h2 = _inputs(vec, precision, "h1", "h2")
+  h1, h2 = inputs(vec, precision, "h1", "h2")
   tau = float(vec["hp_tau"])
   loss, grads = jax.value_and_grad(
     lambda a, b: _nt_xent(a, b, tau=tau), argnums=(0, 1)
   )(h1, h2)
-  _assert_vectors(
+  assert_vectors(
     "ntxent_basic",
     precision,
     {"out_loss": loss, "grad_h1": grads[0], "grad_h2": grads[1]},
@@ -98,7 +53,7 @@ def test_nt_xent_vectors(precision):
 
 def test_pro_ucl_vectors(precision):
   vec = load_vectors("pro_ucl_basic")
-  z, protos = _inputs(vec, precision, "z", "P")
+  z, protos = inputs(vec, precision, "z", "P")
   tau = float(vec["hp_tau"])
   (loss, per_mod), grads = jax.value_and_grad(
     lambda z, p: _pro_ucl(z, vec["x_y"], p, tau=tau),
@@ -106,7 +61,7 @@ def test_pro_ucl_vectors(precision):
     has_aux=True,
   )(z, protos)
   # pro_ucl uses its inputs as given: compare with grad_, not gradtan_.
-  _assert_vectors(
+  assert_vectors(
     "pro_ucl_basic",
     precision,
     {
@@ -147,8 +102,8 @@ def _np_pro_ucl(z, labels, protos, tau):
 
 def _random_ucl(seed, num_mod=3, batch=10, num_classes=5, dim=6):
   rng = np.random.default_rng(seed)
-  z = _unit(rng.normal(size=(num_mod, batch, dim)))
-  protos = _unit(rng.normal(size=(num_classes, dim)))
+  z = unit(rng.normal(size=(num_mod, batch, dim)))
+  protos = unit(rng.normal(size=(num_classes, dim)))
   # class 4 absent from the batch, class 3 a singleton
   labels = np.array([0, 0, 1, 2, 1, 0, 3, 2, 2, 1][:batch], np.int32)
   return z, labels, protos
@@ -163,7 +118,7 @@ def test_pro_ucl_matches_per_anchor_loop(x64):
 
 
 def _np_info_nce(a, b, tau):
-  a, b = _unit(a), _unit(b)
+  a, b = unit(a), unit(b)
 
   def ce(logits):
     logits = logits - logits.max(axis=1, keepdims=True)
@@ -199,7 +154,7 @@ def test_nt_xent_invariant_to_positive_row_scaling(x64):
 def test_nt_xent_matches_numpy(x64):
   rng = np.random.default_rng(4)
   h1, h2 = rng.normal(size=(2, 5, 3))
-  u = _unit(np.concatenate([h1, h2]))
+  u = unit(np.concatenate([h1, h2]))
   sim = u @ u.T / 0.5
   total = 0.0
   for i in range(10):
@@ -215,20 +170,20 @@ def test_nt_xent_matches_numpy(x64):
 def test_info_nce_finite_differences(x64, argnum):
   rng = np.random.default_rng(5)
   a, b = rng.normal(size=(2, 6, 4))
-  _central_fd(lambda a, b: _info_nce(a, b, tau=0.5), [a, b], argnum)
+  central_fd(lambda a, b: _info_nce(a, b, tau=0.5), [a, b], argnum)
 
 
 @pytest.mark.parametrize("argnum", [0, 1])
 def test_nt_xent_finite_differences(x64, argnum):
   rng = np.random.default_rng(6)
   h1, h2 = rng.normal(size=(2, 6, 4))
-  _central_fd(lambda a, b: _nt_xent(a, b, tau=0.5), [h1, h2], argnum)
+  central_fd(lambda a, b: _nt_xent(a, b, tau=0.5), [h1, h2], argnum)
 
 
 @pytest.mark.parametrize("argnum", [0, 1])
 def test_pro_ucl_finite_differences(x64, argnum):
   z, labels, protos = _random_ucl(7)
-  _central_fd(
+  central_fd(
     lambda z, p: _pro_ucl(z, labels, p, tau=0.5)[0], [z, protos], argnum
   )
 

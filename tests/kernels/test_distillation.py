@@ -13,7 +13,11 @@ from msjax.kernels.distillation import (
   pro_fd,
 )
 from msjax.kernels.sinkhorn import entropic_ot
-from tests.conftest import load_tolerances, load_vectors
+from tests.conftest import load_vectors
+from tests.kernels import _vectors
+from tests.kernels._vectors import assert_vectors, central_fd, suffix, unit
+
+precision = _vectors.precision  # The shared f32/f64 fixture.
 
 _HP = ("tau_fd", "epsilon", "num_iters")
 _pro_fd = jax.jit(pro_fd, static_argnames=_HP)
@@ -29,54 +33,10 @@ def _vmapped(a, b, cost, *, epsilon, num_iters):
   return jax.vmap(solve, in_axes=(0, 0, None))(a, b, cost)
 
 
-@pytest.fixture(params=["f32", "f64"])
-def precision(request):
-  if request.param == "f64":
-    request.getfixturevalue("x64")
-  return request.param
-
-
-def _sfx(precision):
-  return "" if precision == "f64" else "_f32"
-
-
-def _assert_vectors(name, precision, actual):
-  vec = load_vectors(name)
-  tols = load_tolerances()[name]
-  for key, value in actual.items():
-    value = np.asarray(value)
-    if precision == "f64":
-      assert value.dtype == np.float64, key
-      np.testing.assert_allclose(
-        value, vec[key], rtol=1e-8, atol=1e-10, err_msg=key
-      )
-    else:
-      assert value.dtype == np.float32, key
-      np.testing.assert_allclose(value, vec[key], **tols[key], err_msg=key)
-
-
-def _central_fd(fun, args, argnum, seed=0, step=1e-6):
-  args = [jnp.asarray(a) for a in args]
-  direction = np.random.default_rng(seed).normal(size=args[argnum].shape)
-
-  def at(scale):
-    moved = list(args)
-    moved[argnum] = args[argnum] + scale * direction
-    return float(fun(*moved))
-
-  numeric = (at(step) - at(-step)) / (2 * step)
-  analytic = float(jnp.sum(jax.grad(fun, argnums=argnum)(*args) * direction))
-  np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
-
-
-def _unit(x):
-  return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def _random_fd(seed, batch=6, num_classes=4, dim=5):
   rng = np.random.default_rng(seed)
-  z = _unit(rng.normal(size=(batch, dim)))
-  protos = _unit(rng.normal(size=(num_classes, dim)))
+  z = unit(rng.normal(size=(batch, dim)))
+  protos = unit(rng.normal(size=(num_classes, dim)))
   labels = rng.integers(0, num_classes, batch).astype(np.int32)
   return z, labels, protos
 
@@ -85,7 +45,7 @@ def _random_histograms(seed, num=5, num_classes=4, spread=1.0):
   rng = np.random.default_rng(seed)
   a = rng.dirichlet(np.ones(num_classes), size=num)
   b = rng.dirichlet(np.ones(num_classes), size=num)
-  protos = _unit(rng.normal(size=(num_classes, 3)))
+  protos = unit(rng.normal(size=(num_classes, 3)))
   cost = spread * (1.0 - protos @ protos.T)
   return a, b, cost
 
@@ -96,7 +56,7 @@ def _random_histograms(seed, num=5, num_classes=4, spread=1.0):
 @pytest.mark.parametrize("name", ["pro_fd_basic", "pro_fd_tau03"])
 def test_pro_fd_vectors(precision, name):
   vec = load_vectors(name)
-  sfx = _sfx(precision)
+  sfx = suffix(precision)
   hp = dict(
     tau_fd=float(vec["hp_tau_fd"]),
     epsilon=float(vec["hp_eps"]),
@@ -108,12 +68,12 @@ def test_pro_fd_vectors(precision, name):
   actual = {f"out_{k}": v for k, v in aux._asdict().items()}
   # pro_fd uses its inputs as given: compare with grad_, not gradtan_.
   actual.update(out_loss=loss, grad_z_fus=grads[0], grad_P=grads[1])
-  _assert_vectors(name, precision, actual)
+  assert_vectors(name, precision, actual)
 
 
 def test_batched_ot_vectors(precision):
   vec = load_vectors("ot_eps_basic")
-  sfx = _sfx(precision)
+  sfx = suffix(precision)
   hp = dict(epsilon=float(vec["hp_eps"]), num_iters=int(vec["hp_iters"]))
   cost = vec["x_cost" + sfx]
 
@@ -126,7 +86,7 @@ def test_batched_ot_vectors(precision):
   )
   actual = {f"out_{k}": v for k, v in out._asdict().items()}
   actual.update(grad_a=grads[0], grad_b=grads[1])
-  _assert_vectors("ot_eps_basic", precision, actual)
+  assert_vectors("ot_eps_basic", precision, actual)
 
 
 # ------------------------------------- batched solver == vmap(entropic_ot)
@@ -219,8 +179,11 @@ def test_perfect_match_costs_little():
 
 def test_pro_fd_finite_differences_z(x64):
   z, labels, protos = _random_fd(5)
-  _central_fd(
-    lambda z: _pro_fd(z, labels, protos, tau_fd=0.5, num_iters=5)[0], [z], 0
+  central_fd(
+    lambda z: _pro_fd(z, labels, protos, tau_fd=0.5, num_iters=5)[0],
+    [z],
+    0,
+    atol=1e-9,
   )
 
 

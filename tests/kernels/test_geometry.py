@@ -8,32 +8,14 @@ import numpy as np
 import pytest
 
 from msjax.kernels.geometry import ca_loss, fc_rs
-from tests.conftest import load_tolerances, load_vectors
+from tests.conftest import load_vectors
+from tests.kernels import _vectors
+from tests.kernels._vectors import assert_vectors
+
+precision = _vectors.precision  # The shared f32/f64 fixture.
 
 _ca = jax.jit(ca_loss)
 _fc_rs = jax.jit(fc_rs, static_argnames=("num_classes",))
-
-
-@pytest.fixture(params=["f32", "f64"])
-def precision(request):
-  if request.param == "f64":
-    request.getfixturevalue("x64")
-  return request.param
-
-
-def _assert_vectors(name, precision, actual):
-  vec = load_vectors(name)
-  tols = load_tolerances()[name]
-  for key, value in actual.items():
-    value = np.asarray(value)
-    if precision == "f64":
-      assert value.dtype == np.float64, key
-      np.testing.assert_allclose(
-        value, vec[key], rtol=1e-8, atol=1e-10, err_msg=key
-      )
-    else:
-      assert value.dtype == np.float32, key
-      np.testing.assert_allclose(value, vec[key], **tols[key], err_msg=key)
 
 
 def test_ca_vectors(precision):
@@ -42,7 +24,7 @@ def test_ca_vectors(precision):
   (loss, per_mod), grads = jax.value_and_grad(
     _ca, argnums=(0, 1), has_aux=True
   )(vec["x_W" + sfx], vec["x_P" + sfx])
-  _assert_vectors(
+  assert_vectors(
     "ca_basic",
     precision,
     {
@@ -60,7 +42,7 @@ def test_fc_rs_vectors(precision):
   fc, rs, class_fc = _fc_rs(
     vec["x_f" + sfx], vec["x_y"], num_classes=int(vec["hp_num_classes"])
   )
-  _assert_vectors(
+  assert_vectors(
     "fc_rs_basic",
     precision,
     {"out_FC": fc, "out_RS": rs, "out_class_fc": class_fc},

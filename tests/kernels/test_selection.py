@@ -10,7 +10,11 @@ from msjax.kernels.selection import (
   samobal_infer,
   samobal_select,
 )
-from tests.conftest import load_tolerances, load_vectors
+from tests.conftest import load_vectors
+from tests.kernels import _vectors
+from tests.kernels._vectors import assert_vectors, central_fd, suffix, unit
+
+precision = _vectors.precision  # The shared f32/f64 fixture.
 
 _select = jax.jit(samobal_select, static_argnames=("mode", "tau_g"))
 _infer = jax.jit(samobal_infer, static_argnames=("score",))
@@ -22,55 +26,10 @@ SELECT_FILES = {
 }
 
 
-@pytest.fixture(params=["f32", "f64"])
-def precision(request):
-  if request.param == "f64":
-    request.getfixturevalue("x64")
-  return request.param
-
-
-def _sfx(precision):
-  return "" if precision == "f64" else "_f32"
-
-
-def _assert_vectors(name, precision, actual):
-  vec = load_vectors(name)
-  tols = load_tolerances()[name]
-  for key, value in actual.items():
-    value = np.asarray(value)
-    if precision == "f64":
-      np.testing.assert_allclose(
-        value, vec[key], rtol=1e-8, atol=1e-10, err_msg=key
-      )
-    elif tols[key] == "exact":
-      np.testing.assert_array_equal(value, vec[key], err_msg=key)
-    else:
-      assert value.dtype == np.float32, key
-      np.testing.assert_allclose(value, vec[key], **tols[key], err_msg=key)
-
-
-def _central_fd(fun, args, argnum, seed=0, step=1e-6):
-  args = [jnp.asarray(a) for a in args]
-  direction = np.random.default_rng(seed).normal(size=args[argnum].shape)
-
-  def at(scale):
-    moved = list(args)
-    moved[argnum] = args[argnum] + scale * direction
-    return float(fun(*moved))
-
-  numeric = (at(step) - at(-step)) / (2 * step)
-  analytic = float(jnp.sum(jax.grad(fun, argnums=argnum)(*args) * direction))
-  np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
-
-
-def _unit(x):
-  return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def _random(seed, num_mod=3, batch=5, num_classes=4, dim=6):
   rng = np.random.default_rng(seed)
-  z = _unit(rng.normal(size=(num_mod, batch, dim)))
-  protos = _unit(rng.normal(size=(num_classes, dim)))
+  z = unit(rng.normal(size=(num_mod, batch, dim)))
+  protos = unit(rng.normal(size=(num_classes, dim)))
   labels = rng.integers(0, num_classes, batch).astype(np.int32)
   return z, protos, labels
 
@@ -82,7 +41,7 @@ def _random(seed, num_mod=3, batch=5, num_classes=4, dim=6):
 def test_select_vectors(precision, mode):
   name = SELECT_FILES[mode]
   vec = load_vectors(name)
-  sfx = _sfx(precision)
+  sfx = suffix(precision)
   kwargs = dict(mode=mode, tau_g=float(vec["hp_tau_g"]))
   if mode == "straight_through":
     kwargs["noise"] = vec["x_gumbel" + sfx]
@@ -96,14 +55,14 @@ def test_select_vectors(precision, mode):
   )
   actual = {f"out_{k}": v for k, v in out._asdict().items()}
   actual.update(grad_z=grads[0], grad_P=grads[1])  # inputs used as given
-  _assert_vectors(name, precision, actual)
+  assert_vectors(name, precision, actual)
 
 
 @pytest.mark.parametrize("score", ["own", "bank_max"])
 def test_infer_vectors(precision, score):
   name = f"samobal_infer_{score}"
   vec = load_vectors(name)
-  sfx = _sfx(precision)
+  sfx = suffix(precision)
 
   def logits(z, protos):
     out = _infer(z, protos, score=score)
@@ -115,7 +74,7 @@ def test_infer_vectors(precision, score):
   assert out.cls.dtype == jnp.int32
   actual = {f"out_{k}": v for k, v in out._asdict().items()}
   actual.update(grad_z=grads[0], grad_P=grads[1])
-  _assert_vectors(name, precision, actual)
+  assert_vectors(name, precision, actual)
 
 
 # -------------------------------------------------------------- invariants
@@ -241,7 +200,7 @@ def test_gumbel_noise_statistics(key):
 def test_soft_mode_finite_differences(x64, argnum):
   z, protos, labels = _random(5)
   cotangent = np.random.default_rng(1).normal(size=(5, 6))
-  _central_fd(
+  central_fd(
     lambda z, p: jnp.sum(
       cotangent * _select(z, p, labels, mode="soft", tau_g=0.5).z_fus
     ),
@@ -253,7 +212,7 @@ def test_soft_mode_finite_differences(x64, argnum):
 def test_hard_mode_finite_differences_away_from_ties(x64):
   z, protos, labels = _random(6)
   cotangent = np.random.default_rng(2).normal(size=(5, 6))
-  _central_fd(
+  central_fd(
     lambda z: jnp.sum(
       cotangent * _select(z, protos, labels, mode="hard").z_fus
     ),
@@ -266,7 +225,7 @@ def test_hard_mode_finite_differences_away_from_ties(x64):
 def test_infer_finite_differences_away_from_ties(x64, argnum):
   z, protos, _ = _random(7)
   cotangent = np.random.default_rng(3).normal(size=(5, 4))
-  _central_fd(
+  central_fd(
     lambda z, p: jnp.sum(cotangent * _infer(z, p).logits), [z, protos], argnum
   )
 

@@ -106,11 +106,14 @@ def test_all_visible_mask_equals_plain_encoder(model_and_vars, key):
   np.testing.assert_allclose(f_mae, f_plain, rtol=1e-5, atol=1e-5)
 
 
-def test_dropout_only_in_train(key):
+@pytest.mark.parametrize("exact_rng", [False, True], ids=["hash", "exact"])
+def test_dropout_only_in_train(key, exact_rng):
   # One stage, one block: every dropout site (attention, projection, MLP,
   # stochastic depth) at a compile cost a test can afford. rbg keys compile
   # much faster than threefry on CPU.
-  model = SwinTiny(patch_size=PATCH, depths=(1,), pool="mean")
+  model = SwinTiny(
+    patch_size=PATCH, depths=(1,), pool="mean", exact_dropout_rng=exact_rng
+  )
   x = jax.random.normal(key, (B, C, H, W))
   variables = _util.init(model, key, x, train=False)
 

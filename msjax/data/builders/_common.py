@@ -25,7 +25,10 @@ from msjax.data import alignment, signal
 __all__ = [
   "REPRESENTATION_KEYS",
   "represent",
+  "window_shape",
   "subject_splits",
+  "option_splits",
+  "map_labels",
   "fill_nan",
   "session_examples",
 ]
@@ -62,6 +65,14 @@ def represent(
   raise ValueError(
     f"representation={kind!r} unknown; use time, interval_fft or stft."
   )
+
+
+def window_shape(
+  channels: int, options: Mapping[str, Any], rate_hz: float
+) -> tuple[int, ...]:
+  """Shape of one `[channels, window_s * rate_hz]` window once represented."""
+  window = int(round(options["window_s"] * rate_hz))
+  return represent(np.zeros((channels, window)), options, rate_hz).shape
 
 
 def subject_splits(
@@ -104,6 +115,49 @@ def subject_splits(
     "val": sorted(val or test, key=str),
     "test": sorted(test, key=str),
   }
+
+
+def option_splits(
+  subjects: Sequence[Any], options: Mapping[str, Any]
+) -> dict[str, list[Any]]:
+  """`subject_splits` with the builder options' split keys.
+
+  Args:
+    subjects: All subjects found.
+    options: Builder options with `split_seed`, `num_val`, `num_test`,
+      `val_subjects` and `test_subjects`.
+
+  Returns:
+    {"train": [...], "val": [...], "test": [...]} subject lists.
+  """
+  return subject_splits(
+    subjects,
+    seed=options["split_seed"],
+    num_val=options["num_val"],
+    num_test=options["num_test"],
+    val_subjects=options["val_subjects"],
+    test_subjects=options["test_subjects"],
+  )
+
+
+def map_labels(raw: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
+  """Maps raw integer labels to class indices, -1 where `mapping` has none.
+
+  Args:
+    raw: Integer labels of any shape.
+    mapping: Raw label -> class index (non-negative raw labels).
+
+  Returns:
+    `int64` class indices, shaped like `raw`; -1 for unmapped labels.
+  """
+  lookup = np.full(max(mapping) + 1, -1, np.int64)
+  lookup[list(mapping)] = list(mapping.values())
+  raw = np.asarray(raw, np.int64)
+  return np.where(
+    (raw >= 0) & (raw < len(lookup)),
+    lookup[np.clip(raw, 0, len(lookup) - 1)],
+    -1,
+  )
 
 
 def fill_nan(x: np.ndarray) -> np.ndarray:

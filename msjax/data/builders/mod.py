@@ -36,7 +36,7 @@ import numpy as np
 
 from msjax.data import signal
 from msjax.data.builders._base import Example, WindowBuilder
-from msjax.data.builders._common import represent
+from msjax.data.builders._common import represent, window_shape
 
 __all__ = [
   "NODES",
@@ -200,10 +200,7 @@ class ModVehicle(WindowBuilder, skip_registration=True):
   def modality_shapes(self) -> dict[str, tuple[int, ...]]:
     """Per modality `[1, window]` or its spectral shape."""
     return {
-      m: represent(
-        np.zeros((1, int(round(self.options["window_s"] * r)))), self.options, r
-      ).shape
-      for m, r in self._rates().items()
+      m: window_shape(1, self.options, r) for m, r in self._rates().items()
     }
 
   def class_names(self) -> list[str]:

@@ -34,9 +34,10 @@ import numpy as np
 
 from msjax.data.builders._base import Example, WindowBuilder
 from msjax.data.builders._common import (
-  represent,
+  map_labels,
+  option_splits,
   session_examples,
-  subject_splits,
+  window_shape,
 )
 
 __all__ = [
@@ -137,8 +138,7 @@ class Pamap2(WindowBuilder, skip_registration=True):
 
   def modality_shapes(self) -> dict[str, tuple[int, ...]]:
     """3 channels x window samples (or the spectral shape)."""
-    window = int(round(self.options["window_s"] * RATE_HZ))
-    shape = represent(np.zeros((3, window)), self.options, RATE_HZ).shape
+    shape = window_shape(3, self.options, RATE_HZ)
     return {
       f"{p}_{s}": shape
       for p in self.options["positions"]
@@ -161,15 +161,7 @@ class Pamap2(WindowBuilder, skip_registration=True):
     """Leave-subjects-out splits of all windows."""
     files = self._files()
     subjects = sorted({s for _, s in files})
-    o = self.options
-    splits = subject_splits(
-      subjects,
-      seed=o["split_seed"],
-      num_val=o["num_val"],
-      num_test=o["num_test"],
-      val_subjects=o["val_subjects"],
-      test_subjects=o["test_subjects"],
-    )
+    splits = option_splits(subjects, self.options)
     return {
       name: self._examples(files, members) for name, members in splits.items()
     }
@@ -177,18 +169,13 @@ class Pamap2(WindowBuilder, skip_registration=True):
   def _examples(
     self, files: list[tuple[str, int]], members: list[Any]
   ) -> Iterable[Example]:
-    lookup = np.full(max(ACTIVITY_IDS) + 1, -1, np.int64)
-    lookup[list(ACTIVITY_IDS)] = np.arange(len(ACTIVITY_IDS))
+    mapping = {a: i for i, a in enumerate(ACTIVITY_IDS)}
     for session, (path, subject) in enumerate(files):
       if subject not in members:
         continue
       data = read_dat(path)
       ids = np.nan_to_num(data[:, 1], nan=0).astype(np.int64)
-      labels = np.where(
-        (ids >= 0) & (ids < len(lookup)),
-        lookup[np.clip(ids, 0, len(lookup) - 1)],
-        -1,
-      )
+      labels = map_labels(ids, mapping)
       streams = {}
       for position in self.options["positions"]:
         for sensor in self.options["sensors"]:

@@ -39,9 +39,9 @@ import numpy as np
 from msjax.data import alignment
 from msjax.data.builders._base import Example, WindowBuilder
 from msjax.data.builders._common import (
-  represent,
+  option_splits,
   session_examples,
-  subject_splits,
+  window_shape,
 )
 
 __all__ = [
@@ -164,11 +164,8 @@ class RealWorldHar(WindowBuilder, skip_registration=True):
 
   def modality_shapes(self) -> dict[str, tuple[int, ...]]:
     """`[C, window_s * 50]` per modality (or its spectral shape)."""
-    window = int(round(self.options["window_s"] * RATE_HZ))
     return {
-      m: represent(
-        np.zeros((SENSORS[s][2], window)), self.options, RATE_HZ
-      ).shape
+      m: window_shape(SENSORS[s][2], self.options, RATE_HZ)
       for m, (_, s) in self._modalities().items()
     }
 
@@ -183,15 +180,7 @@ class RealWorldHar(WindowBuilder, skip_registration=True):
   def split_examples(self) -> dict[str, Iterable[Example]]:
     """Leave-subjects-out splits."""
     subjects = self._subjects()
-    o = self.options
-    splits = subject_splits(
-      list(subjects),
-      seed=o["split_seed"],
-      num_val=o["num_val"],
-      num_test=o["num_test"],
-      val_subjects=o["val_subjects"],
-      test_subjects=o["test_subjects"],
-    )
+    splits = option_splits(list(subjects), self.options)
     return {
       name: self._examples(subjects, members)
       for name, members in splits.items()

@@ -40,9 +40,10 @@ import numpy as np
 from msjax.data import signal
 from msjax.data.builders._base import Example, WindowBuilder
 from msjax.data.builders._common import (
-  represent,
+  map_labels,
+  option_splits,
   session_examples,
-  subject_splits,
+  window_shape,
 )
 
 __all__ = ["TASKS", "Wesad", "default_config", "read_subject"]
@@ -136,14 +137,10 @@ class Wesad(WindowBuilder, skip_registration=True):
 
   def modality_shapes(self) -> dict[str, tuple[int, ...]]:
     """`[C, window_s * rate]` per modality (or its spectral shape)."""
-    shapes = {}
-    for m, (_, key, rate) in self._rates().items():
-      channels = 3 if key == "ACC" else 1
-      window = int(round(self.options["window_s"] * rate))
-      shapes[m] = represent(
-        np.zeros((channels, window)), self.options, rate
-      ).shape
-    return shapes
+    return {
+      m: window_shape(3 if key == "ACC" else 1, self.options, rate)
+      for m, (_, key, rate) in self._rates().items()
+    }
 
   def class_names(self) -> list[str]:
     """Class names of the chosen task."""
@@ -159,15 +156,7 @@ class Wesad(WindowBuilder, skip_registration=True):
   def split_examples(self) -> dict[str, Iterable[Example]]:
     """Leave-subjects-out splits."""
     paths = self._paths()
-    o = self.options
-    splits = subject_splits(
-      list(paths),
-      seed=o["split_seed"],
-      num_val=o["num_val"],
-      num_test=o["num_test"],
-      val_subjects=o["val_subjects"],
-      test_subjects=o["test_subjects"],
-    )
+    splits = option_splits(list(paths), self.options)
     return {
       name: self._examples(paths, members) for name, members in splits.items()
     }
@@ -176,14 +165,12 @@ class Wesad(WindowBuilder, skip_registration=True):
     self, paths: dict[str, str], members: list[str]
   ) -> Iterable[Example]:
     mapping = TASKS[self.options["task"]][0]
-    lookup = np.full(8, -1, np.int64)
-    lookup[list(mapping)] = list(mapping.values())
     for session, subject in enumerate(sorted(paths, key=str)):
       if subject not in members:
         continue
       record = read_subject(paths[subject])
       raw = np.asarray(record["label"]).astype(np.int64).reshape(-1)
-      labels = np.where((raw >= 0) & (raw < 8), lookup[np.clip(raw, 0, 7)], -1)
+      labels = map_labels(raw, mapping)
       streams = {}
       for m, (device, key, rate) in self._rates().items():
         data = np.asarray(record["signal"][device][key], np.float64)
