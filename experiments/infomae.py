@@ -25,6 +25,10 @@ def get_config(arg=None):
   sections = infomae.default_config("tiny")
   sections.loss.stage = arg.stage
   data = synthetic.default_config(smoke=smoke)
+  if smoke and arg.stage == 2:
+    # The temporal-locality sampler needs batch / seq_len sequences that lie
+    # 2 * seq_len windows apart: give the smoke data enough sessions for that.
+    data.num_sessions = 8
   data.representation = "stft"
   optim = config_lib.optim_config(
     optimizer="adamw", learning_rate=1e-3, schedule="cosine", weight_decay=0.05
