@@ -63,3 +63,31 @@ def x64():
     yield
   finally:
     jax.config.update("jax_enable_x64", previous)
+
+
+# Modules whose tests compile whole models (tens of seconds each). Running them
+# first lets pytest-xdist overlap them with the many short tests instead of
+# leaving one worker busy with a long tail. The order is deterministic, as
+# xdist requires every worker to collect the same sequence.
+_HEAVY_FIRST = (
+  "tests/train/test_equivalence.py",
+  "tests/train/test_sigkill.py",
+  "tests/data/test_real_configs.py",
+  "tests/methods/",
+  "tests/train/test_multiprocess.py",
+  "tests/data/test_npz_methods.py",
+  "tests/nn/",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+
+  def rank(item) -> int:
+    path = pathlib.Path(str(item.fspath)).resolve().relative_to(_ROOT)
+    for index, prefix in enumerate(_HEAVY_FIRST):
+      if path.as_posix().startswith(prefix):
+        return index
+    return len(_HEAVY_FIRST)
+
+  items.sort(key=rank)

@@ -1,7 +1,7 @@
 """One train step on 8 simulated devices equals the same step on 1 device.
 
-The three methods (smoke experiment configs, marked slow: compiling a real
-model twice costs tens of CPU seconds) plus the toy
+Every method of ``msjax.methods.METHODS`` (smoke experiment configs, marked
+slow: compiling a real model twice costs tens of CPU seconds) plus the toy
 method (three optimiser groups, with and without FSDP). The batch is
 identical; only the mesh differs, so any difference comes from sharding.
 
@@ -30,7 +30,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = {
   "protomm": "protomm.py:smoke",
   "promobal": "promobal.py:smoke",
+  "infomae_stage1": "infomae.py:smoke,stage=1",
   "infomae_stage2": "infomae.py:smoke,stage=2",
+  "supervised_concat": "baselines.py:smoke,method=supervised_concat",
+  "supervised_sum": "baselines.py:smoke,method=supervised_sum",
+  "clip": "baselines.py:smoke,method=clip",
+  "simclr": "baselines.py:smoke,method=simclr",
+  "joint": "baselines.py:smoke,method=joint",
 }
 RTOL, ATOL = 2e-5, 2e-6
 FAST_COMPILE = {
@@ -73,6 +79,13 @@ def _one_step(config, method, source, devices, fsdp):
   step = setup.step_fn.lower(state, batch).compile(FAST_COMPILE)
   state, metrics = step(state, batch)
   return jax.device_get((state, metrics)), setup
+
+
+def test_every_method_is_covered():
+  from msjax.methods import METHODS
+
+  methods = {name.split("_stage")[0] for name in EXPERIMENTS}
+  assert methods == set(METHODS), methods ^ set(METHODS)
 
 
 @pytest.mark.parametrize(
