@@ -11,7 +11,8 @@ import pathlib
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
   os.environ["XLA_FLAGS"] = (
-    _flags + " --xla_force_host_platform_device_count=8").strip()
+    _flags + " --xla_force_host_platform_device_count=8"
+  ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Compilation dominates this suite's time on CPU. A persistent cache lets the
 # subprocess tests (SIGKILL resume, multi-process) and tests that compile the
@@ -39,7 +40,8 @@ def load_vectors(name: str) -> dict[str, np.ndarray]:
   if not path.exists():
     raise FileNotFoundError(
       f"{path} not found: the test vectors live in ../shared/testvectors beside"
-      " the project root (set MSJAX_SHARED to point elsewhere).")
+      " the project root (set MSJAX_SHARED to point elsewhere)."
+    )
   with np.load(path) as data:
     return {k: data[k] for k in data.files}
 

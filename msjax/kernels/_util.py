@@ -40,14 +40,17 @@ def as_float(x: ArrayLike, name: str) -> jax.Array:
   """
   x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}.")
+    raise TypeError(
+      f"{name} must be a floating-point array, got dtype {x.dtype}."
+    )
   if x.dtype in (jnp.float16, jnp.bfloat16):
     x = x.astype(jnp.float32)
   return x
 
 
-def check_rank(x: jax.Array, rank: int | Sequence[int], name: str,
-               shape_doc: str) -> None:
+def check_rank(
+  x: jax.Array, rank: int | Sequence[int], name: str, shape_doc: str
+) -> None:
   """Raises ``ValueError`` at trace time if ``x.ndim`` is not ``rank``.
 
   Args:
@@ -58,21 +61,27 @@ def check_rank(x: jax.Array, rank: int | Sequence[int], name: str,
   """
   ranks = (rank,) if isinstance(rank, int) else tuple(rank)
   if x.ndim not in ranks:
+    allowed = " or ".join(map(str, ranks))
     raise ValueError(
-      f"{name} must have shape {shape_doc} (rank {' or '.join(map(str, ranks))}),"
-      f" got shape {tuple(x.shape)}.")
+      f"{name} must have shape {shape_doc} (rank {allowed}),"
+      f" got shape {tuple(x.shape)}."
+    )
 
 
-def check_same_shape(a: jax.Array, b: jax.Array, name_a: str,
-                     name_b: str) -> None:
+def check_same_shape(
+  a: jax.Array, b: jax.Array, name_a: str, name_b: str
+) -> None:
   """Raises ``ValueError`` if ``a`` and ``b`` differ in shape."""
   if a.shape != b.shape:
     raise ValueError(
       f"{name_a} and {name_b} must have the same shape, got"
-      f" {tuple(a.shape)} and {tuple(b.shape)}.")
+      f" {tuple(a.shape)} and {tuple(b.shape)}."
+    )
 
 
-def safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array:
+def safe_norm(
+  x: jax.Array, axis: int = -1, keepdims: bool = False
+) -> jax.Array:
   """Euclidean norm whose value and gradient at ``0`` are ``0`` (not NaN).
 
   Args:
@@ -102,8 +111,9 @@ def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
   return x / jnp.maximum(safe_norm(x, axis=axis, keepdims=True), _NORM_EPS)
 
 
-def lse(x: jax.Array, axis: int | Sequence[int] | None,
-        axis_name: str | None = None) -> jax.Array:
+def lse(
+  x: jax.Array, axis: int | Sequence[int] | None, axis_name: str | None = None
+) -> jax.Array:
   """Log-sum-exp with ``keepdims=True``, optionally reduced across devices.
 
   An all ``-inf`` slice gives ``-inf`` (not NaN) in the forward pass. With
