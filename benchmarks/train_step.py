@@ -31,10 +31,13 @@ CASES = {
   "infomae_stage1": ("experiments/infomae.py:stage=1", "base"),
   "infomae_stage2": ("experiments/infomae.py:stage=2", "base"),
   "clip": ("experiments/baselines.py:method=clip", "paper"),
+  "simclr": ("experiments/baselines.py:method=simclr", "paper"),
+  "joint": ("experiments/baselines.py:method=joint", "paper"),
   "supervised_concat": (
     "experiments/baselines.py:method=supervised_concat",
     "paper",
   ),
+  "supervised_sum": ("experiments/baselines.py:method=supervised_sum", "paper"),
 }
 
 
