@@ -9,9 +9,15 @@
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["compute", "fc_rs_numpy", "prototype_usage"]
+from msjax.kernels import fc_rs
+
+__all__ = ["compute", "geometry", "prototype_usage"]
+
+
+_fc_rs = jax.jit(fc_rs, static_argnames="num_classes")
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -44,26 +50,28 @@ def prototype_usage(
   return usage
 
 
-def fc_rs_numpy(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-  """Feature compactness and representation separability (SPEC §3.7)."""
-  features = _normalise(np.asarray(features, np.float64))
-  within = []
-  means = []
-  for label in np.unique(labels[labels >= 0]):
-    members = features[labels == label]
-    means.append(members.mean(axis=0))
-    if len(members) >= 2:
-      gram = np.clip(2.0 - 2.0 * members @ members.T, 0.0, None)
-      dist = np.sqrt(gram)
-      upper = np.triu_indices(len(members), k=1)
-      within.append(dist[upper].mean())
-  means = np.stack(means)
-  between = np.linalg.norm(means[:, None] - means[None], axis=-1)
-  off = ~np.eye(len(means), dtype=bool)
-  return {
-    "fc": float(np.mean(within)) if within else float("nan"),
-    "rs": float(between[off].mean()) if off.any() else float("nan"),
-  }
+def geometry(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+  """Feature compactness and representation separability (SPEC §3.7).
+
+  Evaluates :func:`msjax.kernels.fc_rs` on host arrays; rows labelled ``-1``
+  (unlabelled) are ignored by the kernel.
+
+  Args:
+    features: ``[N, D]`` embeddings (l2-normalised inside the kernel).
+    labels: ``[N]`` integer labels.
+
+  Returns:
+    ``{"fc": FC, "rs": RS}`` as Python floats (NaN where undefined).
+  """
+  labels = np.asarray(labels)
+  labelled = labels[labels >= 0]
+  num_classes = int(labelled.max()) + 1 if labelled.size else 1
+  fc, rs, _ = _fc_rs(
+    jnp.asarray(features, jnp.float32),
+    jnp.asarray(labels, jnp.int32),
+    num_classes=num_classes,
+  )
+  return {"fc": float(fc), "rs": float(rs)}
 
 
 def compute(
@@ -73,7 +81,6 @@ def compute(
   return {
     "prototype_usage": prototype_usage(params, embeddings),
     "geometry": {
-      name: fc_rs_numpy(features, labels)
-      for name, features in embeddings.items()
+      name: geometry(features, labels) for name, features in embeddings.items()
     },
   }
