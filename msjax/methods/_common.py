@@ -30,6 +30,7 @@ __all__ = [
   "check_batch",
   "check_choice",
   "identity_post_update",
+  "init_variables",
   "make_views",
   "modalities",
   "rng_streams",
@@ -105,6 +106,34 @@ def modalities(config: ml_collections.ConfigDict) -> tuple[str, ...]:
       f"config.data.modalities must be distinct names, got {mods}."
     )
   return mods
+
+
+def init_variables(
+  model: nn.Module,
+  rng: jax.Array,
+  example_batch: Mapping[str, Any],
+  config: ml_collections.ConfigDict,
+  *,
+  min_modalities: int = 1,
+) -> dict[str, Any]:
+  """Checks ``example_batch`` and returns ``model``'s initial variables.
+
+  The one ``init`` body of the methods whose model maps the signal dict to
+  its outputs (``model.init(rng, signals, train=False)``).
+
+  Args:
+    model: the method's Flax module, called as ``model(signals, train=...)``.
+    rng: the init key.
+    example_batch: ``{"signals": {m: [B, ...]}, ...}``.
+    config: the experiment config.
+    min_modalities: the method needs at least this many modalities.
+
+  Returns:
+    ``{"params", ...}`` (plus ``"batch_stats"`` when the model has BatchNorm).
+  """
+  mods = check_batch(example_batch, config, min_modalities=min_modalities)
+  signals = {m: jnp.asarray(example_batch["signals"][m]) for m in mods}
+  return dict(model.init(rng, signals, train=False))
 
 
 def check_batch(

@@ -187,9 +187,9 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  mods = _common.check_batch(example_batch, config, min_modalities=2)
-  signals = {m: jnp.asarray(example_batch["signals"][m]) for m in mods}
-  return dict(_model(config).init(rng, signals, train=False))
+  return _common.init_variables(
+    _model(config), rng, example_batch, config, min_modalities=2
+  )
 
 
 def loss_fn(

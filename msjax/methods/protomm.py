@@ -160,10 +160,8 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  mods = _common.check_batch(example_batch, config)
-  _check_config(config, len(mods))
-  signals = {m: jnp.asarray(example_batch["signals"][m]) for m in mods}
-  return dict(_model(config).init(rng, signals, train=False))
+  _check_config(config, len(_common.modalities(config)))
+  return _common.init_variables(_model(config), rng, example_batch, config)
 
 
 def _freeze_prototypes(

@@ -143,11 +143,13 @@ def init(
   variant: str,
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  mods = _common.check_batch(
-    example_batch, config, min_modalities=2 if variant == "clip" else 1
+  return _common.init_variables(
+    _model(config, variant),
+    rng,
+    example_batch,
+    config,
+    min_modalities=2 if variant == "clip" else 1,
   )
-  signals = {m: jnp.asarray(example_batch["signals"][m]) for m in mods}
-  return dict(_model(config, variant).init(rng, signals, train=False))
 
 
 def loss_fn(

@@ -115,9 +115,9 @@ def init(
   fusion: str,
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  mods = _common.check_batch(example_batch, config)
-  signals = {m: jnp.asarray(example_batch["signals"][m]) for m in mods}
-  return dict(_model(config, fusion).init(rng, signals, train=False))
+  return _common.init_variables(
+    _model(config, fusion), rng, example_batch, config
+  )
 
 
 def loss_fn(
