@@ -186,6 +186,19 @@ def _torch_grads(loss_fn, *tensors):
   return run
 
 
+def _grad_row(kernel, shape, impls, repeats):
+  """Times value-and-grad implementations and compares their values."""
+  times, first = time_row(impls, repeats)
+  outputs = {k: fn()[0] for k, fn in impls.items()}
+  return dict(
+    kernel=kernel,
+    shape=shape,
+    times_ms={k: v * 1e3 for k, v in times.items()},
+    compile_ms={k: v * 1e3 for k, v in first.items()},
+    max_abs_diff_vs_msjax=_max_diff(outputs),
+  )
+
+
 def pro_fd_rows(configs, repeats):
   pro_fd = _lazy("msjax.kernels.distillation", "pro_fd")
   if pro_fd is None:
@@ -207,15 +220,9 @@ def pro_fd_rows(configs, repeats):
         torch.from_numpy(z_np),
         torch.from_numpy(p_np),
       )
-    times, first = time_row(impls, repeats)
-    outputs = {k: fn()[0] for k, fn in impls.items()}
     rows.append(
-      dict(
-        kernel="pro_fd fwd+bwd",
-        shape=dict(B=batch, C=num_classes, D=width),
-        times_ms={k: v * 1e3 for k, v in times.items()},
-        compile_ms={k: v * 1e3 for k, v in first.items()},
-        max_abs_diff_vs_msjax=_max_diff(outputs),
+      _grad_row(
+        "pro_fd fwd+bwd", dict(B=batch, C=num_classes, D=width), impls, repeats
       )
     )
   return rows
@@ -251,15 +258,12 @@ def samobal_rows(configs, repeats):
         torch.from_numpy(z_np),
         torch.from_numpy(p_np),
       )
-    times, first = time_row(impls, repeats)
-    outputs = {k: fn()[0] for k, fn in impls.items()}
     rows.append(
-      dict(
-        kernel="samobal_select straight-through fwd+bwd",
-        shape=dict(B=batch, M=num_mod, D=width),
-        times_ms={k: v * 1e3 for k, v in times.items()},
-        compile_ms={k: v * 1e3 for k, v in first.items()},
-        max_abs_diff_vs_msjax=_max_diff(outputs),
+      _grad_row(
+        "samobal_select straight-through fwd+bwd",
+        dict(B=batch, M=num_mod, D=width),
+        impls,
+        repeats,
       )
     )
   return rows
@@ -287,15 +291,12 @@ def pro_ucl_rows(configs, repeats):
         torch.from_numpy(z_np),
         torch.from_numpy(p_np),
       )
-    times, first = time_row(impls, repeats)
-    outputs = {k: fn()[0] for k, fn in impls.items()}
     rows.append(
-      dict(
-        kernel="pro_ucl fwd+bwd",
-        shape=dict(B=batch, D=width, C=num_classes, M=num_mod),
-        times_ms={k: v * 1e3 for k, v in times.items()},
-        compile_ms={k: v * 1e3 for k, v in first.items()},
-        max_abs_diff_vs_msjax=_max_diff(outputs),
+      _grad_row(
+        "pro_ucl fwd+bwd",
+        dict(B=batch, D=width, C=num_classes, M=num_mod),
+        impls,
+        repeats,
       )
     )
   return rows
