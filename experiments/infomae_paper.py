@@ -24,6 +24,10 @@ def get_config(arg=None):
   sections = infomae.default_config("tiny" if smoke else "base")
   sections.loss.stage = arg.stage
   sections.loss.mask_ratio = 0.75
+  if smoke:
+    # MOD's acoustic input has 1600 frequency bins: the tiny config's (2, 1)
+    # patches would give the MAE decoder's global attention 8000 tokens.
+    sections.model.patch_size = (20, 1)
   data = builders.CONFIGS["mod_vehicle"]()  # FOCAL's interval-FFT input
   optim = config_lib.optim_config(
     optimizer="adamw",

@@ -8,8 +8,8 @@ from msjax.data.builders import mod
 RUNS = {"Polaris0150pm/rs1": (4.3, 4.1), "walk2/rs3": (2.4, 2.5)}
 
 
-def _write(root):
-  for run_node, (audio_s, seismic_s) in RUNS.items():
+def _write(root, runs=None):
+  for run_node, (audio_s, seismic_s) in (runs or RUNS).items():
     folder = root / run_node
     folder.mkdir(parents=True)
     t = np.arange(int(audio_s * 16_000)) / 16_000

@@ -6,7 +6,15 @@ Two CPU devices per process, gloo collectives, the toy method.
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+# Two devices; the other flags (the suite's optimisation level) are kept.
+_FLAGS = [
+  flag
+  for flag in os.environ.get("XLA_FLAGS", "").split()
+  if "xla_force_host_platform_device_count" not in flag
+]
+os.environ["XLA_FLAGS"] = " ".join(
+  [*_FLAGS, "--xla_force_host_platform_device_count=2"]
+)
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402

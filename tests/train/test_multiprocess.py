@@ -35,7 +35,6 @@ def _params(workdir, config):
 def test_two_processes_match_one_process_four_devices(tmp_path):
   port = _free_port()
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
-  env.pop("XLA_FLAGS", None)
   workers = [
     subprocess.Popen(
       [
