@@ -55,7 +55,7 @@ def test_num_classes_of_default_tasks():
   }
 
 
-def _run_end_to_end(name, dataset, tmp_path, overrides, eval_split=None):
+def _run_end_to_end(name, dataset, tmp_path, overrides):
   """Trains two steps of a paper config on fixture files, then probes.
 
   Returns the run's result after checking what every run must satisfy:
@@ -70,8 +70,6 @@ def _run_end_to_end(name, dataset, tmp_path, overrides, eval_split=None):
     # Keep it cheap: two steps, one short probe, no random-encoder baseline.
     config.train.total_steps, config.train.log_every = 2, 1
     config.eval.random_baseline, config.eval.probe_steps = False, 10
-    if eval_split:
-      config.eval.test_split = eval_split
   result = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert result["step"] == config.train.total_steps
   assert all(np.isfinite(v) for v in _floats(result["metrics"]))
