@@ -24,11 +24,15 @@ CONFIGS = [
 ]
 
 
-def _load(name, dataset, tmp_path, manual):
+def _load(name, dataset, tmp_path, manual, overrides=()):
   arg = "smoke=True" + (f",dataset={dataset}" if dataset else "")
   return config_lib.load_config(
     f"experiments/{name}.py:{arg}",
-    [f"data.data_dir={tmp_path / 'tfds'}", f"data.manual_dir={manual}"],
+    [
+      f"data.data_dir={tmp_path / 'tfds'}",
+      f"data.manual_dir={manual}",
+      *overrides,
+    ],
   )
 
 
@@ -55,31 +59,31 @@ def test_num_classes_of_default_tasks():
   }
 
 
-def _run_end_to_end(name, dataset, tmp_path, overrides):
+def _run_end_to_end(name, dataset, tmp_path, overrides=()):
   """Trains two steps of a paper config on fixture files, then probes.
 
-  Returns the run's result after checking what every run must satisfy:
-  the final step, finite train metrics, and a probe accuracy in [0, 1] for
-  every embedding the method reports.
+  ``overrides`` are command-line style (``"data.window_s=2.0"``). Checks what
+  every run must satisfy: the final step, finite train metrics, and a probe
+  accuracy in [0, 1] for every embedding the method reports.
   """
-  config = _load(name, dataset, tmp_path, tmp_path / "raw")
-  with config.unlocked():
-    for key, value in overrides.items():
-      section, field = key.split(".")
-      config[section][field] = value
-    # Keep it cheap: two steps, one short probe, no random-encoder baseline.
-    config.train.total_steps, config.train.log_every = 2, 1
-    config.eval.random_baseline, config.eval.probe_steps = False, 10
+  # Keep it cheap: two steps, one short probe, no random-encoder baseline.
+  cheap = (
+    "train.total_steps=2",
+    "train.log_every=1",
+    "eval.random_baseline=false",
+    "eval.probe_steps=10",
+  )
+  config = _load(
+    name, dataset, tmp_path, tmp_path / "raw", (*cheap, *overrides)
+  )
   result = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert result["step"] == config.train.total_steps
-  assert all(np.isfinite(v) for v in _floats(result["metrics"]))
-  accuracies = {
-    k: v for k, v in _flat(result["eval"]).items() if k.endswith("accuracy")
-  }
+  assert all(np.isfinite(v) for v in _flat(result["metrics"]).values())
+  evaluation = _flat(result["eval"])
+  assert all(math.isfinite(v) for v in evaluation.values())
+  accuracies = {k: v for k, v in evaluation.items() if k.endswith("accuracy")}
   assert accuracies, result["eval"]
   assert all(0.0 <= v <= 1.0 for v in accuracies.values()), accuracies
-  assert all(math.isfinite(v) for v in _floats(result["eval"]))
-  return result
 
 
 @pytest.mark.slow
@@ -92,12 +96,12 @@ def test_pamap2_train_and_probe_end_to_end(tmp_path):
     "protomm_paper",
     "pamap2",
     tmp_path,
-    {
-      "data.window_s": 1.0,
-      "data.hop_s": 0.5,
-      "data.val_subjects": (103,),
-      "data.test_subjects": (104,),
-    },
+    [
+      "data.window_s=1.0",
+      "data.hop_s=0.5",
+      "data.val_subjects=(103,)",
+      "data.test_subjects=(104,)",
+    ],
   )
 
 
@@ -109,12 +113,12 @@ def test_wesad_train_and_probe_end_to_end(tmp_path):
     "protomm_paper",
     "wesad",
     tmp_path,
-    {
-      "data.window_s": 2.0,
-      "data.hop_s": 1.0,
-      "data.val_subjects": ("S4",),
-      "data.test_subjects": ("S5",),
-    },
+    [
+      "data.window_s=2.0",
+      "data.hop_s=1.0",
+      "data.val_subjects=('S4',)",
+      "data.test_subjects=('S5',)",
+    ],
   )
 
 
@@ -125,14 +129,14 @@ def test_realworld_train_and_probe_end_to_end(tmp_path):
     "protomm_paper",
     "realworld_har",
     tmp_path,
-    {
-      "data.val_subjects": (3,),
-      "data.test_subjects": (2,),
-      "train.batch_size": 8,  # the fixture has 9 training windows
+    [
+      "data.val_subjects=(3,)",
+      "data.test_subjects=(2,)",
+      "train.batch_size=8",  # the fixture has 9 training windows
       # Two of the four sensors keep the compile short; the 4-modality path
       # is the builder test's.
-      "data.modalities": ("waist_acc", "waist_gyro"),
-    },
+      "data.modalities=('waist_acc', 'waist_gyro')",
+    ],
   )
 
 
@@ -145,7 +149,7 @@ def test_basic_motions_train_and_probe_end_to_end(tmp_path):
       lines += test_basic_motions._case(seed, labels[seed % 4])[1]
     (tmp_path / "raw").mkdir(exist_ok=True)
     (tmp_path / "raw" / f"BasicMotions_{split}.ts").write_text(lines)
-  _run_end_to_end("protomm_paper", "basic_motions", tmp_path, {})
+  _run_end_to_end("protomm_paper", "basic_motions", tmp_path)
 
 
 @pytest.mark.slow
@@ -157,14 +161,14 @@ def test_mod_infomae_train_and_probe_end_to_end(tmp_path):
     "infomae_paper",
     None,
     tmp_path,
-    {
-      "data.runs": tuple(runs),
-      "train.batch_size": 8,
-      "data.trim": False,
-      "data.test_fraction": 0.5,
-      "loss.stage": 1,
-      "train.sequence_length": 1,
-    },
+    [
+      f"data.runs={tuple(runs)}",
+      "train.batch_size=8",
+      "data.trim=false",
+      "data.test_fraction=0.5",
+      "loss.stage=1",
+      "train.sequence_length=1",
+    ],
   )
 
 
@@ -176,11 +180,3 @@ def _flat(tree, prefix=""):
     elif isinstance(value, int | float | np.floating):
       out[f"{prefix}{key}"] = float(value)
   return out
-
-
-def _floats(tree):
-  if isinstance(tree, dict):
-    for value in tree.values():
-      yield from _floats(value)
-  elif isinstance(tree, int | float | np.floating):
-    yield float(tree)
