@@ -4,8 +4,9 @@
 
 For every row the candidate implementations are timed *interleaved* (one
 blocked call of each per round, so machine-load drift hits all of them
-alike) after a warm-up; the table shows medians over the rounds and the
-speedup ``baseline_time / msjax_time``. The first call of each jitted
+alike) after a warm-up; at least 25 rounds and as many as fill 2 s (up to
+2000: a 0.3 ms call needs hundreds for a stable median on a noisy machine);
+the table shows medians over the rounds and the speedup ``baseline_time / msjax_time``. The first call of each jitted
 function (trace + compile + run) is reported apart as ``compile_ms``. Rows
 whose kernels are not importable (E2's Pro-FD / SaMoBal / Pro-UCL, torch,
 ott-jax) are skipped with a message. Every row also checks that the
@@ -17,6 +18,11 @@ bandwidth of a jitted copy-like op (``x * 2``) measured in the same run.
 
 Results go to ``benchmarks/results/kernels_<platform>.json`` with versions,
 device, thread counts and the XLA / allocator environment.
+
+Allocator: like the ``msjax`` command, the benchmark first sets glibc malloc
+to keep and reuse freed memory (:mod:`msjax.host_memory`), for every library
+in the process alike; ``--default-malloc`` leaves glibc's defaults (a fresh,
+page-faulting mapping for every buffer over 32 MiB).
 """
 
 import argparse
@@ -35,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from msjax import host_memory
 from msjax.kernels.sinkhorn import sinkhorn_knopp
 
 try:
@@ -67,6 +74,10 @@ ENV_KEYS = (
 )
 
 
+# Each row runs at least this long (more rounds for fast calls).
+MIN_ROW_SECONDS = 2.0
+
+
 def _block(x):
   if torch is not None and isinstance(x, torch.Tensor):
     return x
@@ -74,9 +85,17 @@ def _block(x):
 
 
 def time_row(
-  impls: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
-) -> tuple[dict, dict]:
-  """Interleaved timing: returns ({impl: median_s}, {impl: first_call_s})."""
+  impls: dict[str, Callable[[], object]],
+  repeats: int,
+  warmup: int = 2,
+  min_seconds: float = 0.0,
+) -> tuple[dict, dict, int]:
+  """Interleaved timing: ``({impl: median_s}, {impl: first_call_s}, rounds)``.
+
+  At least ``repeats`` rounds, and as many more (up to 2000) as fill
+  ``min_seconds``: a sub-millisecond call needs hundreds of rounds for a
+  stable median on a noisy machine.
+  """
   first = {}
   for name, fn in impls.items():
     start = time.perf_counter()
@@ -85,12 +104,21 @@ def time_row(
     for _ in range(warmup - 1):
       _block(fn())
   samples = {name: [] for name in impls}
-  for _ in range(repeats):
+
+  def one_round():
     for name, fn in impls.items():
       start = time.perf_counter()
       _block(fn())
       samples[name].append(time.perf_counter() - start)
-  return {k: statistics.median(v) for k, v in samples.items()}, first
+
+  start = time.perf_counter()
+  one_round()
+  round_s = time.perf_counter() - start
+  rounds = max(repeats, min(2000, int(min_seconds / max(round_s, 1e-9))))
+  for _ in range(rounds - 1):
+    one_round()
+  medians = {k: statistics.median(v) for k, v in samples.items()}
+  return medians, first, rounds
 
 
 def _to_np(x):
@@ -141,7 +169,7 @@ def sinkhorn_rows(shapes, repeats):
         impls[name] = functools.partial(jax.jit(solve), scores)
     copy = jax.jit(lambda x: x * 2.0)
     impls["copy_x2"] = functools.partial(copy, scores)
-    times, first = time_row(impls, repeats)
+    times, first, rounds = time_row(impls, repeats, min_seconds=MIN_ROW_SECONDS)
     outputs = {k: fn() for k, fn in impls.items() if k != "copy_x2"}
     traffic = 2 * scores_np.nbytes
     rows.append(
@@ -149,6 +177,7 @@ def sinkhorn_rows(shapes, repeats):
         kernel="sinkhorn_knopp",
         shape=dict(B=batch, K=num_protos),
         times_ms={k: v * 1e3 for k, v in times.items()},
+        rounds=rounds,
         compile_ms={k: v * 1e3 for k, v in first.items()},
         max_abs_diff_vs_msjax=_max_diff(outputs),
         bandwidth_gbs=dict(
@@ -188,12 +217,13 @@ def _torch_grads(loss_fn, *tensors):
 
 def _grad_row(kernel, shape, impls, repeats):
   """Times value-and-grad implementations and compares their values."""
-  times, first = time_row(impls, repeats)
+  times, first, rounds = time_row(impls, repeats, min_seconds=MIN_ROW_SECONDS)
   outputs = {k: fn()[0] for k, fn in impls.items()}
   return dict(
     kernel=kernel,
     shape=shape,
     times_ms={k: v * 1e3 for k, v in times.items()},
+    rounds=rounds,
     compile_ms={k: v * 1e3 for k, v in first.items()},
     max_abs_diff_vs_msjax=_max_diff(outputs),
   )
@@ -305,7 +335,7 @@ def pro_ucl_rows(configs, repeats):
 # ------------------------------------------------------------------ main
 
 
-def _meta(jax_threads: int) -> dict:
+def _meta(jax_threads: int, malloc: dict) -> dict:
   meta = dict(
     python=platform.python_version(),
     machine=platform.machine(),
@@ -320,9 +350,10 @@ def _meta(jax_threads: int) -> dict:
     jax_cpu_threads=jax_threads,
     matmul_precision=str(jax.config.jax_default_matmul_precision),
     env={k: os.environ.get(k) for k in ENV_KEYS},
-    allocator="glibc malloc (no LD_PRELOAD)"
-    if not os.environ.get("LD_PRELOAD")
-    else os.environ["LD_PRELOAD"],
+    allocator=os.environ["LD_PRELOAD"]
+    if os.environ.get("LD_PRELOAD")
+    else malloc["allocator"],
+    malloc=malloc,
   )
   if torch is not None:
     meta.update(
@@ -363,13 +394,27 @@ def main(argv=None):
   )
   parser.add_argument("--out", type=pathlib.Path, default=None)
   parser.add_argument(
+    "--default-malloc",
+    action="store_true",
+    help="keep glibc's malloc defaults (see msjax.host_memory)",
+  )
+  parser.add_argument(
     "--only",
     nargs="*",
     default=None,
     choices=["sinkhorn", "pro_fd", "samobal", "pro_ucl"],
   )
   args = parser.parse_args(argv)
+  malloc = (
+    {"allocator": "default", "reason": "--default-malloc"}
+    if args.default_malloc
+    else host_memory.reuse_freed_memory()
+  )
+  print(f"host malloc: {malloc}")
+  global MIN_ROW_SECONDS  # noqa: PLW0603 (one switch for every section)
   repeats = 5 if args.quick else 25
+  if args.quick:
+    MIN_ROW_SECONDS = 0.0
   jax_threads = len(os.sched_getaffinity(0))
   if torch is not None:
     torch.set_num_threads(jax_threads)
@@ -397,10 +442,12 @@ def main(argv=None):
     _print_rows(new)
     rows.extend(new)
   result = dict(
-    meta=_meta(jax_threads),
+    meta=_meta(jax_threads, malloc),
     repeats=repeats,
+    min_row_seconds=MIN_ROW_SECONDS,
     warmup=2,
-    statistic="median of interleaved blocked calls",
+    statistic="median of interleaved blocked calls (>= repeats rounds,"
+    " more to fill min_row_seconds)",
     rows=rows,
   )
   out = args.out or (

@@ -21,6 +21,18 @@ Cases (batch 64 unless ``--batch``):
 
 Each case: compile time apart (``lower().compile()``), then ``--warmup``
 calls, then the median (and min / max) of ``--repeats`` blocked calls.
+
+PyTorch baseline (``bench`` extra): the ``swin_mod`` and
+``swin_mod_tanh_gelu`` cases also time the same two encoders in PyTorch
+eager (``benchmarks/_torch_swin.py``, written from msjax's architecture and
+checked against it: eval outputs agree to ~1e-5, equal parameter counts),
+interleaved call by call with msjax in this process, and report
+``speedup_vs_torch``. ``--no-torch`` skips it.
+Allocator: like the ``msjax`` command, the benchmark first sets glibc malloc
+to keep and reuse freed memory (:mod:`msjax.host_memory`): with glibc's
+defaults XLA's temporary arena is a fresh mapping on every call (about
+470,000 page faults per SWIN step). ``--default-malloc`` keeps the defaults.
+
 Usage: ``python benchmarks/models.py [--cases swin_mod,...] [--repeats 10]``.
 """
 
@@ -39,7 +51,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from msjax import host_memory
 from msjax import nn as mnn
+
+try:
+  import torch
+except ImportError:  # pragma: no cover - optional
+  torch = None
+if torch is not None:
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+  import _torch_swin  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 FOCAL_TORCH_S = 2.6  # FOCAL PyTorch SWIN fwd+bwd, batch 64, 2-core CPU
@@ -130,19 +151,37 @@ def _count(tree) -> int:
   return int(sum(x.size for x in jax.tree.leaves(tree)))
 
 
-def _time(step, args, warmup: int, repeats: int) -> dict:
+def _timed(fn) -> tuple[float, float]:
+  c0, t0 = time.process_time(), time.perf_counter()
+  fn()
+  return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _time(step, args, warmup: int, repeats: int, baseline=None) -> dict:
+  """Times ``step(*args)``; with ``baseline`` (a callable), interleaved.
+
+  Each round runs one blocked msjax call, then one baseline call, so that
+  load drift on a shared machine hits both alike.
+  """
   t0 = time.perf_counter()
   compiled = step.lower(*args).compile()
   compile_s = time.perf_counter() - t0
+
+  def run():
+    jax.block_until_ready(compiled(*args))
+
   for _ in range(warmup):
-    jax.block_until_ready(compiled(*args))
-  times, cpu_times = [], []
+    run()
+    if baseline is not None:
+      baseline()
+  times, cpu_times, base_times = [], [], []
   for _ in range(repeats):
-    c0, t0 = time.process_time(), time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - t0)
-    cpu_times.append(time.process_time() - c0)
-  return {
+    wall, cpu = _timed(run)
+    times.append(wall)
+    cpu_times.append(cpu)
+    if baseline is not None:
+      base_times.append(_timed(baseline)[0])
+  result = {
     "compile_s": compile_s,
     "median_s": statistics.median(times),
     "min_s": min(times),
@@ -153,10 +192,16 @@ def _time(step, args, warmup: int, repeats: int) -> dict:
     # wall time with the cores to itself (an estimate, not a measurement).
     "median_cpu_s": statistics.median(cpu_times),
   }
+  if baseline is not None:
+    result["torch_median_s"] = statistics.median(base_times)
+    result["torch_times_s"] = base_times
+    result["speedup_vs_torch"] = result["torch_median_s"] / result["median_s"]
+  return result
 
 
-def _environment() -> dict:
+def _environment(malloc: dict) -> dict:
   return {
+    "malloc": malloc,
     "platform": platform.platform(),
     "python": sys.version.split()[0],
     "jax": jax.__version__,
@@ -190,7 +235,20 @@ def main(argv: list[str] | None = None) -> dict:
     default=None,
     help="JSON path (default: benchmarks/results/models_<device>.json)",
   )
+  parser.add_argument(
+    "--default-malloc",
+    action="store_true",
+    help="keep glibc's malloc defaults (see msjax.host_memory)",
+  )
+  parser.add_argument(
+    "--no-torch", action="store_true", help="skip the PyTorch baseline"
+  )
   args = parser.parse_args(argv)
+  malloc = (
+    {"allocator": "default", "reason": "--default-malloc"}
+    if args.default_malloc
+    else host_memory.reuse_freed_memory()
+  )
   builders = {
     "swin_mod": lambda: _swin_case(args.batch, False, False),
     "swin_mod_mae": lambda: _swin_case(args.batch, True, False),
@@ -198,7 +256,14 @@ def main(argv: list[str] | None = None) -> dict:
     "swin_mod_exact_rng": lambda: _swin_case(args.batch, False, False, True),
     "resnet26_protomm": lambda: _resnet_case(args.batch),
   }
-  env = _environment()
+  use_torch = torch is not None and not args.no_torch
+  if use_torch:
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+  torch_gelu = {"swin_mod": "exact", "swin_mod_tanh_gelu": "tanh"}
+  env = _environment(malloc)
+  if use_torch:
+    env["torch"] = torch.__version__
+    env["torch_threads"] = torch.get_num_threads()
   results = {
     "environment": env,
     "batch": args.batch,
@@ -208,11 +273,19 @@ def main(argv: list[str] | None = None) -> dict:
   }
   print(
     f"{'case':<22}{'params':>12}{'compile s':>11}{'median s':>10}"
-    f"{'min s':>8}{'max s':>8}{'cpu s':>8}"
+    f"{'min s':>8}{'max s':>8}{'cpu s':>8}{'torch s':>9}"
   )
   for name in args.cases.split(","):
     step, step_args, n_params = builders[name]()
-    res = _time(step, step_args, args.warmup, args.repeats)
+    baseline = None
+    if use_torch and name in torch_gelu:
+      baseline = _torch_swin.make_torch_swin_step(args.batch, torch_gelu[name])
+      if baseline.num_params != n_params:
+        raise RuntimeError(
+          f"torch baseline has {baseline.num_params} parameters, msjax"
+          f" {n_params}"
+        )
+    res = _time(step, step_args, args.warmup, args.repeats, baseline)
     res["params"] = n_params
     if name.startswith("swin_mod"):
       res["focal_torch_reference_s"] = FOCAL_TORCH_S
@@ -227,7 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(
       f"{name:<22}{n_params:>12,}{res['compile_s']:>11.2f}"
       f"{res['median_s']:>10.3f}{res['min_s']:>8.3f}{res['max_s']:>8.3f}"
-      f"{res['median_cpu_s']:>8.2f}",
+      f"{res['median_cpu_s']:>8.2f}"
+      f"{res.get('torch_median_s', float('nan')):>9.3f}",
       flush=True,
     )
   env["load_average_end"] = os.getloadavg()

@@ -7,11 +7,16 @@
 
 User mistakes (unknown config keys, missing or bad data, a diverged run) are
 printed as one line ``msjax: error: ...`` with exit status 2.
+
+Before JAX starts, the command sets glibc malloc to keep and reuse freed
+memory (:mod:`msjax.host_memory`; ``MSJAX_HOST_MALLOC=default`` opts out).
 """
 
 import argparse
 import sys
 from collections.abc import Sequence
+
+from msjax import host_memory
 
 __all__ = ["main", "parse_args"]
 
@@ -47,6 +52,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command; returns the exit status."""
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+  host_memory.reuse_freed_memory()
   from msjax import train  # noqa: PLC0415 (fast --help)
 
   try:
