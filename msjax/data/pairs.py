@@ -22,7 +22,9 @@ on first use and reloaded (and checked) afterwards.
 pairs; example `P + j` takes modality m from its own unpaired pool, window
 `unpaired[m][j % len(unpaired[m])]` after a per-modality permutation, so rows
 beyond P are not synchronized. Batches gain a `"paired"` bool `[B]` key
-(an extension of the batch format) and unpaired rows have label -1.
+(an extension of the batch format) and unpaired rows have label -1. The
+training loop accepts such batches only for methods whose
+``requires_paired_rows(config)`` is false (SimCLR, InfoMAE stage 1).
 """
 
 from __future__ import annotations

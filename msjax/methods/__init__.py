@@ -4,7 +4,8 @@ Each value of :data:`METHODS` exposes ``default_config(size)``,
 ``init(rng, config, example_batch)``,
 ``loss_fn(variables, batch, rng, config, step)``,
 ``embed(variables, batch, config)``, ``param_labels(params, config)`` and
-``post_update(params, config, step)``.
+``post_update(params, config, step)``; optionally
+``requires_paired_rows(config)``.
 """
 
 from types import ModuleType

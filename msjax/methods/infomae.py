@@ -59,6 +59,7 @@ __all__ = [
   "init_from_stage1",
   "loss_fn",
   "param_labels",
+  "requires_paired_rows",
 ]
 
 DISC_GROUP = losses.DISC_GROUP
@@ -238,6 +239,11 @@ def loss_fn(
   else:
     loss, metrics = losses.stage2_loss(params, xs, rng, config)
   return loss, ({}, metrics)
+
+
+def requires_paired_rows(config: ml_collections.ConfigDict) -> bool:
+  """Stage 2 aligns the modalities of each row; stage 1 is per modality."""
+  return parts.check_stage(config) == 2
 
 
 def embed(

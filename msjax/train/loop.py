@@ -14,7 +14,7 @@ import numpy as np
 
 from msjax.train import config_lib, evaluation, pretrained, runtime, sharding
 from msjax.train.checkpoint import Checkpointer
-from msjax.train.errors import DataError, TrainingError
+from msjax.train.errors import ConfigError, DataError, TrainingError
 from msjax.train.feed import BatchFeed
 from msjax.train.metrics import MetricWriter
 from msjax.train.progress import Chrono, Progress
@@ -43,8 +43,18 @@ def build_setup(
   """Checks that data fits the model, then builds the jitted init and step.
 
   Raises:
+    ConfigError: batches with unsynchronized rows (a ``"paired"`` key, from
+      the "paired" source's ``mixed``/``unpaired`` subsets) for a method
+      whose objective relates the modalities of each row.
     DataError: the model cannot be initialised on batches of this shape.
   """
+  if "paired" in example and runtime.requires_paired_rows(method, config):
+    subset = config.data.get("subset", "mixed")
+    raise ConfigError(
+      f"{config.method} relates the modalities of each row, but"
+      f" data.subset={subset!r} gives rows whose modalities come from"
+      " different windows: use data.subset='paired'"
+    )
   try:
     jax.eval_shape(lambda: init_variables(method, config, example))
   except Exception as error:  # noqa: BLE001 (report shapes in one line)

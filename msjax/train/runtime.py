@@ -18,6 +18,7 @@ __all__ = [
   "get_method",
   "maybe_initialize_distributed",
   "open_source",
+  "requires_paired_rows",
 ]
 
 SourceFactory = Callable[[ml_collections.ConfigDict, str], Any]
@@ -59,6 +60,14 @@ def get_method(name: str) -> Any:
   if name not in METHODS:
     raise ConfigError(f"unknown method {name!r}; known: {sorted(METHODS)}")
   return METHODS[name]
+
+
+def requires_paired_rows(
+  method: Any, config: ml_collections.ConfigDict
+) -> bool:
+  """The method's ``requires_paired_rows(config)`` (``True`` if absent)."""
+  hook = getattr(method, "requires_paired_rows", None)
+  return True if hook is None else bool(hook(config))
 
 
 def open_source(
