@@ -6,7 +6,8 @@ For every row the candidate implementations are timed *interleaved* (one
 blocked call of each per round, so machine-load drift hits all of them
 alike) after a warm-up; at least 25 rounds and as many as fill 2 s (up to
 2000: a 0.3 ms call needs hundreds for a stable median on a noisy machine);
-the table shows medians over the rounds and the speedup ``baseline_time / msjax_time``. The first call of each jitted
+the table shows medians over the rounds and the speedup
+``baseline_time / msjax_time``. The first call of each jitted
 function (trace + compile + run) is reported apart as ``compile_ms``. Rows
 whose kernels are not importable (E2's Pro-FD / SaMoBal / Pro-UCL, torch,
 ott-jax) are skipped with a message. Every row also checks that the
@@ -19,10 +20,11 @@ bandwidth of a jitted copy-like op (``x * 2``) measured in the same run.
 Results go to ``benchmarks/results/kernels_<platform>.json`` with versions,
 device, thread counts and the XLA / allocator environment.
 
-Allocator: like the ``msjax`` command, the benchmark first sets glibc malloc
-to keep and reuse freed memory (:mod:`msjax.host_memory`), for every library
-in the process alike; ``--default-malloc`` leaves glibc's defaults (a fresh,
-page-faulting mapping for every buffer over 32 MiB).
+Allocator: the benchmark first sets glibc malloc to keep and reuse freed
+memory on every thread (:mod:`msjax.host_memory`, level ``single_arena``:
+XLA allocates outputs on its own threads), for every library in the process
+alike; ``--default-malloc`` leaves glibc's defaults (a fresh, page-faulting
+mapping for every buffer over 32 MiB).
 """
 
 import argparse
@@ -408,7 +410,7 @@ def main(argv=None):
   malloc = (
     {"allocator": "default", "reason": "--default-malloc"}
     if args.default_malloc
-    else host_memory.reuse_freed_memory()
+    else host_memory.reuse_freed_memory("single_arena")
   )
   print(f"host malloc: {malloc}")
   global MIN_ROW_SECONDS  # noqa: PLW0603 (one switch for every section)

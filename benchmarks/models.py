@@ -28,10 +28,11 @@ eager (``benchmarks/_torch_swin.py``, written from msjax's architecture and
 checked against it: eval outputs agree to ~1e-5, equal parameter counts),
 interleaved call by call with msjax in this process, and report
 ``speedup_vs_torch``. ``--no-torch`` skips it.
-Allocator: like the ``msjax`` command, the benchmark first sets glibc malloc
-to keep and reuse freed memory (:mod:`msjax.host_memory`): with glibc's
-defaults XLA's temporary arena is a fresh mapping on every call (about
-470,000 page faults per SWIN step). ``--default-malloc`` keeps the defaults.
+Allocator: the benchmark first sets glibc malloc to keep and reuse freed
+memory on every thread (:mod:`msjax.host_memory`, level ``single_arena``):
+with glibc's defaults XLA's temporary arena is a fresh mapping on every call
+(about 470,000 page faults per SWIN step). ``--default-malloc`` keeps the
+defaults. The setting applies to the PyTorch baseline in the same process.
 
 Usage: ``python benchmarks/models.py [--cases swin_mod,...] [--repeats 10]``.
 """
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
   malloc = (
     {"allocator": "default", "reason": "--default-malloc"}
     if args.default_malloc
-    else host_memory.reuse_freed_memory()
+    else host_memory.reuse_freed_memory("single_arena")
   )
   builders = {
     "swin_mod": lambda: _swin_case(args.batch, False, False),

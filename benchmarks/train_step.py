@@ -6,9 +6,7 @@ For each method: the synthetic experiment config with the method's
 paper-size ``model``/``loss`` sections, one global batch on every local
 device, the jitted train step compiled once (timed apart), then the median
 time of ``--steps`` steps (``block_until_ready`` each). Prints a table and
-writes ``benchmarks/results/train_step_<platform>.json``. Like the ``msjax``
-command, it first sets glibc malloc to reuse freed memory
-(:mod:`msjax.host_memory`); ``--default-malloc`` keeps glibc's defaults.
+writes ``benchmarks/results/train_step_<platform>.json``.
 """
 
 import argparse
@@ -21,7 +19,6 @@ import time
 import jax
 import numpy as np
 
-from msjax import host_memory
 from msjax.train import config_lib, runtime, sharding
 from msjax.train.feed import BatchFeed
 from msjax.train.step import TrainSetup
@@ -99,17 +96,7 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--methods", default=",".join(CASES))
   parser.add_argument("--out", default="")
-  parser.add_argument(
-    "--default-malloc",
-    action="store_true",
-    help="keep glibc's malloc defaults (see msjax.host_memory)",
-  )
   args = parser.parse_args()
-  malloc = (
-    {"allocator": "default", "reason": "--default-malloc"}
-    if args.default_malloc
-    else host_memory.reuse_freed_memory()
-  )
   device = jax.devices()[0]
   rows = [bench(n, args.batch, args.steps) for n in args.methods.split(",")]
   print(
@@ -129,7 +116,6 @@ def main() -> None:
     "host": platform.processor() or platform.machine(),
     "jax": jax.__version__,
     "steps_timed": args.steps,
-    "malloc": malloc,
     "results": rows,
   }
   out = (

@@ -8,8 +8,9 @@
 User mistakes (unknown config keys, missing or bad data, a diverged run) are
 printed as one line ``msjax: error: ...`` with exit status 2.
 
-Before JAX starts, the command sets glibc malloc to keep and reuse freed
-memory (:mod:`msjax.host_memory`; ``MSJAX_HOST_MALLOC=default`` opts out).
+Before JAX starts, ``MSJAX_HOST_MALLOC=reuse`` or ``single_arena`` sets glibc
+malloc to keep and reuse freed memory (:mod:`msjax.host_memory`; unset: glibc's
+defaults).
 """
 
 import argparse
@@ -52,7 +53,11 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command; returns the exit status."""
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-  host_memory.reuse_freed_memory()
+  try:
+    host_memory.configure_from_env()
+  except ValueError as error:
+    print(f"msjax: error: {error}", file=sys.stderr)
+    return 2
   from msjax import train  # noqa: PLC0415 (fast --help)
 
   try:

@@ -1,4 +1,4 @@
-"""Host allocator setting that lets XLA:CPU reuse freed memory between calls.
+"""Host allocator settings that let XLA:CPU reuse freed memory between calls.
 
 Why: every execution of a compiled XLA:CPU program allocates its temporary
 arena (hundreds of MB for a paper-size encoder step) and its outputs with
@@ -8,31 +8,45 @@ worker thread come from a per-thread arena that falls back to ``mmap`` for
 any request larger than its 64 MiB heap. Fresh mappings are zero-filled by
 the kernel one 4 KiB page fault at a time: the SWIN MOD encoder pair's
 forward+backward took about 470,000 faults (1.2 s of kernel time) per
-call, and a 4096 x 3000 Sinkhorn call spends half its time on them.
+call, and a 4096 x 3000 Sinkhorn call spent half its time on them.
 
-What :func:`reuse_freed_memory` does (glibc only, through ``mallopt``):
+:func:`reuse_freed_memory` (glibc only, through ``mallopt``), two levels:
 
-* ``M_ARENA_MAX = 1``: every thread allocates from the main arena, which
-  grows with ``brk`` and serves requests of any size;
-* ``M_MMAP_MAX = 0``: no request is served by a private ``mmap``;
-* ``M_TRIM_THRESHOLD = -1``: freed memory at the top of the heap is kept
-  (never returned to the system), so the next call finds it mapped.
+* ``"reuse"``: ``M_MMAP_MAX = 0`` (the main arena serves every request
+  from its ``brk`` heap, however large) and ``M_TRIM_THRESHOLD = -1``
+  (freed memory at the top of the heap is kept, so the next call finds it
+  mapped). Covers buffers allocated on the thread that made the setting
+  only; XLA:CPU allocates outputs and temporaries on its own threads, so
+  for jitted code this level alone changes little (a 4096 x 3000 Sinkhorn
+  call still took 11,400 faults).
+* ``"single_arena"``: also ``M_ARENA_MAX = 1``, so XLA's threads allocate
+  from the main arena too: no faults per call; Sinkhorn at 4096 x 3000
+  36 -> 21 ms, the SWIN step 3.5 -> 2.4 s. The cost is one arena lock for
+  every thread: the README's ProtoMM job (a tiny model, many small
+  allocations from the data feed and XLA threads) ran 1.5x *slower* with
+  it (62 s against 40 s).
 
-The cost: the process keeps its peak heap size until it exits, and all
-threads share one arena lock (XLA makes few, large allocations). It must
-run before other threads start allocating (before ``import jax``) to
-cover them: a thread keeps the arena it first used. The ``msjax`` command
-and the benchmarks call it first thing; library code never does.
-
-Setting ``MSJAX_HOST_MALLOC=default``, any of glibc's own malloc
-environment settings (``GLIBC_TUNABLES``, ``MALLOC_*``) or ``LD_PRELOAD``
-leaves the allocator alone.
+Both keep the process at its peak heap size until it exits. A setting must
+be made before other threads allocate (before ``import jax``) to cover
+them: a thread keeps the arena it first used. Library code never changes
+the allocator. The benchmarks apply the level that suits them (and
+``--default-malloc`` opts out); the ``msjax`` command applies the level
+named by ``MSJAX_HOST_MALLOC`` (``reuse`` or ``single_arena``; unset or
+``default``: glibc's defaults). Any of glibc's own malloc environment
+settings (``GLIBC_TUNABLES``, ``MALLOC_*``) or ``LD_PRELOAD`` always leaves
+the allocator alone.
 """
 
 import ctypes
 import os
 
-__all__ = ["ENV_VAR", "reuse_freed_memory", "user_malloc_settings"]
+__all__ = [
+  "ENV_VAR",
+  "LEVELS",
+  "configure_from_env",
+  "reuse_freed_memory",
+  "user_malloc_settings",
+]
 
 ENV_VAR = "MSJAX_HOST_MALLOC"
 
@@ -40,6 +54,19 @@ ENV_VAR = "MSJAX_HOST_MALLOC"
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
+
+#: Level -> ``mallopt`` calls ``(name, parameter, value)``, in order.
+LEVELS = {
+  "reuse": (
+    ("M_MMAP_MAX", _M_MMAP_MAX, 0),
+    ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, -1),
+  ),
+  "single_arena": (
+    ("M_ARENA_MAX", _M_ARENA_MAX, 1),
+    ("M_MMAP_MAX", _M_MMAP_MAX, 0),
+    ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, -1),
+  ),
+}
 
 # Environment variables through which a user chose an allocator setting.
 _USER_SETTINGS = (
@@ -53,12 +80,6 @@ _USER_SETTINGS = (
   "MALLOC_PERTURB_",
   "MALLOC_TOP_PAD_",
   "MALLOC_TRIM_THRESHOLD_",
-)
-
-_SETTINGS = (
-  ("M_ARENA_MAX", _M_ARENA_MAX, 1),
-  ("M_MMAP_MAX", _M_MMAP_MAX, 0),
-  ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, -1),
 )
 
 
@@ -87,20 +108,30 @@ def _glibc() -> ctypes.CDLL | None:
   return libc
 
 
-def reuse_freed_memory(environ: dict | None = None) -> dict[str, object]:
-  """Configures glibc malloc to keep and reuse freed memory (module doc).
+def reuse_freed_memory(
+  level: str = "reuse", environ: dict | None = None
+) -> dict[str, str]:
+  """Sets glibc malloc to keep and reuse freed memory (see module doc).
 
   Args:
-    environ: the environment to consult (default ``os.environ``).
+    level: ``"reuse"``, ``"single_arena"`` or ``"default"`` (no change).
+    environ: the environment to consult for user malloc settings (default
+      ``os.environ``); any of them leaves the allocator alone.
 
   Returns:
-    A record for benchmark and run metadata: ``{"allocator": "glibc
-    main arena, no mmap, no trim"}`` when applied, else ``{"allocator":
-    ..., "reason": ...}`` saying why the allocator was left as it is.
+    A record for run and benchmark metadata: ``{"allocator": level}`` when
+    applied, else ``{"allocator": "default", "reason": ...}``.
+
+  Raises:
+    ValueError: on an unknown level.
   """
-  environ = os.environ if environ is None else environ
-  if environ.get(ENV_VAR, "") == "default":
-    return {"allocator": "default", "reason": f"{ENV_VAR}=default"}
+  if level != "default" and level not in LEVELS:
+    raise ValueError(
+      f"unknown host malloc level {level!r}; use default or one of"
+      f" {sorted(LEVELS)}"
+    )
+  if level == "default":
+    return {"allocator": "default", "reason": "level default"}
   user = user_malloc_settings(environ)
   if user:
     return {"allocator": "default", "reason": "user settings " + ",".join(user)}
@@ -110,11 +141,31 @@ def reuse_freed_memory(environ: dict | None = None) -> dict[str, object]:
   libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
   libc.mallopt.restype = ctypes.c_int
   failed = [
-    name for name, param, value in _SETTINGS if not libc.mallopt(param, value)
+    name
+    for name, param, value in LEVELS[level]
+    if not libc.mallopt(param, value)
   ]
   if failed:
     return {
       "allocator": "default",
       "reason": "mallopt refused " + ",".join(failed),
     }
-  return {"allocator": "glibc main arena, no mmap, no trim"}
+  return {"allocator": level}
+
+
+def configure_from_env(environ: dict | None = None) -> dict[str, str]:
+  """Applies the level named by ``MSJAX_HOST_MALLOC`` (unset: ``default``).
+
+  Args:
+    environ: the environment (default ``os.environ``).
+
+  Returns:
+    The record of :func:`reuse_freed_memory`.
+
+  Raises:
+    ValueError: if the variable names an unknown level.
+  """
+  environ = os.environ if environ is None else environ
+  return reuse_freed_memory(
+    environ.get(ENV_VAR, "default") or "default", environ
+  )

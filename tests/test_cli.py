@@ -9,26 +9,20 @@ from msjax import cli, host_memory
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _keep_test_process_malloc(monkeypatch):
-  """In-process ``cli.main`` calls must not reconfigure this worker's malloc."""
-  monkeypatch.setenv(host_memory.ENV_VAR, "default")
-
-
-def test_main_configures_host_malloc_first(tmp_path, monkeypatch, capsys):
-  calls = []
-  real = host_memory.reuse_freed_memory
-
-  def record():
-    calls.append(real())
-    return calls[-1]
-
-  monkeypatch.setattr(host_memory, "reuse_freed_memory", record)
+def test_main_applies_the_host_malloc_variable(tmp_path, monkeypatch, capsys):
+  seen = []
+  monkeypatch.setattr(
+    host_memory, "configure_from_env", lambda: seen.append(True) or {}
+  )
   assert cli.main(["eval", "--workdir", str(tmp_path)]) == 2
-  assert calls == [
-    {"allocator": "default", "reason": "MSJAX_HOST_MALLOC=default"}
-  ]
+  assert seen == [True]
   capsys.readouterr()
+  monkeypatch.undo()
+  monkeypatch.setenv(host_memory.ENV_VAR, "fastest")
+  assert cli.main(["eval", "--workdir", str(tmp_path)]) == 2
+  assert _error_line(capsys).startswith(
+    "msjax: error: unknown host malloc level 'fastest'"
+  )
 
 
 def test_parse_args_splits_overrides():

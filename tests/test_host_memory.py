@@ -13,12 +13,12 @@ from msjax import host_memory
 _IS_GLIBC = hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
 
 # Allocates, touches and frees a 64 MiB block twice, from the main thread and
-# then from a new thread (whose glibc arena would otherwise mmap it), and
-# reports the minor page faults of each second round.
+# then from a new thread (whose own glibc arena would mmap it), and reports
+# the minor page faults of each second round. argv[1]: the level.
 _PROBE = r"""
 import ctypes, json, resource, sys, threading
 from msjax import host_memory
-record = host_memory.reuse_freed_memory()
+record = host_memory.reuse_freed_memory(sys.argv[1])
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = (ctypes.c_size_t,)
@@ -46,15 +46,15 @@ print(json.dumps({"record": record, "main": main, "thread": out["thread"]}))
 _PAGES = (64 << 20) // 4096
 
 
-def _probe(extra_env: dict) -> dict:
+def _probe(level: str, extra_env: dict | None = None) -> dict:
   env = {
     k: v
     for k, v in os.environ.items()
     if k not in host_memory.user_malloc_settings() and k != host_memory.ENV_VAR
   }
-  env.update(extra_env)
+  env.update(extra_env or {})
   done = subprocess.run(
-    [sys.executable, "-c", _PROBE],
+    [sys.executable, "-c", _PROBE, level],
     env=env,
     capture_output=True,
     text=True,
@@ -66,26 +66,35 @@ def _probe(extra_env: dict) -> dict:
 
 @pytest.mark.skipif(not _IS_GLIBC, reason="glibc malloc only")
 def test_freed_memory_is_reused_without_page_faults():
-  applied = _probe({})
-  assert applied["record"]["allocator"].startswith("glibc main arena")
-  # A reused block is already mapped: no fault per page.
-  assert applied["main"] < _PAGES // 20
-  assert applied["thread"] < _PAGES // 20
-  # With glibc's defaults a 64 MiB block is a fresh mapping every time
-  # (transparent huge pages, where the system gives them to malloc, would
-  # need fewer faults; this host's glibc does not ask for them by default).
-  default = _probe({host_memory.ENV_VAR: "default"})
+  # With glibc's defaults a 64 MiB block is a fresh mapping every time.
+  default = _probe("default")
   assert default["record"] == {
     "allocator": "default",
-    "reason": "MSJAX_HOST_MALLOC=default",
+    "reason": "level default",
   }
   assert default["main"] > _PAGES // 2
+  assert default["thread"] > _PAGES // 2
+  # "reuse": the main thread's block is already mapped (no fault per page);
+  # a new thread's arena still maps its own.
+  reuse = _probe("reuse")
+  assert reuse["record"] == {"allocator": "reuse"}
+  assert reuse["main"] < _PAGES // 20
+  assert reuse["thread"] > _PAGES // 2
+  # "single_arena": every thread allocates from the main arena.
+  single = _probe("single_arena")
+  assert single["record"] == {"allocator": "single_arena"}
+  assert single["main"] < _PAGES // 20
+  assert single["thread"] < _PAGES // 20
+  # A user's own malloc setting wins.
+  user = _probe("single_arena", {"MALLOC_TOP_PAD_": "0"})
+  assert user["record"]["reason"] == "user settings MALLOC_TOP_PAD_"
+  assert user["thread"] > _PAGES // 2
 
 
-def test_user_settings_are_left_alone():
+def test_user_settings_and_levels():
   environ = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "HOME": "/"}
   assert host_memory.user_malloc_settings(environ) == ["GLIBC_TUNABLES"]
-  record = host_memory.reuse_freed_memory(environ)
+  record = host_memory.reuse_freed_memory("reuse", environ)
   assert record == {
     "allocator": "default",
     "reason": "user settings GLIBC_TUNABLES",
@@ -95,5 +104,10 @@ def test_user_settings_are_left_alone():
     "LD_PRELOAD",
     "MALLOC_ARENA_MAX",
   ]
-  opt_out = host_memory.reuse_freed_memory({host_memory.ENV_VAR: "default"})
-  assert opt_out["allocator"] == "default"
+  with pytest.raises(ValueError, match="unknown host malloc level 'fast'"):
+    host_memory.reuse_freed_memory("fast")
+  # The command's variable: unset or empty means glibc's defaults.
+  for environ in ({}, {host_memory.ENV_VAR: ""}):
+    assert host_memory.configure_from_env(environ)["allocator"] == "default"
+  with pytest.raises(ValueError, match="unknown host malloc level"):
+    host_memory.configure_from_env({host_memory.ENV_VAR: "yes"})
