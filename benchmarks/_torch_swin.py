@@ -365,6 +365,8 @@ def torch_swin_from_flax(
     flax_model: a ``msjax.nn.SwinEncoder`` instance.
     input_shape: ``[B, C, H, W]`` (or ``[C, H, W]``) of its input.
   """
+  if getattr(flax_model, "pad_tokens", "visible") != "visible":
+    raise ValueError("the PyTorch port implements pad_tokens='visible' only.")
   c, h, w = tuple(input_shape)[-3:]
   return TorchSwinEncoder(
     input_size=(h, w),

@@ -155,6 +155,7 @@ def encoder(config: ml_collections.ConfigDict) -> SwinEncoder:
     drop_path_rate=e.drop_path_rate,
     out_dim=e.out_dim,
     pool="mean",
+    pad_tokens=e.get("pad_tokens", "visible"),
   )
 
 

@@ -90,6 +90,9 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
       attn_drop_rate=0.0 if tiny else 0.2,
       drop_path_rate=0.0 if tiny else 0.1,
       out_dim=16 if tiny else 256,
+      # "masked": the padding up to the window grid is left out (see
+      # msjax.nn.SwinEncoder.pad_tokens; "visible" is FOCAL's choice).
+      pad_tokens="visible",
     ),
     decoder=dict(
       dim=16 if tiny else 128,

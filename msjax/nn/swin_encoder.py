@@ -80,6 +80,14 @@ class SwinEncoder(nn.Module):
       ``flax.linen.Dropout``) instead of the much cheaper counter-based
       hash of :func:`msjax.nn.swin.hash_keep_mask` (same distribution,
       different bits).
+    pad_tokens: ``"visible"`` (FOCAL): the tokens of the zero padding up to
+      the window grid are ordinary tokens. ``"masked"``: they are treated
+      like the MAE's invisible tokens (no key/value for any window, zero
+      after every block, left out of ``"mean"`` pooling). With
+      ``"visible"``, windows of padding carry near-constant tokens, every
+      LayerNorm multiplies their gradient by about ``rsqrt(1e-5)``, and the
+      parameter gradients reach ~1e18 on the MOD shapes (10 x 20 padded to
+      12 x 24); ``"masked"`` keeps them at the unpadded scale.
   """
 
   patch_size: tuple[int, int]
@@ -97,6 +105,7 @@ class SwinEncoder(nn.Module):
   final_norm: bool = False
   gelu_approximate: bool = False
   exact_dropout_rng: bool = False
+  pad_tokens: Literal["visible", "masked"] = "visible"
 
   def grid(self, height: int, width: int) -> dict[str, tuple[int, int]]:
     """Static geometry: patch grid, padded grid and last-stage grid."""
@@ -156,6 +165,11 @@ class SwinEncoder(nn.Module):
       self.embed_dim, (ph, pw), (ph, pw), padding="VALID", name="patch_embed"
     )(h)
     h = LayerNorm(1e-5, name="patch_norm")(h)
+    if self.pad_tokens not in ("visible", "masked"):
+      raise ValueError(
+        f"pad_tokens must be 'visible' or 'masked', got {self.pad_tokens!r}."
+      )
+    pad_visible = self.pad_tokens == "visible"
     visible = None
     if ids_keep is not None:
       if ids_keep.ndim != 2 or ids_keep.shape[0] != b:
@@ -163,8 +177,13 @@ class SwinEncoder(nn.Module):
           f"ids_keep must have shape [B={b}, N_keep], got {ids_keep.shape}."
         )
       visible = visible_from_ids(ids_keep, hn * wn).reshape(b, hn, wn)
+    elif not pad_visible and (hp, wp) != (hn, wn):
+      visible = jnp.ones((b, hn, wn), bool)
+    if visible is not None:
       visible = jnp.pad(
-        visible, ((0, 0), (0, hp - hn), (0, wp - wn)), constant_values=True
+        visible,
+        ((0, 0), (0, hp - hn), (0, wp - wn)),
+        constant_values=pad_visible,
       )
       h = jnp.where(visible[..., None], h, 0.0)
     rates = np.linspace(0.0, self.drop_path_rate, sum(self.depths))
