@@ -6,6 +6,8 @@ it back as host numpy without a target) and a small JSON record
 of the progress clock (seconds of training so far).
 """
 
+import contextlib
+import logging
 import pathlib
 from typing import Any
 
@@ -34,6 +36,23 @@ def _type_handlers() -> Any:
     (str, ocp.type_handlers.StringHandler()),
   )
   return registry
+
+
+class _DropReadOnlyNotice(logging.Filter):
+  """Drops orbax's "Given directory is read only" warning (we asked for it)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Given directory is read only")
+
+
+@contextlib.contextmanager
+def _without_read_only_notice():
+  logger, notice = logging.getLogger("absl"), _DropReadOnlyNotice()
+  logger.addFilter(notice)
+  try:
+    yield
+  finally:
+    logger.removeFilter(notice)
 
 
 class Checkpointer:
@@ -70,16 +89,20 @@ class Checkpointer:
         enable_async_checkpointing=section.async_save,
         cleanup_tmp_directories=True,
       )
-    self.manager = ocp.CheckpointManager(
-      directory,
-      options=options,
-      item_handlers={
-        "state": ocp.PyTreeCheckpointHandler(
-          type_handler_registry=_type_handlers()
-        ),
-        "progress": ocp.JsonCheckpointHandler(),
-      },
+    quiet = (
+      _without_read_only_notice() if read_only else contextlib.nullcontext()
     )
+    with quiet:
+      self.manager = ocp.CheckpointManager(
+        directory,
+        options=options,
+        item_handlers={
+          "state": ocp.PyTreeCheckpointHandler(
+            type_handler_registry=_type_handlers()
+          ),
+          "progress": ocp.JsonCheckpointHandler(),
+        },
+      )
 
   def latest_step(self) -> int | None:
     """The last finished checkpoint's step, or None."""

@@ -1,6 +1,8 @@
 """The training loop end to end on the toy method (8 simulated devices)."""
 
+import contextlib
 import json
+import logging
 import shutil
 
 import jax
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 from msjax.data import pipeline
-from msjax.train import config_lib, evaluation, reporting
+from msjax.train import checkpoint, config_lib, evaluation, reporting
 from msjax.train.checkpoint import Checkpointer
 from msjax.train.errors import DataError, TrainingError
 from msjax.train.loop import train_and_evaluate
@@ -176,3 +178,23 @@ def test_missing_dataset_is_one_line(tmp_path):
   with pytest.raises(DataError) as error:
     _run(config, tmp_path)
   assert str(error.value) == "data source 'wesad' (train): no data for wesad"
+
+
+def test_read_only_open_drops_orbax_notice_only(
+  finished_run, caplog, monkeypatch
+):
+  config, workdir, _ = finished_run
+
+  def notices():
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+      Checkpointer(str(workdir), config.checkpoint, read_only=True).close()
+    return [r for r in caplog.records if "read only" in r.getMessage()]
+
+  assert notices() == []
+  assert not logging.getLogger("absl").filters  # the filter is removed again
+  # Orbax does warn on every read-only open: the wrapper is what drops it.
+  monkeypatch.setattr(
+    checkpoint, "_without_read_only_notice", contextlib.nullcontext
+  )
+  assert notices()
