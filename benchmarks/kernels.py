@@ -38,6 +38,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,8 +77,18 @@ ENV_KEYS = (
 )
 
 
-# Each row runs at least this long (more rounds for fast calls).
-MIN_ROW_SECONDS = 2.0
+class Timing(NamedTuple):
+  """How long each row is timed.
+
+  Attributes:
+    repeats: at least this many interleaved rounds.
+    min_seconds: and as many more (up to 2000) as fill this long: a
+      sub-millisecond call needs hundreds of rounds for a stable median on
+      a noisy machine.
+  """
+
+  repeats: int
+  min_seconds: float
 
 
 def _block(x):
@@ -87,17 +98,9 @@ def _block(x):
 
 
 def time_row(
-  impls: dict[str, Callable[[], object]],
-  repeats: int,
-  warmup: int = 2,
-  min_seconds: float = 0.0,
+  impls: dict[str, Callable[[], object]], timing: Timing, warmup: int = 2
 ) -> tuple[dict, dict, int]:
-  """Interleaved timing: ``({impl: median_s}, {impl: first_call_s}, rounds)``.
-
-  At least ``repeats`` rounds, and as many more (up to 2000) as fill
-  ``min_seconds``: a sub-millisecond call needs hundreds of rounds for a
-  stable median on a noisy machine.
-  """
+  """Interleaved rounds: ``({impl: median_s}, {impl: first_s}, rounds)``."""
   first = {}
   for name, fn in impls.items():
     start = time.perf_counter()
@@ -116,7 +119,8 @@ def time_row(
   start = time.perf_counter()
   one_round()
   round_s = time.perf_counter() - start
-  rounds = max(repeats, min(2000, int(min_seconds / max(round_s, 1e-9))))
+  wanted = int(timing.min_seconds / max(round_s, 1e-9))
+  rounds = max(timing.repeats, min(2000, wanted))
   for _ in range(rounds - 1):
     one_round()
   medians = {k: statistics.median(v) for k, v in samples.items()}
@@ -141,7 +145,7 @@ def _max_diff(outputs: dict, ref: str = "msjax") -> dict:
 # --------------------------------------------------------------- Sinkhorn
 
 
-def sinkhorn_rows(shapes, repeats):
+def sinkhorn_rows(shapes, timing: Timing):
   rows = []
   for batch, num_protos in shapes:
     rng = np.random.default_rng(0)
@@ -171,7 +175,7 @@ def sinkhorn_rows(shapes, repeats):
         impls[name] = functools.partial(jax.jit(solve), scores)
     copy = jax.jit(lambda x: x * 2.0)
     impls["copy_x2"] = functools.partial(copy, scores)
-    times, first, rounds = time_row(impls, repeats, min_seconds=MIN_ROW_SECONDS)
+    times, first, rounds = time_row(impls, timing)
     outputs = {k: fn() for k, fn in impls.items() if k != "copy_x2"}
     traffic = 2 * scores_np.nbytes
     rows.append(
@@ -217,9 +221,9 @@ def _torch_grads(loss_fn, *tensors):
   return run
 
 
-def _grad_row(kernel, shape, impls, repeats):
+def _grad_row(kernel, shape, impls, timing: Timing):
   """Times value-and-grad implementations and compares their values."""
-  times, first, rounds = time_row(impls, repeats, min_seconds=MIN_ROW_SECONDS)
+  times, first, rounds = time_row(impls, timing)
   outputs = {k: fn()[0] for k, fn in impls.items()}
   return dict(
     kernel=kernel,
@@ -231,7 +235,7 @@ def _grad_row(kernel, shape, impls, repeats):
   )
 
 
-def pro_fd_rows(configs, repeats):
+def pro_fd_rows(configs, timing: Timing):
   pro_fd = _lazy("msjax.kernels.distillation", "pro_fd")
   if pro_fd is None:
     return []
@@ -254,13 +258,13 @@ def pro_fd_rows(configs, repeats):
       )
     rows.append(
       _grad_row(
-        "pro_fd fwd+bwd", dict(B=batch, C=num_classes, D=width), impls, repeats
+        "pro_fd fwd+bwd", dict(B=batch, C=num_classes, D=width), impls, timing
       )
     )
   return rows
 
 
-def samobal_rows(configs, repeats):
+def samobal_rows(configs, timing: Timing):
   select = _lazy("msjax.kernels.selection", "samobal_select")
   if select is None:
     return []
@@ -295,13 +299,13 @@ def samobal_rows(configs, repeats):
         "samobal_select straight-through fwd+bwd",
         dict(B=batch, M=num_mod, D=width),
         impls,
-        repeats,
+        timing,
       )
     )
   return rows
 
 
-def pro_ucl_rows(configs, repeats):
+def pro_ucl_rows(configs, timing: Timing):
   pro_ucl = _lazy("msjax.kernels.contrastive", "pro_ucl")
   if pro_ucl is None:
     return []
@@ -328,7 +332,7 @@ def pro_ucl_rows(configs, repeats):
         "pro_ucl fwd+bwd",
         dict(B=batch, D=width, C=num_classes, M=num_mod),
         impls,
-        repeats,
+        timing,
       )
     )
   return rows
@@ -407,16 +411,11 @@ def main(argv=None):
     choices=["sinkhorn", "pro_fd", "samobal", "pro_ucl"],
   )
   args = parser.parse_args(argv)
-  malloc = (
-    {"allocator": "default", "reason": "--default-malloc"}
-    if args.default_malloc
-    else host_memory.reuse_freed_memory("single_arena")
+  malloc = host_memory.reuse_freed_memory(
+    "default" if args.default_malloc else "single_arena"
   )
   print(f"host malloc: {malloc}")
-  global MIN_ROW_SECONDS  # noqa: PLW0603 (one switch for every section)
-  repeats = 5 if args.quick else 25
-  if args.quick:
-    MIN_ROW_SECONDS = 0.0
+  timing = Timing(repeats=5, min_seconds=0.0) if args.quick else Timing(25, 2.0)
   jax_threads = len(os.sched_getaffinity(0))
   if torch is not None:
     torch.set_num_threads(jax_threads)
@@ -427,12 +426,12 @@ def main(argv=None):
 
   sections = {
     "sinkhorn": lambda: sinkhorn_rows(
-      [(256, 512), (1024, 3000), (4096, 3000)], repeats
+      [(256, 512), (1024, 3000), (4096, 3000)], timing
     ),
-    "pro_fd": lambda: pro_fd_rows([(256, 6, 128), (256, 31, 128)], repeats),
-    "samobal": lambda: samobal_rows([(256, 2, 512), (256, 3, 1024)], repeats),
+    "pro_fd": lambda: pro_fd_rows([(256, 6, 128), (256, 31, 128)], timing),
+    "samobal": lambda: samobal_rows([(256, 2, 512), (256, 3, 1024)], timing),
     "pro_ucl": lambda: pro_ucl_rows(
-      [(256, 128, 10, 2), (1024, 128, 10, 2)], repeats
+      [(256, 128, 10, 2), (1024, 128, 10, 2)], timing
     ),
   }
   rows = []
@@ -445,8 +444,8 @@ def main(argv=None):
     rows.extend(new)
   result = dict(
     meta=_meta(jax_threads, malloc),
-    repeats=repeats,
-    min_row_seconds=MIN_ROW_SECONDS,
+    repeats=timing.repeats,
+    min_row_seconds=timing.min_seconds,
     warmup=2,
     statistic="median of interleaved blocked calls (>= repeats rounds,"
     " more to fill min_row_seconds)",

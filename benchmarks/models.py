@@ -245,10 +245,8 @@ def main(argv: list[str] | None = None) -> dict:
     "--no-torch", action="store_true", help="skip the PyTorch baseline"
   )
   args = parser.parse_args(argv)
-  malloc = (
-    {"allocator": "default", "reason": "--default-malloc"}
-    if args.default_malloc
-    else host_memory.reuse_freed_memory("single_arena")
+  malloc = host_memory.reuse_freed_memory(
+    "default" if args.default_malloc else "single_arena"
   )
   builders = {
     "swin_mod": lambda: _swin_case(args.batch, False, False),

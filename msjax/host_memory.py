@@ -125,13 +125,13 @@ def reuse_freed_memory(
   Raises:
     ValueError: on an unknown level.
   """
-  if level != "default" and level not in LEVELS:
+  if level == "default":
+    return {"allocator": "default", "reason": "level default"}
+  if level not in LEVELS:
     raise ValueError(
       f"unknown host malloc level {level!r}; use default or one of"
       f" {sorted(LEVELS)}"
     )
-  if level == "default":
-    return {"allocator": "default", "reason": "level default"}
   user = user_malloc_settings(environ)
   if user:
     return {"allocator": "default", "reason": "user settings " + ",".join(user)}

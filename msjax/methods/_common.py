@@ -33,7 +33,6 @@ __all__ = [
   "init_variables",
   "make_views",
   "modalities",
-  "paired_rows_required",
   "rng_streams",
   "run_model",
   "unpaired_rows_accepted",
@@ -315,12 +314,6 @@ def identity_post_update(
   """No post-update projection: returns ``params``."""
   del config, step
   return params
-
-
-def paired_rows_required(config: ml_collections.ConfigDict) -> bool:
-  """``requires_paired_rows`` of a cross-modal objective: always ``True``."""
-  del config
-  return True
 
 
 def unpaired_rows_accepted(config: ml_collections.ConfigDict) -> bool:

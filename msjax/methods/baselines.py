@@ -40,7 +40,8 @@ class MethodEntry(NamedTuple):
     param_labels: ``(params, config) -> pytree of "main"``.
     post_update: ``(params, config, step) -> params`` (identity).
     requires_paired_rows: ``(config) -> bool``, whether every row of a batch
-      must be a synchronized multimodal sample (``True``).
+      must be a synchronized multimodal sample; ``None``: always (see
+      ``msjax.train.runtime.requires_paired_rows``).
   """
 
   default_config: Callable
@@ -49,7 +50,7 @@ class MethodEntry(NamedTuple):
   embed: Callable
   param_labels: Callable = _common.all_main_labels
   post_update: Callable = _common.identity_post_update
-  requires_paired_rows: Callable = _common.paired_rows_required
+  requires_paired_rows: Callable | None = None
 
 
 def _supervised(fusion: str) -> MethodEntry:
@@ -64,15 +65,15 @@ def _supervised(fusion: str) -> MethodEntry:
 
 def _selfsup(variant: str) -> MethodEntry:
   bind = functools.partial(functools.partial, variant=variant)
-  per_modality = variant == "simclr"  # no term relates two modalities
   return MethodEntry(
     default_config=bind(selfsup.default_config),
     init=bind(selfsup.init),
     loss_fn=bind(selfsup.loss_fn),
     embed=bind(selfsup.embed),
+    # SimCLR has no term that relates two modalities.
     requires_paired_rows=_common.unpaired_rows_accepted
-    if per_modality
-    else _common.paired_rows_required,
+    if variant == "simclr"
+    else None,
   )
 
 
