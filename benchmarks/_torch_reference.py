@@ -84,7 +84,9 @@ def pro_ucl(
   """Pro-UCL (SPEC §3.1), mean over modalities; z [M, B, D]."""
   num_classes = prototypes.shape[0]
   batch = labels.shape[0]
-  all_labels = torch.cat([labels, torch.arange(num_classes)])  # [N]
+  all_labels = torch.cat(
+    [labels, torch.arange(num_classes, device=labels.device)]
+  )  # [N]
   counts = torch.bincount(all_labels, minlength=num_classes)  # [C]
   same = labels[:, None] == all_labels[None, :]  # [B, N]
   not_self = torch.ones_like(same)

@@ -481,7 +481,7 @@ def max_abs_diff_eval(
 
 
 def make_torch_swin_step(
-  batch: int, gelu: str = "exact", seed: int = 0
+  batch: int, gelu: str = "exact", seed: int = 0, device: str = "cpu"
 ) -> Callable[[], torch.Tensor]:
   """Train-mode fwd+bwd of both MOD encoders as a zero-argument callable.
 
@@ -492,16 +492,17 @@ def make_torch_swin_step(
   first on every call). Returns the detached loss. The callable has the two
   modules as ``step.models`` and their parameter count as
   ``step.num_params``. Thread count is the caller's business
-  (``torch.set_num_threads``).
+  (``torch.set_num_threads``). On ``device="cuda"`` the callable returns
+  without synchronising; the caller waits (``torch.cuda.synchronize``).
   """
   torch.manual_seed(seed)
   models = {
-    "seismic": torch_swin_mod_seismic(gelu=gelu),
-    "acoustic": torch_swin_mod_acoustic(gelu=gelu),
+    "seismic": torch_swin_mod_seismic(gelu=gelu).to(device),
+    "acoustic": torch_swin_mod_acoustic(gelu=gelu).to(device),
   }
   inputs = {
-    "seismic": torch.randn(batch, *SEISMIC_SHAPE),
-    "acoustic": torch.randn(batch, *ACOUSTIC_SHAPE),
+    "seismic": torch.randn(batch, *SEISMIC_SHAPE).to(device),
+    "acoustic": torch.randn(batch, *ACOUSTIC_SHAPE).to(device),
   }
   for m in models.values():
     m.train()

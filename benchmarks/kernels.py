@@ -17,8 +17,13 @@ Sinkhorn rows also report the achieved bandwidth, taking as traffic one
 read of the ``[B, K]`` scores plus one write of the codes, against the
 bandwidth of a jitted copy-like op (``x * 2``) measured in the same run.
 
-Results go to ``benchmarks/results/kernels_<platform>.json`` with versions,
-device, thread counts and the XLA / allocator environment.
+Results go to ``benchmarks/results/kernels_<platform>.json`` (on an
+accelerator ``kernels_<platform>_<device kind>.json``) with versions,
+device, thread counts and the XLA / allocator environment. On a GPU the
+PyTorch baselines run on CUDA (``--torch-device``; each call synchronised
+before the clock stops) at PyTorch's default full-float32 matrix products,
+like msjax's kernels (which pin ``Precision.HIGHEST``); OTT-JAX runs at
+JAX's default precision.
 
 Allocator: the benchmark first sets glibc malloc to keep and reuse freed
 memory on every thread (:mod:`msjax.host_memory`, level ``single_arena``:
@@ -92,8 +97,12 @@ class Timing(NamedTuple):
 
 
 def _block(x):
-  if torch is not None and isinstance(x, torch.Tensor):
-    return x
+  """Waits for ``x``: JAX arrays, torch tensors (CUDA ones synchronised)."""
+  leaves = jax.tree.leaves(x)
+  if torch is not None and any(
+    isinstance(v, torch.Tensor) and v.is_cuda for v in leaves
+  ):
+    torch.cuda.synchronize()
   return jax.block_until_ready(x)
 
 
@@ -129,7 +138,7 @@ def time_row(
 
 def _to_np(x):
   if torch is not None and isinstance(x, torch.Tensor):
-    return x.detach().numpy()
+    return x.detach().cpu().numpy()
   return np.asarray(x)
 
 
@@ -145,7 +154,11 @@ def _max_diff(outputs: dict, ref: str = "msjax") -> dict:
 # --------------------------------------------------------------- Sinkhorn
 
 
-def sinkhorn_rows(shapes, timing: Timing):
+def _torch_tensor(array: np.ndarray, device: str):
+  return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def sinkhorn_rows(shapes, timing: Timing, device: str):
   rows = []
   for batch, num_protos in shapes:
     rng = np.random.default_rng(0)
@@ -156,7 +169,7 @@ def sinkhorn_rows(shapes, timing: Timing):
     )
     impls = {"msjax": lambda s=scores, f=msjax_fn: f(s)}
     if torch is not None:
-      scores_t = torch.from_numpy(scores_np.copy())
+      scores_t = _torch_tensor(scores_np, device)
       impls["torch"] = lambda s=scores_t: torch_ref.swav_sinkhorn(s)
     if ott_sinkhorn is not None:
       for name, lse_mode in (("ott", True), ("ott_kernel_mode", False)):
@@ -235,7 +248,7 @@ def _grad_row(kernel, shape, impls, timing: Timing):
   )
 
 
-def pro_fd_rows(configs, timing: Timing):
+def pro_fd_rows(configs, timing: Timing, device: str):
   pro_fd = _lazy("msjax.kernels.distillation", "pro_fd")
   if pro_fd is None:
     return []
@@ -250,11 +263,11 @@ def pro_fd_rows(configs, timing: Timing):
     z, p, y = jnp.asarray(z_np), jnp.asarray(p_np), jnp.asarray(y_np)
     impls = {"msjax": functools.partial(step, z, p, y)}
     if torch is not None:
-      y_t = torch.from_numpy(y_np).long()
+      y_t = _torch_tensor(y_np, device).long()
       impls["torch"] = _torch_grads(
         lambda z, p, y_t=y_t: torch_ref.pro_fd(z, y_t, p),
-        torch.from_numpy(z_np),
-        torch.from_numpy(p_np),
+        _torch_tensor(z_np, device),
+        _torch_tensor(p_np, device),
       )
     rows.append(
       _grad_row(
@@ -264,7 +277,7 @@ def pro_fd_rows(configs, timing: Timing):
   return rows
 
 
-def samobal_rows(configs, timing: Timing):
+def samobal_rows(configs, timing: Timing, device: str):
   select = _lazy("msjax.kernels.selection", "samobal_select")
   if select is None:
     return []
@@ -284,15 +297,15 @@ def samobal_rows(configs, timing: Timing):
     args = [jnp.asarray(a) for a in (z_np, p_np, y_np, noise_np, cot_np)]
     impls = {"msjax": functools.partial(step, *args)}
     if torch is not None:
-      y_t = torch.from_numpy(y_np).long()
-      noise_t = torch.from_numpy(noise_np)
-      cot_t = torch.from_numpy(cot_np)
+      y_t = _torch_tensor(y_np, device).long()
+      noise_t = _torch_tensor(noise_np, device)
+      cot_t = _torch_tensor(cot_np, device)
       impls["torch"] = _torch_grads(
         lambda z, p, y_t=y_t, noise_t=noise_t, cot_t=cot_t: torch.sum(
           torch_ref.samobal_select(z, p, y_t, noise_t) * cot_t
         ),
-        torch.from_numpy(z_np),
-        torch.from_numpy(p_np),
+        _torch_tensor(z_np, device),
+        _torch_tensor(p_np, device),
       )
     rows.append(
       _grad_row(
@@ -305,7 +318,7 @@ def samobal_rows(configs, timing: Timing):
   return rows
 
 
-def pro_ucl_rows(configs, timing: Timing):
+def pro_ucl_rows(configs, timing: Timing, device: str):
   pro_ucl = _lazy("msjax.kernels.contrastive", "pro_ucl")
   if pro_ucl is None:
     return []
@@ -321,11 +334,11 @@ def pro_ucl_rows(configs, timing: Timing):
     z, p, y = jnp.asarray(z_np), jnp.asarray(p_np), jnp.asarray(y_np)
     impls = {"msjax": functools.partial(step, z, p, y)}
     if torch is not None:
-      y_t = torch.from_numpy(y_np).long()
+      y_t = _torch_tensor(y_np, device).long()
       impls["torch"] = _torch_grads(
         lambda z, p, y_t=y_t: torch_ref.pro_ucl(z, y_t, p),
-        torch.from_numpy(z_np),
-        torch.from_numpy(p_np),
+        _torch_tensor(z_np, device),
+        _torch_tensor(p_np, device),
       )
     rows.append(
       _grad_row(
@@ -341,7 +354,7 @@ def pro_ucl_rows(configs, timing: Timing):
 # ------------------------------------------------------------------ main
 
 
-def _meta(jax_threads: int, malloc: dict) -> dict:
+def _meta(jax_threads: int, malloc: dict, torch_device: str) -> dict:
   meta = dict(
     python=platform.python_version(),
     machine=platform.machine(),
@@ -366,7 +379,11 @@ def _meta(jax_threads: int, malloc: dict) -> dict:
       torch=torch.__version__,
       torch_threads=torch.get_num_threads(),
       torch_interop_threads=torch.get_num_interop_threads(),
+      torch_device=torch_device,
+      torch_float32_matmul_precision=torch.get_float32_matmul_precision(),
     )
+    if torch_device == "cuda":
+      meta["torch_cuda_device"] = torch.cuda.get_device_name()
   if ott_sinkhorn is not None:
     meta["ott_jax"] = importlib.import_module("ott").__version__
   return meta
@@ -393,6 +410,20 @@ def _print_rows(rows):
     print(f"{'':<42} max|diff| vs msjax {row['max_abs_diff_vs_msjax']}")
 
 
+def _torch_device(choice: str) -> str:
+  """``cpu``/``cuda`` for the PyTorch baselines (see ``--torch-device``)."""
+  if choice != "auto":
+    if choice == "cuda" and (torch is None or not torch.cuda.is_available()):
+      raise SystemExit("--torch-device cuda: torch sees no CUDA device")
+    return choice
+  on_gpu = jax.default_backend() == "gpu"
+  return (
+    "cuda"
+    if on_gpu and torch is not None and torch.cuda.is_available()
+    else "cpu"
+  )
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
@@ -403,6 +434,13 @@ def main(argv=None):
     "--default-malloc",
     action="store_true",
     help="keep glibc's malloc defaults (see msjax.host_memory)",
+  )
+  parser.add_argument(
+    "--torch-device",
+    choices=["auto", "cpu", "cuda"],
+    default="auto",
+    help="device of the PyTorch baselines (auto: cuda when JAX runs on a GPU"
+    " and torch sees one, else cpu)",
   )
   parser.add_argument(
     "--only",
@@ -417,8 +455,10 @@ def main(argv=None):
   print(f"host malloc: {malloc}")
   timing = Timing(repeats=5, min_seconds=0.0) if args.quick else Timing(25, 2.0)
   jax_threads = len(os.sched_getaffinity(0))
+  device = _torch_device(args.torch_device)
   if torch is not None:
     torch.set_num_threads(jax_threads)
+    print(f"torch baselines on {device}")
   else:
     print("torch not importable: PyTorch columns skipped")
   if ott_sinkhorn is None:
@@ -426,12 +466,16 @@ def main(argv=None):
 
   sections = {
     "sinkhorn": lambda: sinkhorn_rows(
-      [(256, 512), (1024, 3000), (4096, 3000)], timing
+      [(256, 512), (1024, 3000), (4096, 3000)], timing, device
     ),
-    "pro_fd": lambda: pro_fd_rows([(256, 6, 128), (256, 31, 128)], timing),
-    "samobal": lambda: samobal_rows([(256, 2, 512), (256, 3, 1024)], timing),
+    "pro_fd": lambda: pro_fd_rows(
+      [(256, 6, 128), (256, 31, 128)], timing, device
+    ),
+    "samobal": lambda: samobal_rows(
+      [(256, 2, 512), (256, 3, 1024)], timing, device
+    ),
     "pro_ucl": lambda: pro_ucl_rows(
-      [(256, 128, 10, 2), (1024, 128, 10, 2)], timing
+      [(256, 128, 10, 2), (1024, 128, 10, 2)], timing, device
     ),
   }
   rows = []
@@ -443,7 +487,7 @@ def main(argv=None):
     _print_rows(new)
     rows.extend(new)
   result = dict(
-    meta=_meta(jax_threads, malloc),
+    meta=_meta(jax_threads, malloc, device),
     repeats=timing.repeats,
     min_row_seconds=timing.min_seconds,
     warmup=2,
@@ -451,10 +495,14 @@ def main(argv=None):
     " more to fill min_row_seconds)",
     rows=rows,
   )
+  backend = jax.default_backend()
+  if backend != "cpu":  # name the accelerator: kernels_gpu_nvidia_h100....
+    kind = jax.devices()[0].device_kind.lower().replace(" ", "_")
+    backend = f"{backend}_{kind}"
   out = args.out or (
     pathlib.Path(__file__).resolve().parent
     / "results"
-    / f"kernels_{jax.default_backend()}.json"
+    / f"kernels_{backend}.json"
   )
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(result, indent=1))

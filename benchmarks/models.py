@@ -27,12 +27,19 @@ PyTorch baseline (``bench`` extra): the ``swin_mod`` and
 eager (``benchmarks/_torch_swin.py``, written from msjax's architecture and
 checked against it: eval outputs agree to ~1e-5, equal parameter counts),
 interleaved call by call with msjax in this process, and report
-``speedup_vs_torch``. ``--no-torch`` skips it.
+``speedup_vs_torch``. ``--no-torch`` skips it. When JAX runs on a GPU the
+baseline runs on CUDA (``--torch-device``) with TF32 matrix products, as
+JAX's default precision does there (``torch_float32_matmul_precision`` in
+the JSON), and each call is synchronised before the clock stops. The FOCAL
+2.6 s reference and its goal are reported on CPU only.
 Allocator: the benchmark first sets glibc malloc to keep and reuse freed
 memory on every thread (:mod:`msjax.host_memory`, level ``single_arena``):
 with glibc's defaults XLA's temporary arena is a fresh mapping on every call
 (about 470,000 page faults per SWIN step). ``--default-malloc`` keeps the
 defaults. The setting applies to the PyTorch baseline in the same process.
+
+The JSON is rewritten after every case, so a run stopped part-way keeps the
+cases it finished.
 
 Usage: ``python benchmarks/models.py [--cases swin_mod,...] [--repeats 10]``.
 """
@@ -222,6 +229,28 @@ def _environment(malloc: dict) -> dict:
   }
 
 
+def _torch_device(choice: str) -> str:
+  """``cpu``/``cuda`` for the PyTorch baseline (see ``--torch-device``)."""
+  if choice != "auto":
+    if choice == "cuda" and not torch.cuda.is_available():
+      raise SystemExit("--torch-device cuda: torch sees no CUDA device")
+    return choice
+  on_gpu = jax.default_backend() == "gpu"
+  return "cuda" if on_gpu and torch.cuda.is_available() else "cpu"
+
+
+def _synchronised(step):
+  """``step`` followed by a CUDA synchronisation (same attributes)."""
+
+  def run():
+    out = step()
+    torch.cuda.synchronize()
+    return out
+
+  run.__dict__.update(step.__dict__)
+  return run
+
+
 def main(argv: list[str] | None = None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
@@ -244,6 +273,12 @@ def main(argv: list[str] | None = None) -> dict:
   parser.add_argument(
     "--no-torch", action="store_true", help="skip the PyTorch baseline"
   )
+  parser.add_argument(
+    "--torch-device",
+    choices=["auto", "cpu", "cuda"],
+    default="auto",
+    help="device of the PyTorch baseline (auto: cuda when JAX runs on a GPU)",
+  )
   args = parser.parse_args(argv)
   malloc = host_memory.reuse_freed_memory(
     "default" if args.default_malloc else "single_arena"
@@ -256,13 +291,22 @@ def main(argv: list[str] | None = None) -> dict:
     "resnet26_protomm": lambda: _resnet_case(args.batch),
   }
   use_torch = torch is not None and not args.no_torch
+  torch_device = "cpu"
   if use_torch:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch_device = _torch_device(args.torch_device)
+    if torch_device == "cuda" and str(
+      jax.config.jax_default_matmul_precision
+    ) in ("None", "default", "tensorfloat32", "bfloat16"):
+      torch.set_float32_matmul_precision("high")  # TF32, as JAX's default
   torch_gelu = {"swin_mod": "exact", "swin_mod_tanh_gelu": "tanh"}
   env = _environment(malloc)
   if use_torch:
     env["torch"] = torch.__version__
     env["torch_threads"] = torch.get_num_threads()
+    env["torch_device"] = torch_device
+    env["torch_float32_matmul_precision"] = torch.get_float32_matmul_precision()
+    env["torch_cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
   results = {
     "environment": env,
     "batch": args.batch,
@@ -270,6 +314,9 @@ def main(argv: list[str] | None = None) -> dict:
     "warmup": args.warmup,
     "cases": {},
   }
+  kind = env["device_kind"].lower().replace(" ", "_")
+  out = pathlib.Path(args.out) if args.out else RESULTS / f"models_{kind}.json"
+  out.parent.mkdir(parents=True, exist_ok=True)
   print(
     f"{'case':<22}{'params':>12}{'compile s':>11}{'median s':>10}"
     f"{'min s':>8}{'max s':>8}{'cpu s':>8}{'torch s':>9}"
@@ -278,15 +325,19 @@ def main(argv: list[str] | None = None) -> dict:
     step, step_args, n_params = builders[name]()
     baseline = None
     if use_torch and name in torch_gelu:
-      baseline = _torch_swin.make_torch_swin_step(args.batch, torch_gelu[name])
+      baseline = _torch_swin.make_torch_swin_step(
+        args.batch, torch_gelu[name], device=torch_device
+      )
       if baseline.num_params != n_params:
         raise RuntimeError(
           f"torch baseline has {baseline.num_params} parameters, msjax"
           f" {n_params}"
         )
+    if baseline is not None and torch_device == "cuda":
+      baseline = _synchronised(baseline)
     res = _time(step, step_args, args.warmup, args.repeats, baseline)
     res["params"] = n_params
-    if name.startswith("swin_mod"):
+    if name.startswith("swin_mod") and jax.default_backend() == "cpu":
       res["focal_torch_reference_s"] = FOCAL_TORCH_S
       res["speedup_vs_focal_reference"] = FOCAL_TORCH_S / res["median_s"]
       res["meets_goal"] = res["speedup_vs_focal_reference"] >= GOAL_SPEEDUP
@@ -303,11 +354,9 @@ def main(argv: list[str] | None = None) -> dict:
       f"{res.get('torch_median_s', float('nan')):>9.3f}",
       flush=True,
     )
-  env["load_average_end"] = os.getloadavg()
-  kind = env["device_kind"].lower().replace(" ", "_")
-  out = pathlib.Path(args.out) if args.out else RESULTS / f"models_{kind}.json"
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(results, indent=2))
+    # Written after every case: a run cut short keeps the finished cases.
+    env["load_average_end"] = os.getloadavg()
+    out.write_text(json.dumps(results, indent=2))
   print(f"wrote {out}")
   return results
 

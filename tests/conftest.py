@@ -39,7 +39,14 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-jax.config.update("jax_default_matmul_precision", "highest")
+# Float32 matrix products at full precision: on GPUs JAX's default lets
+# float32 dots run in TF32 (10-bit mantissa), which the test-vector tolerances
+# are not written for. MSJAX_TEST_MATMUL_PRECISION=default runs the suite as a
+# user's default program would (how the kernels fare under TF32).
+jax.config.update(
+  "jax_default_matmul_precision",
+  os.environ.get("MSJAX_TEST_MATMUL_PRECISION", "highest"),
+)
 
 # shared/ lives beside the project root (../shared); CI clones main with shared/
 # beside it. MSJAX_SHARED overrides.

@@ -39,7 +39,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from msjax.kernels._util import lse
+from msjax.kernels._util import DOT_PRECISION, lse
 
 __all__ = [
   "contraction_sharding",
@@ -188,11 +188,20 @@ def equipartition_scaling(
   def round_(carry):
     row_weight, _, _, smallest = carry
     col_sum = _psum(
-      jnp.einsum("...b,...bk->...k", row_weight, kernel, **col_out), axis_name
+      jnp.einsum(
+        "...b,...bk->...k",
+        row_weight,
+        kernel,
+        precision=DOT_PRECISION,
+        **col_out,
+      ),
+      axis_name,
     )
     smallest = jnp.minimum(smallest, jnp.min(col_sum))
     col_scale = 1.0 / (num_cols * col_sum)
-    inv_row = 1.0 / jnp.einsum("...bk,...k->...b", kernel, col_scale)
+    inv_row = 1.0 / jnp.einsum(
+      "...bk,...k->...b", kernel, col_scale, precision=DOT_PRECISION
+    )
     return inv_row / num_rows, col_scale, inv_row, smallest
 
   init = (

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 __all__ = [
+  "DOT_PRECISION",
   "as_float",
   "check_rank",
   "check_same_shape",
@@ -20,6 +21,14 @@ __all__ = [
 ]
 
 _NORM_EPS = 1e-12
+
+#: Precision of every matrix product inside the kernels. JAX's default lets
+#: float32 products run in TF32 on GPUs (a 10-bit mantissa: relative errors
+#: near 1e-3, ~1e-2 on ``1/tau``-scaled logits), which breaks SPEC's float32
+#: tolerances; the kernels' products are small next to an encoder's, so they
+#: always run at full float32 precision (a no-op on CPU). Encoders keep the
+#: user's ``jax_default_matmul_precision``.
+DOT_PRECISION = jax.lax.Precision.HIGHEST
 
 
 def as_float(x: ArrayLike, name: str) -> jax.Array:

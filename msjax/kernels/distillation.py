@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from msjax.kernels._explicit import take_rows
-from msjax.kernels._util import as_float, check_rank
+from msjax.kernels._util import DOT_PRECISION, as_float, check_rank
 from msjax.kernels.sinkhorn import OTOut
 
 __all__ = ["ProFDAux", "batched_entropic_ot", "pro_fd"]
@@ -95,7 +95,11 @@ def _sinkhorn_kernel_domain(
 
   def shifted_lse(pot: jax.Array, mat: jax.Array) -> jax.Array:
     shift = jax.lax.stop_gradient(jnp.max(pot, axis=1, keepdims=True))
-    return shift + k_max + jnp.log(jnp.exp(pot - shift) @ mat)
+    return (
+      shift
+      + k_max
+      + jnp.log(jnp.matmul(jnp.exp(pot - shift), mat, precision=DOT_PRECISION))
+    )
 
   pot_f = jnp.zeros_like(log_a)
   pot_g = jnp.zeros_like(log_b)
@@ -337,12 +341,14 @@ def pro_fd(
   z_fus, prototypes = z_fus.astype(dtype), prototypes.astype(dtype)
 
   proto_sg = jax.lax.stop_gradient(prototypes)
-  gram = proto_sg @ proto_sg.T  # [C, C]
+  gram = jnp.matmul(proto_sg, proto_sg.T, precision=DOT_PRECISION)  # [C, C]
   cost = 1.0 - gram
   log_ref = jax.nn.log_softmax(
     take_rows(gram, labels) / tau_fd, axis=1
   )  # [B, C]
-  log_fus = jax.nn.log_softmax(z_fus @ prototypes.T / tau_fd, axis=1)
+  log_fus = jax.nn.log_softmax(
+    jnp.matmul(z_fus, prototypes.T, precision=DOT_PRECISION) / tau_fd, axis=1
+  )
   ot = _sinkhorn_batched(log_ref, log_fus, cost, float(epsilon), int(num_iters))
   aux = ProFDAux(
     per_sample=ot.value,

@@ -11,7 +11,13 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from msjax.kernels._explicit import replicate_explicit
-from msjax.kernels._util import as_float, check_rank, l2_normalize, safe_norm
+from msjax.kernels._util import (
+  DOT_PRECISION,
+  as_float,
+  check_rank,
+  l2_normalize,
+  safe_norm,
+)
 
 __all__ = ["ca_loss", "fc_rs"]
 
@@ -140,13 +146,19 @@ def fc_rs(
   counts = jnp.sum(onehot, axis=0)  # [C]
 
   sq_norm = jnp.sum(feats * feats, axis=1)
-  sq_dist = sq_norm[:, None] + sq_norm[None, :] - 2.0 * (feats @ feats.T)
+  sq_dist = (
+    sq_norm[:, None]
+    + sq_norm[None, :]
+    - 2.0 * jnp.matmul(feats, feats.T, precision=DOT_PRECISION)
+  )
   off_diag = ~jnp.eye(num, dtype=bool)
   sq_dist = jnp.where(off_diag, jnp.maximum(sq_dist, 0.0), 0.0)
   positive = sq_dist > 0
   dist = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq_dist, 1.0)), 0.0)
 
-  pair_sum = jnp.einsum("ic,ij,jc->c", onehot, dist, onehot)  # ordered pairs
+  pair_sum = jnp.einsum(
+    "ic,ij,jc->c", onehot, dist, onehot, precision=DOT_PRECISION
+  )  # ordered pairs
   num_pairs = counts * (counts - 1.0)
   has_pairs = counts >= 2
   class_fc = jnp.where(
@@ -160,7 +172,10 @@ def fc_rs(
   )
 
   present = counts > 0
-  means = (onehot.T @ feats) / jnp.maximum(counts, 1.0)[:, None]  # [C, D]
+  means = (
+    jnp.matmul(onehot.T, feats, precision=DOT_PRECISION)
+    / jnp.maximum(counts, 1.0)[:, None]
+  )  # [C, D]
   mean_dist = safe_norm(means[:, None, :] - means[None, :, :])  # [C, C]
   pair_mask = (
     present[:, None] & present[None, :] & ~jnp.eye(num_classes, dtype=bool)

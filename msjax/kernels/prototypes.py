@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from msjax.kernels._sinkhorn_impl import contraction_sharding
-from msjax.kernels._util import as_float, check_rank
+from msjax.kernels._util import DOT_PRECISION, as_float, check_rank
 from msjax.kernels.sinkhorn import sinkhorn_knopp
 
 __all__ = ["MPPAux", "mpp_loss"]
@@ -132,7 +132,7 @@ def mpp_loss(
   dtype = jnp.result_type(z, prototypes)
   z, prototypes = z.astype(dtype), prototypes.astype(dtype)
 
-  scores = jnp.einsum("mvbe,ke->mvbk", z, prototypes)
+  scores = jnp.einsum("mvbe,ke->mvbk", z, prototypes, precision=DOT_PRECISION)
   q = sinkhorn_knopp(
     scores, epsilon=epsilon, num_iters=num_iters, axis_name=axis_name
   )
@@ -145,6 +145,7 @@ def mpp_loss(
     "abk,cbk->ac",
     q_flat,
     logp_flat,
+    precision=DOT_PRECISION,
     **contraction_sharding(logp_flat, (None, None)),
   )
   if axis_name is not None:

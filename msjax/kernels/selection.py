@@ -15,7 +15,12 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from msjax.kernels._explicit import take_rows
-from msjax.kernels._util import as_float, check_rank, l2_normalize
+from msjax.kernels._util import (
+  DOT_PRECISION,
+  as_float,
+  check_rank,
+  l2_normalize,
+)
 
 __all__ = [
   "InferOut",
@@ -219,7 +224,9 @@ def samobal_select(
     soft = jax.nn.softmax(scores / tau_g, axis=1)
     hard = _one_hot_argmax(scores, axis=1)
     weights = soft if mode == "soft" else hard
-  z_fus = l2_normalize(jnp.einsum("bmd,bmd->bd", weights, z_bmd))
+  z_fus = l2_normalize(
+    jnp.einsum("bmd,bmd->bd", weights, z_bmd, precision=DOT_PRECISION)
+  )
   sel_rate = jnp.mean(hard, axis=(0, 2))
   return SelectOut(
     z_fus=z_fus, hard=hard, soft=soft, w=weights, sel_rate=sel_rate
@@ -267,12 +274,17 @@ def samobal_infer(
     raise ValueError(f"score must be one of {_INFER_SCORES}, got {score!r}.")
   products = z[:, :, None, :] * prototypes[None, None]  # [M, B, C, D]
   select = _one_hot_argmax(products, axis=0)  # [M, B, C, D]
-  cand = l2_normalize(jnp.einsum("mbcd,mbd->bcd", select, z))  # [B, C, D]
+  cand = l2_normalize(
+    jnp.einsum("mbcd,mbd->bcd", select, z, precision=DOT_PRECISION)
+  )  # [B, C, D]
   if score == "own":
-    r = jnp.einsum("bcd,cd->bc", cand, prototypes)
+    r = jnp.einsum("bcd,cd->bc", cand, prototypes, precision=DOT_PRECISION)
   else:
-    r = jnp.max(jnp.einsum("bcd,kd->bck", cand, prototypes), axis=2)
+    r = jnp.max(
+      jnp.einsum("bcd,kd->bck", cand, prototypes, precision=DOT_PRECISION),
+      axis=2,
+    )
   cls = jnp.argmax(jax.lax.stop_gradient(r), axis=1).astype(jnp.int32)
   z_fus = jnp.take_along_axis(cand, cls[:, None, None], axis=1)[:, 0]
-  logits = z_fus @ prototypes.T
+  logits = jnp.matmul(z_fus, prototypes.T, precision=DOT_PRECISION)
   return InferOut(z_fus=z_fus, logits=logits, r=r, cls=cls, cand=cand)
