@@ -25,6 +25,16 @@ before the clock stops) at PyTorch's default full-float32 matrix products,
 like msjax's kernels (which pin ``Precision.HIGHEST``); OTT-JAX runs at
 JAX's default precision.
 
+Dispatch: on CPU, JAX by default runs a program of more than a few
+kilobytes on a worker thread and the caller waits for it
+(``jax_cpu_enable_async_dispatch``); on a small VM that hand-off costs ~70 us
+per blocked call (a jitted ``x * 2`` of 0.5 MB: 0.12 ms, 0.05 ms on the
+calling thread), which PyTorch eager does not pay and which is not the
+kernel's. The benchmark therefore runs JAX programs on the calling thread,
+for every JAX candidate alike (msjax and OTT-JAX);
+``--async-dispatch`` keeps JAX's default. The JSON records the setting.
+(The setting has no effect on GPUs.)
+
 Allocator: the benchmark first sets glibc malloc to keep and reuse freed
 memory on every thread (:mod:`msjax.host_memory`, level ``single_arena``:
 XLA allocates outputs on its own threads), for every library in the process
@@ -368,6 +378,7 @@ def _meta(jax_threads: int, malloc: dict, torch_device: str) -> dict:
     cpu_count=os.cpu_count(),
     jax_cpu_threads=jax_threads,
     matmul_precision=str(jax.config.jax_default_matmul_precision),
+    cpu_async_dispatch=bool(jax.config.read("jax_cpu_enable_async_dispatch")),
     env={k: os.environ.get(k) for k in ENV_KEYS},
     allocator=os.environ["LD_PRELOAD"]
     if os.environ.get("LD_PRELOAD")
@@ -436,6 +447,12 @@ def main(argv=None):
     help="keep glibc's malloc defaults (see msjax.host_memory)",
   )
   parser.add_argument(
+    "--async-dispatch",
+    action="store_true",
+    help="keep JAX's default CPU dispatch (programs on a worker thread;"
+    " see the module docstring)",
+  )
+  parser.add_argument(
     "--torch-device",
     choices=["auto", "cpu", "cuda"],
     default="auto",
@@ -453,6 +470,8 @@ def main(argv=None):
     "default" if args.default_malloc else "single_arena"
   )
   print(f"host malloc: {malloc}")
+  if not args.async_dispatch:
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
   timing = Timing(repeats=5, min_seconds=0.0) if args.quick else Timing(25, 2.0)
   jax_threads = len(os.sched_getaffinity(0))
   device = _torch_device(args.torch_device)
