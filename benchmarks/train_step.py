@@ -6,7 +6,8 @@ For each method: the synthetic experiment config with the method's
 paper-size ``model``/``loss`` sections, one global batch on every local
 device, the jitted train step compiled once (timed apart), then the median
 time of ``--steps`` steps (``block_until_ready`` each). Prints a table and
-writes ``benchmarks/results/train_step_<platform>.json``.
+writes ``benchmarks/results/train_step_<platform>.json`` (after every
+method, so a run stopped part-way keeps the methods it finished).
 """
 
 import argparse
@@ -98,7 +99,29 @@ def main() -> None:
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   device = jax.devices()[0]
-  rows = [bench(n, args.batch, args.steps) for n in args.methods.split(",")]
+  out = (
+    pathlib.Path(args.out)
+    if args.out
+    else (
+      ROOT / "benchmarks" / "results" / f"train_step_{device.platform}.json"
+    )
+  )
+  out.parent.mkdir(parents=True, exist_ok=True)
+  record = {
+    "platform": device.platform,
+    "device": device.device_kind,
+    "num_devices": jax.device_count(),
+    "host": platform.processor() or platform.machine(),
+    "jax": jax.__version__,
+    "steps_timed": args.steps,
+    "results": [],
+  }
+  rows = record["results"]
+  for name in args.methods.split(","):
+    rows.append(bench(name, args.batch, args.steps))
+    print(f"{name}: {rows[-1]['median_step_s']:.4f} s/step", flush=True)
+    # Written after every method: a run stopped part-way keeps what it has.
+    out.write_text(json.dumps(record, indent=2))
   print(
     f"{'method':<20}{'batch':>6}{'params':>12}{'compile s':>11}"
     f"{'steps/s':>10}{'samples/s':>11}"
@@ -109,24 +132,6 @@ def main() -> None:
       f"{row['compile_and_first_step_s']:>11.1f}{row['steps_per_s']:>10.2f}"
       f"{row['samples_per_s']:>11.1f}"
     )
-  record = {
-    "platform": device.platform,
-    "device": device.device_kind,
-    "num_devices": jax.device_count(),
-    "host": platform.processor() or platform.machine(),
-    "jax": jax.__version__,
-    "steps_timed": args.steps,
-    "results": rows,
-  }
-  out = (
-    pathlib.Path(args.out)
-    if args.out
-    else (
-      ROOT / "benchmarks" / "results" / f"train_step_{device.platform}.json"
-    )
-  )
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(record, indent=2))
   print(f"wrote {out}")
 
 
