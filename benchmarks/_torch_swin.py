@@ -12,15 +12,18 @@ per-sample Bernoulli drop-path, 2x2 patch merging with the neighbours in
 msjax's order (0,0), (1,0), (0,1), (1,1), and a strided ``Conv2d`` +
 LayerNorm patch embedding on the zero-padded input grid. Tokens are kept
 channels-last ``[B, H, W, D]`` as in msjax. Only the full-visibility path
-(no MAE masking) is implemented.
+(no MAE masking) is implemented. The window geometry (effective window and
+shift, relative-position index, shifted-window region mask) is msjax's own
+numpy code (:mod:`msjax.nn.windows`), turned into torch buffers once.
 
 Agreement (float32, eval mode, batch 2, msjax init params copied in with
 :func:`load_flax_params`, CPU): max |torch - msjax| of the output features
 is 7.6e-6 for ``SwinMODSeismic`` (output max |.| 6.6) and 1.0e-5 for
 ``SwinMODAcoustic`` (output max |.| 6.9), i.e. ~1e-6 relative; with the
-bias tables redrawn at std 3 (so that a wrong index or region mask would
-show) still 1.3e-5 of 10.6. Both modules have exactly msjax's parameter
-counts (5,001,952 and 6,186,592; 11,188,544 for the pair).
+bias tables redrawn at std 3 (so that a wrong gather of the bias table,
+mask sign or roll direction would show) still 1.0e-5 of 7.3 and 1.1e-5 of
+8.9. Both modules have exactly msjax's parameter counts (5,001,952 and
+6,186,592; 11,188,544 for the pair).
 Run ``python benchmarks/_torch_swin.py`` to re-check.
 """
 
@@ -32,6 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+
+from msjax.nn.windows import (
+  relative_position_index,
+  shifted_window_mask,
+  window_geometry,
+)
 
 __all__ = [
   "TorchSwinEncoder",
@@ -55,52 +64,12 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
   return (int(a), int(b))
 
 
-def _window_and_shift(
-  size: tuple[int, int], window: tuple[int, int], shift: tuple[int, int]
-) -> tuple[tuple[int, int], tuple[int, int]]:
-  """Per axis: a window at least the map size shrinks to it, unshifted."""
-  win = tuple(min(w, n) for n, w in zip(size, window, strict=True))
-  sh = tuple(
-    s if n > w else 0 for n, w, s in zip(size, window, shift, strict=True)
-  )
-  return win, sh
-
-
-def _relative_index(window: tuple[int, int]) -> torch.Tensor:
-  """``[N, N]`` index into the ``(2wh-1)(2ww-1)`` bias table."""
-  wh, ww = window
-  coords = torch.stack(
-    torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")
-  ).flatten(1)  # [2, N]
-  rel = coords[:, :, None] - coords[:, None, :]  # [2, N, N]
-  return (rel[0] + wh - 1) * (2 * ww - 1) + (rel[1] + ww - 1)
-
-
-def _axis_labels(size: int, window: int, shift: int) -> torch.Tensor:
-  """Region label (0, 1, 2) of each position of one cyclically shifted axis."""
-  labels = torch.zeros(size, dtype=torch.long)
-  if shift > 0:
-    labels[size - window : size - shift] = 1
-    labels[size - shift :] = 2
-  return labels
-
-
 def _region_mask(
   size: tuple[int, int], window: tuple[int, int], shift: tuple[int, int]
 ) -> torch.Tensor:
-  """Additive ``[nW, N, N]`` mask (0 or ``-inf``) of the shifted windows.
-
-  After the roll, tokens of a window that come from different regions of
-  the original map must not attend to each other.
-  """
-  (h, w), (wh, ww) = size, window
-  rows = _axis_labels(h, wh, shift[0])
-  cols = _axis_labels(w, ww, shift[1])
-  region = rows[:, None] * 3 + cols[None, :]  # [H, W]
-  region = region.view(h // wh, wh, w // ww, ww).permute(0, 2, 1, 3)
-  region = region.reshape(-1, wh * ww)  # [nW, N]
-  same = region[:, :, None] == region[:, None, :]
-  return torch.zeros(same.shape).masked_fill(~same, float("-inf"))
+  """Additive ``[nW, N, N]`` mask (0 or ``-inf``) of the shifted windows."""
+  allowed = torch.from_numpy(shifted_window_mask(*size, window, shift))
+  return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
 
 
 class DropPath(nn.Module):
@@ -134,7 +103,7 @@ class WindowAttention(nn.Module):
     proj_drop: float,
   ):
     super().__init__()
-    self.window, self.shift = _window_and_shift(size, window, shift)
+    self.window, self.shift = window_geometry(*size, window, shift)
     self.num_heads = num_heads
     self.scale = (dim // num_heads) ** -0.5
     wh, ww = self.window
@@ -147,7 +116,9 @@ class WindowAttention(nn.Module):
     )
     nn.init.trunc_normal_(self.relative_position_bias, std=0.02)
     self.register_buffer(
-      "relative_index", _relative_index(self.window), persistent=False
+      "relative_index",
+      torch.from_numpy(relative_position_index(self.window)),
+      persistent=False,
     )
     if any(self.shift):
       self.register_buffer(

@@ -73,8 +73,10 @@ try:
 except ImportError:  # pragma: no cover - optional
   ott_sinkhorn = None
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _devices  # noqa: E402
+
 if torch is not None:
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
   import _torch_reference as torch_ref  # noqa: E402
 
 ENV_KEYS = (
@@ -107,12 +109,9 @@ class Timing(NamedTuple):
 
 
 def _block(x):
-  """Waits for ``x``: JAX arrays, torch tensors (CUDA ones synchronised)."""
-  leaves = jax.tree.leaves(x)
-  if torch is not None and any(
-    isinstance(v, torch.Tensor) and v.is_cuda for v in leaves
-  ):
-    torch.cuda.synchronize()
+  """Waits for JAX results (torch calls on CUDA synchronise themselves)."""
+  if torch is not None and isinstance(x, torch.Tensor):
+    return x
   return jax.block_until_ready(x)
 
 
@@ -180,7 +179,9 @@ def sinkhorn_rows(shapes, timing: Timing, device: str):
     impls = {"msjax": lambda s=scores, f=msjax_fn: f(s)}
     if torch is not None:
       scores_t = _torch_tensor(scores_np, device)
-      impls["torch"] = lambda s=scores_t: torch_ref.swav_sinkhorn(s)
+      impls["torch"] = _devices.synchronised(
+        lambda s=scores_t: torch_ref.swav_sinkhorn(s), device
+      )
     if ott_sinkhorn is not None:
       for name, lse_mode in (("ott", True), ("ott_kernel_mode", False)):
         solver = ott_sinkhorn.Sinkhorn(
@@ -241,7 +242,7 @@ def _torch_grads(loss_fn, *tensors):
     grads = torch.autograd.grad(loss, leaves)
     return loss.detach(), grads
 
-  return run
+  return _devices.synchronised(run, str(tensors[0].device.type))
 
 
 def _grad_row(kernel, shape, impls, timing: Timing):
@@ -421,20 +422,6 @@ def _print_rows(rows):
     print(f"{'':<42} max|diff| vs msjax {row['max_abs_diff_vs_msjax']}")
 
 
-def _torch_device(choice: str) -> str:
-  """``cpu``/``cuda`` for the PyTorch baselines (see ``--torch-device``)."""
-  if choice != "auto":
-    if choice == "cuda" and (torch is None or not torch.cuda.is_available()):
-      raise SystemExit("--torch-device cuda: torch sees no CUDA device")
-    return choice
-  on_gpu = jax.default_backend() == "gpu"
-  return (
-    "cuda"
-    if on_gpu and torch is not None and torch.cuda.is_available()
-    else "cpu"
-  )
-
-
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
@@ -474,7 +461,7 @@ def main(argv=None):
     jax.config.update("jax_cpu_enable_async_dispatch", False)
   timing = Timing(repeats=5, min_seconds=0.0) if args.quick else Timing(25, 2.0)
   jax_threads = len(os.sched_getaffinity(0))
-  device = _torch_device(args.torch_device)
+  device = _devices.torch_device(args.torch_device)
   if torch is not None:
     torch.set_num_threads(jax_threads)
     print(f"torch baselines on {device}")
@@ -516,8 +503,7 @@ def main(argv=None):
   )
   backend = jax.default_backend()
   if backend != "cpu":  # name the accelerator: kernels_gpu_nvidia_h100....
-    kind = jax.devices()[0].device_kind.lower().replace(" ", "_")
-    backend = f"{backend}_{kind}"
+    backend = f"{backend}_{_devices.device_slug()}"
   out = args.out or (
     pathlib.Path(__file__).resolve().parent
     / "results"

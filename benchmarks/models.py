@@ -66,8 +66,10 @@ try:
   import torch
 except ImportError:  # pragma: no cover - optional
   torch = None
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _devices  # noqa: E402
+
 if torch is not None:
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
   import _torch_swin  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -229,28 +231,6 @@ def _environment(malloc: dict) -> dict:
   }
 
 
-def _torch_device(choice: str) -> str:
-  """``cpu``/``cuda`` for the PyTorch baseline (see ``--torch-device``)."""
-  if choice != "auto":
-    if choice == "cuda" and not torch.cuda.is_available():
-      raise SystemExit("--torch-device cuda: torch sees no CUDA device")
-    return choice
-  on_gpu = jax.default_backend() == "gpu"
-  return "cuda" if on_gpu and torch.cuda.is_available() else "cpu"
-
-
-def _synchronised(step):
-  """``step`` followed by a CUDA synchronisation (same attributes)."""
-
-  def run():
-    out = step()
-    torch.cuda.synchronize()
-    return out
-
-  run.__dict__.update(step.__dict__)
-  return run
-
-
 def main(argv: list[str] | None = None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
@@ -294,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
   torch_device = "cpu"
   if use_torch:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    torch_device = _torch_device(args.torch_device)
+    torch_device = _devices.torch_device(args.torch_device)
     if torch_device == "cuda" and str(
       jax.config.jax_default_matmul_precision
     ) in ("None", "default", "tensorfloat32", "bfloat16"):
@@ -314,8 +294,11 @@ def main(argv: list[str] | None = None) -> dict:
     "warmup": args.warmup,
     "cases": {},
   }
-  kind = env["device_kind"].lower().replace(" ", "_")
-  out = pathlib.Path(args.out) if args.out else RESULTS / f"models_{kind}.json"
+  out = (
+    pathlib.Path(args.out)
+    if args.out
+    else RESULTS / f"models_{_devices.device_slug()}.json"
+  )
   out.parent.mkdir(parents=True, exist_ok=True)
   print(
     f"{'case':<22}{'params':>12}{'compile s':>11}{'median s':>10}"
@@ -325,16 +308,17 @@ def main(argv: list[str] | None = None) -> dict:
     step, step_args, n_params = builders[name]()
     baseline = None
     if use_torch and name in torch_gelu:
-      baseline = _torch_swin.make_torch_swin_step(
-        args.batch, torch_gelu[name], device=torch_device
+      baseline = _devices.synchronised(
+        _torch_swin.make_torch_swin_step(
+          args.batch, torch_gelu[name], device=torch_device
+        ),
+        torch_device,
       )
       if baseline.num_params != n_params:
         raise RuntimeError(
           f"torch baseline has {baseline.num_params} parameters, msjax"
           f" {n_params}"
         )
-    if baseline is not None and torch_device == "cuda":
-      baseline = _synchronised(baseline)
     res = _time(step, step_args, args.warmup, args.repeats, baseline)
     res["params"] = n_params
     if name.startswith("swin_mod") and jax.default_backend() == "cpu":

@@ -55,17 +55,14 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 
+_REUSE = (
+  ("M_MMAP_MAX", _M_MMAP_MAX, 0),
+  ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, -1),
+)
 #: Level -> ``mallopt`` calls ``(name, parameter, value)``, in order.
 LEVELS = {
-  "reuse": (
-    ("M_MMAP_MAX", _M_MMAP_MAX, 0),
-    ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, -1),
-  ),
-  "single_arena": (
-    ("M_ARENA_MAX", _M_ARENA_MAX, 1),
-    ("M_MMAP_MAX", _M_MMAP_MAX, 0),
-    ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, -1),
-  ),
+  "reuse": _REUSE,
+  "single_arena": (("M_ARENA_MAX", _M_ARENA_MAX, 1), *_REUSE),
 }
 
 # Environment variables through which a user chose an allocator setting.

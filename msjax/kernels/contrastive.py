@@ -159,12 +159,9 @@ def info_nce(
   a_all, offset, num_devices = _gather(a, axis_name)
   b_all, _, _ = _gather(b, axis_name)
   target = offset + jnp.arange(num_local)
-  logits_ab = (
-    jnp.matmul(a, b_all.T, precision=DOT_PRECISION) / tau
-  )  # local anchors a against all b
-  logits_ba = (
-    jnp.matmul(b, a_all.T, precision=DOT_PRECISION) / tau
-  )  # local anchors b against all a
+  # Local anchors a against all b, and local anchors b against all a.
+  logits_ab = jnp.matmul(a, b_all.T, precision=DOT_PRECISION) / tau
+  logits_ba = jnp.matmul(b, a_all.T, precision=DOT_PRECISION) / tau
   local_sum = jnp.sum(
     _cross_entropy_rows(logits_ab, target)
     + _cross_entropy_rows(logits_ba, target)
@@ -218,9 +215,8 @@ def nt_xent(
   num_global = h1_all.shape[0]
   anchors = jnp.concatenate([h1, h2], axis=0)  # [2b, E]
   keys = jnp.concatenate([h1_all, h2_all], axis=0)  # [2B, E]
-  logits = (
-    jnp.matmul(anchors, keys.T, precision=DOT_PRECISION) / tau
-  )  # [2b, 2B]
+  # [2b, 2B]
+  logits = jnp.matmul(anchors, keys.T, precision=DOT_PRECISION) / tau
   local = offset + jnp.arange(num_local)
   self_index = jnp.concatenate([local, local + num_global])
   positive = jnp.concatenate([local + num_global, local])
@@ -318,9 +314,8 @@ def pro_ucl(
   keys = jnp.concatenate(
     [z_all, jnp.broadcast_to(prototypes, (num_mod, num_classes, dim))], axis=1
   )  # [M, N, D]
-  logits = (
-    jnp.einsum("mbd,mnd->mbn", z, keys, precision=DOT_PRECISION) / tau
-  )  # [M, b, N]
+  # [M, b, N]
+  logits = jnp.einsum("mbd,mnd->mbn", z, keys, precision=DOT_PRECISION) / tau
   pos_mean = (
     jnp.sum(jnp.where(positive[None], logits, 0.0), axis=2) / num_positive
   )
