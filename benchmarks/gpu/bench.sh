@@ -3,7 +3,7 @@
 #   bash benchmarks/gpu/bench.sh [kernels] [models] [train_step]
 cd "$(dirname "$0")/../.." && . benchmarks/gpu/env.sh
 phases=${*:-kernels models}
-kind=$(python3 -c "import jax; print(jax.devices()[0].device_kind.lower().replace(' ', '_'))")
+kind=$(python3 -c "import sys; sys.path.insert(0, 'benchmarks'); import _devices; print(_devices.device_slug())")
 for phase in $phases; do
   case $phase in
     kernels) timeout 280 python3 benchmarks/kernels.py \

@@ -17,7 +17,8 @@ but other bits); drawing ~90 M mask bits per step of the MOD encoder pair
 with ``jax.random`` (threefry or rbg alike) took about a third of the
 fwd+bwd time on CPU. ``exact_dropout_rng=True`` restores ``nn.Dropout``.
 
-Backward passes (CPU cost): the token-wise linear layers (:data:`TokenDense`)
+Backward passes (CPU cost): the token-wise linear layers
+(:data:`msjax.nn.token_matmul.TokenDense`)
 and the window logits (:func:`msjax.nn.token_matmul.window_logits`) use
 :mod:`msjax.nn.token_matmul`'s hand-written backward passes, and
 :func:`layer_norm` its closed-form one; values equal JAX's own rules to
@@ -32,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from msjax.nn.token_matmul import token_dot_general, window_logits
+from msjax.nn.token_matmul import TokenDense, window_logits
 from msjax.nn.windows import (
   masked_softmax,
   relative_position_index,
@@ -46,7 +47,6 @@ __all__ = [
   "DropPath",
   "HashDropout",
   "LayerNorm",
-  "TokenDense",
   "hash_keep_mask",
   "layer_norm",
   "PatchMerging",
@@ -54,11 +54,6 @@ __all__ = [
   "SwinBlock",
   "WindowAttention",
 ]
-
-
-#: ``flax.linen.Dense`` with :func:`msjax.nn.token_matmul.token_dot_general`
-#: (same parameters and values; a backward pass shaped for XLA CPU).
-TokenDense = functools.partial(nn.Dense, dot_general=token_dot_general)
 
 
 class DropPath(nn.Module):
@@ -202,8 +197,7 @@ def layer_norm(
   Returns:
     ``[..., D]``.
   """
-  centred, _, rstd = _layer_norm_stats(x, epsilon)
-  return centred * rstd * scale + bias
+  return _layer_norm_fwd(x, scale, bias, epsilon)[0]
 
 
 def _layer_norm_fwd(x, scale, bias, epsilon):

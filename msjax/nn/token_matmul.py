@@ -22,18 +22,20 @@ matrix units take any operand order) they lower to the plain products of
 JAX's own rules. Values equal those of JAX's rules to rounding.
 
 ``token_dot_general`` is a drop-in ``dot_general`` for
-``flax.linen.Dense`` (parameters unchanged: ``kernel [D_in, D_out]`` and
-``bias``); :func:`window_logits` is the per-window ``q . k`` of window
-attention.
+``flax.linen.Dense`` and :data:`TokenDense` the Dense that uses it
+(parameters unchanged: ``kernel [D_in, D_out]`` and ``bias``);
+:func:`window_logits` is the per-window ``q . k`` of window attention.
 """
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 __all__ = [
+  "TokenDense",
   "key_grad_cpu",
   "key_grad_default",
   "materialized_transpose",
@@ -137,6 +139,11 @@ def token_dot_general(
   if preferred_element_type is not None:
     raise ValueError("token_dot_general takes no preferred_element_type.")
   return _token_matmul(lhs, rhs, precision)
+
+
+#: ``flax.linen.Dense`` with :func:`token_dot_general`: same parameters and
+#: values, a backward pass shaped for XLA CPU.
+TokenDense = functools.partial(nn.Dense, dot_general=token_dot_general)
 
 
 @jax.custom_vjp

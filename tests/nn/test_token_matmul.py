@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from msjax.nn import token_matmul as tm
-from msjax.nn.swin import LayerNorm, TokenDense, layer_norm
+from msjax.nn.swin import LayerNorm, layer_norm
 from tests.kernels.test_precision import _dot_precisions
 
 DENSE_DIMS = (((2,), (0,)), ((), ()))
@@ -29,7 +29,7 @@ def _dots(hlo: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("d_in,d_out", [(6, 10), (10, 6)])
 def test_token_dense_equals_dense_in_value_and_gradients(x64, d_in, d_out):
   x = jax.random.normal(jax.random.key(0), (3, 7, d_in), jnp.float64)
-  plain, mine = nn.Dense(d_out), TokenDense(d_out)
+  plain, mine = nn.Dense(d_out), tm.TokenDense(d_out)
   params = plain.init(jax.random.key(1), x)
   assert jax.tree.map(jnp.shape, mine.init(jax.random.key(1), x)) == (
     jax.tree.map(jnp.shape, params)
@@ -114,7 +114,7 @@ def test_cpu_backward_products_contract_the_minor_axis():
 
 def test_token_dot_general_keeps_the_requested_precision():
   x = jnp.ones((2, 3, 4))
-  module = TokenDense(5, precision=jax.lax.Precision.HIGHEST)
+  module = tm.TokenDense(5, precision=jax.lax.Precision.HIGHEST)
   params = module.init(jax.random.key(0), x)
   jaxpr = jax.make_jaxpr(
     jax.grad(lambda p, x: jnp.sum(module.apply(p, x) ** 2), (0, 1))
