@@ -48,26 +48,48 @@ jax.config.update(
   os.environ.get("MSJAX_TEST_MATMUL_PRECISION", "highest"),
 )
 
-# shared/ lives beside the project root (../shared); CI clones main with shared/
-# beside it. MSJAX_SHARED overrides.
+# The kernel tests read msjax's own vectors, computed at test time from the
+# independent float64 numpy reference in tests/reference (a bare clone needs
+# nothing else). The SPEC's published vectors in ../shared/testvectors (beside
+# the project root; MSJAX_SHARED overrides) are an extra cross-check that runs
+# when they are present (tests/kernels/test_vectors.py).
 SHARED = pathlib.Path(os.environ.get("MSJAX_SHARED", _ROOT.parent / "shared"))
 TESTVECTORS = SHARED / "testvectors"
 
 
 def load_vectors(name: str) -> dict[str, np.ndarray]:
-  """Loads ``testvectors/<name>.npz`` as a dict of numpy arrays."""
+  """The test vector file ``name`` of msjax's own reference (tests/reference)."""
+  from tests.reference import vectors
+
+  return vectors.load(name)
+
+
+def load_tolerances() -> dict:
+  """Per-file, per-key float32 tolerances of msjax's own test vectors."""
+  from tests.reference import vectors
+
+  return vectors.tolerances()
+
+
+def shared_vectors_present() -> bool:
+  """Whether ../shared/testvectors (or $MSJAX_SHARED/testvectors) exists."""
+  return (TESTVECTORS / "tolerances.json").is_file()
+
+
+def load_shared_vectors(name: str) -> dict[str, np.ndarray]:
+  """Loads the published ``testvectors/<name>.npz`` as a dict of arrays."""
   path = TESTVECTORS / f"{name}.npz"
   if not path.exists():
     raise FileNotFoundError(
-      f"{path} not found: the test vectors live in ../shared/testvectors beside"
-      " the project root (set MSJAX_SHARED to point elsewhere)."
+      f"{path} not found: the published test vectors live in"
+      " ../shared/testvectors beside the project root (MSJAX_SHARED overrides)."
     )
   with np.load(path) as data:
     return {k: data[k] for k in data.files}
 
 
-def load_tolerances() -> dict:
-  """Per-file, per-key float32 tolerances of the test vectors."""
+def load_shared_tolerances() -> dict:
+  """Per-file, per-key float32 tolerances of the published vectors."""
   return json.loads((TESTVECTORS / "tolerances.json").read_text())
 
 

@@ -1,4 +1,9 @@
-"""Every file of ../shared/testvectors against the public ``msjax.kernels`` API.
+"""Every test vector file against the public ``msjax.kernels`` API.
+
+The files come from msjax's own float64 reference (``tests/reference``); when
+the SPEC's published set is present (``../shared/testvectors`` or
+``$MSJAX_SHARED/testvectors``) every file of it is checked the same way, and the
+reference itself must reproduce it (outputs and gradients) on its inputs.
 
 For each vector file the kernel is called through the SPEC §6 signature under
 ``jit``; every ``out_*`` key is compared with its per-key float32 tolerance
@@ -19,7 +24,24 @@ import numpy as np
 import pytest
 
 from msjax import kernels
-from tests.conftest import TESTVECTORS, load_tolerances, load_vectors
+from tests.conftest import (
+  TESTVECTORS,
+  load_shared_tolerances,
+  load_shared_vectors,
+  load_tolerances,
+  load_vectors,
+  shared_vectors_present,
+)
+from tests.reference import spec_numpy, vectors
+
+SOURCES = {
+  "own": (load_vectors, load_tolerances),
+  "shared": (load_shared_vectors, load_shared_tolerances),
+}
+needs_shared = pytest.mark.skipif(
+  not shared_vectors_present(),
+  reason="cross-check only: ../shared/testvectors (MSJAX_SHARED) not present",
+)
 
 F64_TOL = {"rtol": 1e-8, "atol": 1e-10}
 INT_HPS = {"num_iters", "iters", "num_classes"}
@@ -189,6 +211,12 @@ NON_DIFF = {"y", "gumbel"}
 
 
 def test_every_vector_file_is_covered():
+  covered = set(CASES) | {"mpp_v1_raises"}
+  assert set(vectors.NAMES) == covered
+
+
+@needs_shared
+def test_every_shared_vector_file_is_covered():
   files = {p.stem for p in TESTVECTORS.glob("*.npz")}
   covered = set(CASES) | {"mpp_v1_raises"}
   assert files == covered, (
@@ -267,9 +295,10 @@ def _check_gradients(name, fn, x, hp, data, tols, use_f64):
     )
 
 
-def _run_case(name: str, use_f64: bool):
-  data = load_vectors(name)
-  tols = load_tolerances()[name]
+def _run_case(name: str, use_f64: bool, source: str = "own"):
+  load, load_tols = SOURCES[source]
+  data = load(name)
+  tols = load_tols()[name]
   hp = _hp(data)
   fn = CASES[name]
   x = _inputs(data, use_f64)
@@ -286,6 +315,60 @@ def test_vectors_float32(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_vectors_float64(name, x64):
   _run_case(name, use_f64=True)
+
+
+@needs_shared
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_shared_vectors_float32(name):
+  _run_case(name, use_f64=False, source="shared")
+
+
+@needs_shared
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_shared_vectors_float64(name, x64):
+  _run_case(name, use_f64=True, source="shared")
+
+
+@needs_shared
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_reference_reproduces_shared_vectors(name):
+  """msjax's numpy reference, on the published inputs, gives the published
+  outputs and gradients: the two independent references agree."""
+  data = load_shared_vectors(name)
+  case = vectors.CASES[name]
+  x = {
+    k[2:]: v
+    for k, v in data.items()
+    if k.startswith("x_") and not k.endswith("_f32")
+  }
+  hp = {
+    k[3:]: int(v) if k[3:] in vectors.INT_HPS else float(v)
+    for k, v in data.items()
+    if k.startswith("hp_")
+  }
+  outs = case.fun(**x, **hp)
+  assert {f"out_{k}" for k in outs} == {k for k in data if k[:4] == "out_"}
+  for k, value in outs.items():
+    expected, value = data["out_" + k], np.asarray(value, np.float64)
+    if k == "pair_ce":  # the diagonal is unused
+      off = ~np.eye(len(expected), dtype=bool)
+      expected, value = expected[off], value[off]
+    np.testing.assert_allclose(value, expected, rtol=1e-9, atol=1e-12)
+  cot = {k[2:]: v for k, v in data.items() if k.startswith("r_")}
+  diff = sorted(k[5:] for k in data if k.startswith("grad_"))
+  assert diff == sorted(case.diff)
+  if not diff:
+    return
+
+  def objective(**xs):
+    o = case.fun(**xs, **hp)
+    return sum(np.sum(r * o[k]) for k, r in cot.items())
+
+  grads = spec_numpy.complex_grad(objective, x, diff)
+  for k in diff:
+    np.testing.assert_allclose(
+      grads[k], data["grad_" + k], rtol=1e-8, atol=1e-11, err_msg=k
+    )
 
 
 def test_sinkhorn_codes_have_zero_gradient():
