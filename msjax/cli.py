@@ -1,12 +1,13 @@
 """The ``msjax`` command: parses arguments, calls :mod:`msjax.train`.
 
     msjax train --config experiments/<name>.py[:arg] --workdir DIR \
-        [--config.a.b=value ...]
+        [--config.a.b=value ...] [--restart]
     msjax eval --workdir DIR
     msjax report DIR
 
-User mistakes (unknown config keys, missing or bad data, a diverged run) are
-printed as one line ``msjax: error: ...`` with exit status 2.
+User mistakes (unknown config keys, missing or bad data, a diverged run, a
+workdir of another config) are printed as one line ``msjax: error: ...`` with
+exit status 2.
 
 Before JAX starts, ``MSJAX_HOST_MALLOC=reuse`` or ``single_arena`` sets glibc
 malloc to keep and reuse freed memory (:mod:`msjax.host_memory`; unset: glibc's
@@ -21,6 +22,74 @@ from msjax import host_memory
 
 __all__ = ["main", "parse_args"]
 
+_DESCRIPTION = """Train, evaluate and report multimodal sensing representation-learning
+runs (ProtoMM, ProMoBal, InfoMAE and baselines)."""
+_EPILOG = """commands:
+  msjax train --config experiments/<name>.py[:arg] --workdir DIR [--config.a.b=value ...]
+  msjax eval --workdir DIR
+  msjax report DIR
+
+Run 'msjax <command> --help' for a command's options. Errors a user can fix
+are printed as one line and exit with status 2.
+"""
+_TRAIN_EPILOG = """config overrides:
+  --config.a.b=value    set key a.b of the experiment config, e.g.
+                        --config.train.total_steps=200
+                        --config.optim.learning_rate=0.01
+                        (repeatable; unknown keys and values of the wrong
+                        type are refused)
+
+Training resumes automatically from the newest intact checkpoint in DIR. A
+DIR holding a run of another config (method, model, data, loss, optimiser)
+is refused unless --restart is given, which moves that run to
+DIR/previous-<n>/ and starts over.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+  raw = argparse.RawDescriptionHelpFormatter
+  parser = argparse.ArgumentParser(
+    prog="msjax", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=raw
+  )
+  commands = parser.add_subparsers(dest="command", required=True)
+  train = commands.add_parser(
+    "train",
+    help="train (resuming from DIR), then evaluate",
+    description="Train an experiment config in DIR, then evaluate it.",
+    epilog=_TRAIN_EPILOG,
+    formatter_class=raw,
+    usage="msjax train [-h] --config FILE.py[:arg] --workdir DIR"
+    " [--config.a.b=value ...] [--restart]",
+  )
+  train.add_argument(
+    "--config",
+    required=True,
+    metavar="FILE.py[:arg]",
+    help="experiment file, e.g. experiments/protomm.py or"
+    " experiments/protomm.py:smoke",
+  )
+  train.add_argument(
+    "--workdir", required=True, metavar="DIR", help="run directory"
+  )
+  train.add_argument(
+    "--restart",
+    action="store_true",
+    help="start over: move a previous run in DIR to DIR/previous-<n>/",
+  )
+  evaluate = commands.add_parser(
+    "eval",
+    help="evaluate a workdir",
+    description="Run the evaluation protocol of the config saved in DIR.",
+  )
+  evaluate.add_argument("--workdir", required=True, metavar="DIR")
+  report = commands.add_parser(
+    "report",
+    help="plots and summary of a workdir",
+    description="Write PNG plots and summary.md to DIR/report/.",
+  )
+  report.add_argument("workdir", metavar="DIR")
+  return parser
+
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   """Parses the command line; ``--config.a.b=value`` items are returned apart.
@@ -31,17 +100,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   Returns:
     ``(namespace, overrides)``.
   """
-  parser = argparse.ArgumentParser(
-    prog="msjax", description=__doc__.split("\n")[0]
-  )
-  commands = parser.add_subparsers(dest="command", required=True)
-  train = commands.add_parser("train", help="train, resume, evaluate")
-  train.add_argument("--config", required=True, help="experiments/x.py[:arg]")
-  train.add_argument("--workdir", required=True)
-  evaluate = commands.add_parser("eval", help="evaluate a workdir")
-  evaluate.add_argument("--workdir", required=True)
-  report = commands.add_parser("report", help="plots and summary of a workdir")
-  report.add_argument("workdir")
+  parser = _parser()
   overrides = [a for a in argv if a.startswith("--config.")]
   rest = [a for a in argv if not a.startswith("--config.")]
   namespace = parser.parse_args(rest)
@@ -58,16 +117,24 @@ def main(argv: Sequence[str] | None = None) -> int:
   except ValueError as error:
     print(f"msjax: error: {error}", file=sys.stderr)
     return 2
-  from msjax import train  # noqa: PLC0415 (fast --help)
+  import jax  # noqa: PLC0415 (fast --help)
+
+  from msjax import train  # noqa: PLC0415
+  from msjax.train import tensorboard  # noqa: PLC0415
 
   try:
     if args.command == "train":
       config = train.load_config(args.config, overrides)
-      outcome = train.train_and_evaluate(config, args.workdir)
+      outcome = train.train_and_evaluate(
+        config, args.workdir, restart=args.restart
+      )
       if outcome["eval"] is not None:
         print(train.format_results(outcome["eval"]))
     elif args.command == "eval":
-      print(train.format_results(train.evaluate(args.workdir)))
+      results = train.evaluate(args.workdir)
+      if jax.process_index() == 0:
+        tensorboard.write_eval(f"{args.workdir}/tensorboard", results)
+      print(train.format_results(results))
     else:
       for path in train.report(args.workdir):
         print(path)

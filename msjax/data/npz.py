@@ -22,6 +22,7 @@ the same as "test"); ``"example"`` does the same with windows.
 from __future__ import annotations
 
 import os
+import zipfile
 
 import ml_collections
 import numpy as np
@@ -115,6 +116,41 @@ def _time_rank(session: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
   return rank
 
 
+def _checked_labels(
+  label: np.ndarray | None, key: str, file_path: str
+) -> np.ndarray | None:
+  """Integer labels, or a ValueError that says what is wrong with them."""
+  if label is None:
+    return None
+  if label.dtype.kind in "USO":
+    examples = ", ".join(repr(str(v)) for v in np.unique(label)[:3])
+    raise ValueError(
+      f"labels {key!r} in {file_path} are strings ({examples}, ...); labels"
+      " must be integers 0..C-1 (-1 = unlabelled): map each class name to an"
+      " integer."
+    )
+  if label.dtype.kind == "b":
+    return label.astype(np.int64)
+  if label.dtype.kind == "f":
+    if not np.all(np.isfinite(label)) or np.any(label != np.round(label)):
+      raise ValueError(
+        f"labels {key!r} in {file_path} are not whole numbers; labels must be"
+        " integers 0..C-1 (-1 = unlabelled)."
+      )
+    return label.astype(np.int64)
+  if label.dtype.kind not in "iu":
+    raise ValueError(
+      f"labels {key!r} in {file_path} have dtype {label.dtype}; labels must"
+      " be integers 0..C-1 (-1 = unlabelled)."
+    )
+  if label.ndim != 1:
+    raise ValueError(
+      f"labels {key!r} in {file_path} have shape {label.shape}; expected one"
+      " integer per window ([N])."
+    )
+  return label
+
+
 def load_npz(data_config: ml_collections.ConfigDict, split: str) -> ArraySource:
   """The `split` of the npz source `data_config` describes."""
   path = str(data_config.path)
@@ -126,15 +162,30 @@ def load_npz(data_config: ml_collections.ConfigDict, split: str) -> ArraySource:
       f"npz file {file_path!r} not found; set config.data.path to a .npz "
       "with one [N, C, T] array per modality."
     )
-  with np.load(file_path, allow_pickle=False) as data:
-    arrays = {k: data[k] for k in data.files}
+  if not zipfile.is_zipfile(file_path):
+    raise ValueError(
+      f"{file_path} is not an .npz archive (not a zip file); write it with"
+      " numpy.savez or msjax.data.npz.save_npz."
+    )
+  try:
+    with np.load(file_path, allow_pickle=False) as data:
+      arrays = {k: data[k] for k in data.files}
+  except ValueError as error:
+    if "pickle" not in str(error):
+      raise
+    raise ValueError(
+      f"{file_path} holds object arrays (pickled Python objects), which are"
+      " not read; store labels as integers and signals as float arrays."
+    ) from None
   modalities = tuple(data_config.modalities)
   if not modalities:
     raise ValueError(
       f"config.data.modalities is empty; list keys of {file_path} to use."
     )
   columns = {
-    "label": arrays.get(data_config.label_key),
+    "label": _checked_labels(
+      arrays.get(data_config.label_key), data_config.label_key, file_path
+    ),
     "session": arrays.get(data_config.session_key),
   }
   time_index = arrays.get("time_index")

@@ -4,11 +4,19 @@ A checkpoint holds the train state (restored into an abstract target that
 carries the shardings, so it comes back born sharded; ``restore_raw`` reads
 it back as host numpy without a target) and a small JSON record
 of the progress clock (seconds of training so far).
+
+A damaged checkpoint (a truncated array file, an empty ``_METADATA``) does
+not block a resume: :meth:`Checkpointer.restore_intact` and
+:meth:`Checkpointer.restore_raw_intact` fall back to the newest checkpoint
+that reads back, print one warning line naming the skipped step, and (when
+writable) move the damaged directory aside to ``<step>.corrupt-<n>``; nothing
+is deleted.
 """
 
 import contextlib
 import logging
 import pathlib
+import sys
 from typing import Any
 
 import jax
@@ -16,7 +24,19 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpointer"]
+__all__ = ["Checkpointer", "warn"]
+
+
+def warn(text: str) -> None:
+  """Prints one ``msjax: warning: ...`` line on stderr."""
+  print(f"msjax: warning: {text}", file=sys.stderr, flush=True)
+
+
+def _first_line(error: BaseException) -> str:
+  for line in str(error).splitlines():
+    if line.strip():
+      return line.strip()[:200]
+  return type(error).__name__
 
 
 def _type_handlers() -> Any:
@@ -78,6 +98,8 @@ class Checkpointer:
       read_only: open without writing (evaluation).
     """
     directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    self.directory = directory
+    self.read_only = read_only
     if read_only:
       options = ocp.CheckpointManagerOptions(
         read_only=True, create=False, save_interval_steps=0
@@ -154,6 +176,56 @@ class Checkpointer:
       ),
     )
     return jax.device_get(restored["state"])
+
+  def all_steps(self) -> list[int]:
+    """Every finished checkpoint's step, ascending."""
+    return sorted(self.manager.all_steps())
+
+  def _set_aside(self, step: int, error: BaseException) -> None:
+    """Warns about a damaged checkpoint and (if writable) renames it."""
+    where = self.directory / str(step)
+    moved = ""
+    if not self.read_only and where.exists():
+      index = 0
+      while (self.directory / f"{step}.corrupt-{index}").exists():
+        index += 1
+      target = self.directory / f"{step}.corrupt-{index}"
+      where.rename(target)
+      moved = f"; moved to {target}"
+    warn(
+      f"checkpoint step {step} in {self.directory} is damaged and was"
+      f" skipped ({_first_line(error)}){moved}"
+    )
+
+  def _newest_intact(self, restore: Any) -> tuple[int, Any] | None:
+    for step in reversed(self.all_steps()):
+      try:
+        return step, restore(step)
+      except Exception as error:  # noqa: BLE001 (any damage: fall back)
+        self._set_aside(step, error)
+    if not self.read_only:
+      self.manager.reload()
+    return None
+
+  def restore_intact(
+    self, abstract_state: Any
+  ) -> tuple[int, Any, dict[str, Any]] | None:
+    """``(step, state, progress)`` of the newest checkpoint that reads back.
+
+    Damaged newer checkpoints are reported and moved aside; None when there
+    is no intact checkpoint (nor any checkpoint).
+    """
+    found = self._newest_intact(lambda step: self.restore(abstract_state, step))
+    if found is None:
+      return None
+    if not self.read_only:
+      self.manager.reload()
+    step, (state, progress) = found
+    return step, state, progress
+
+  def restore_raw_intact(self) -> tuple[int, Any] | None:
+    """``(step, host state)`` of the newest checkpoint that reads back."""
+    return self._newest_intact(self.restore_raw)
 
   def wait(self) -> None:
     """Blocks until pending saves are on disk."""

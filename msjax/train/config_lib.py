@@ -142,7 +142,8 @@ def train_config(**overrides: Any) -> ml_collections.ConfigDict:
   (``data`` devices, -1 = all left; ``fsdp`` devices; ``fsdp_min_size``,
   parameters smaller than this stay replicated), ``distributed``
   (``enabled``, ``coordinator_address``, ``num_processes``, ``process_id``
-  for ``jax.distributed.initialize``; ``cpu_collectives`` for CPU runs),
+  for ``jax.distributed.initialize``; "" and -1 leave them to JAX's cluster
+  auto-detection, see docs/multihost.md; ``cpu_collectives`` for CPU runs),
   ``check_batches`` (reject NaN/inf inputs), ``init_from`` (a workdir
   whose parameters start this run, e.g. InfoMAE stage 2 from stage 1) and
   ``progress`` ("auto", "bar", "log", "off").
@@ -163,8 +164,8 @@ def train_config(**overrides: Any) -> ml_collections.ConfigDict:
       distributed=dict(
         enabled=False,
         coordinator_address="",
-        num_processes=1,
-        process_id=0,
+        num_processes=-1,
+        process_id=-1,
         cpu_collectives="gloo",
       ),
       check_batches=True,

@@ -116,10 +116,10 @@ def _restore_variables(
 ) -> tuple[int, dict]:
   checkpointer = Checkpointer(workdir, config.checkpoint, read_only=True)
   try:
-    step = checkpointer.latest_step()
-    if step is None:
+    found = checkpointer.restore_raw_intact()  # skips damaged checkpoints
+    if found is None:
       raise DataError(f"no checkpoint in {workdir}: train first")
-    state = checkpointer.restore_raw(step)
+    step, state = found
   finally:
     checkpointer.close()
   return step, {"params": state["params"], **state["model_state"]}
@@ -154,6 +154,15 @@ def evaluate(
     runtime.open_source(config.data, config.eval.train_split, make_source),
     runtime.open_source(config.data, config.eval.test_split, make_source),
   )
+  for split, source in zip(
+    (config.eval.train_split, config.eval.test_split), sources, strict=True
+  ):
+    if not runtime.has_labels(source):
+      raise DataError(
+        f"the {split} split of data source {config.data.source!r} has no"
+        f" labels: {config.eval.protocol} needs labelled examples (set"
+        " eval.protocol='none' for unlabelled data)"
+      )
   step, variables = _restore_variables(workdir, config)
   key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 2)
   embed_fn = make_embed_fn(method, config)

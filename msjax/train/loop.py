@@ -1,18 +1,38 @@
 """``train_and_evaluate(config, workdir)``: the training loop.
 
-Resumes automatically from the latest checkpoint in ``workdir``; saves
-periodically and at the end; logs metrics; stops on a non-finite loss naming
-the step (the last good checkpoint stays the latest); evaluates at the end.
+Before anything is compiled or written, the config's step counts and the
+workdir are checked: a workdir that is a file, or that holds a run of another
+config (a different method, model, data, loss or optimiser), is refused with
+one line naming the differing keys, unless ``restart=True`` (``msjax train
+--restart``), which moves the old run aside to ``<workdir>/previous-<n>/``.
+``config.json`` is written once the model has been built on the data.
+
+Resumes automatically from the newest intact checkpoint in ``workdir`` (a
+damaged newer one is moved aside with a warning); saves periodically and at
+the end; logs metrics. Every step's loss is checked on device (a running
+flag, read at log and checkpoint boundaries): a non-finite loss stops the run
+naming the first bad step, before a checkpoint of the bad state is written.
+Evaluates at the end; data without labels skips the evaluation with a note.
 """
 
+import pathlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from msjax.train import config_lib, evaluation, pretrained, runtime, sharding
+from msjax.train import (
+  config_lib,
+  evaluation,
+  pretrained,
+  runtime,
+  sharding,
+  tensorboard,
+)
 from msjax.train.checkpoint import Checkpointer
 from msjax.train.errors import ConfigError, DataError, TrainingError
 from msjax.train.feed import BatchFeed
@@ -20,7 +40,30 @@ from msjax.train.metrics import MetricWriter
 from msjax.train.progress import Chrono, Progress
 from msjax.train.step import TrainSetup, init_variables
 
-__all__ = ["build_setup", "train_and_evaluate"]
+__all__ = [
+  "RUN_SECTIONS",
+  "build_setup",
+  "check_config",
+  "check_workdir",
+  "config_differences",
+  "restart_workdir",
+  "train_and_evaluate",
+]
+
+# Config sections that define a run: resuming under different values would
+# restore a state of another model, or silently change what is trained.
+# train/checkpoint/eval settings (steps, logging, evaluation) may change.
+RUN_SECTIONS = ("method", "seed", "data", "model", "loss", "optim")
+RUN_TRAIN_KEYS = ("batch_size", "sequence_length", "init_from")
+# What a run writes into its workdir (moved aside by a restart).
+RUN_FILES = (
+  "config.json",
+  "checkpoints",
+  "metrics.jsonl",
+  "tensorboard",
+  "eval.json",
+  "report",
+)
 
 
 def _global_example(feed: BatchFeed, host_batch: dict) -> dict:
@@ -66,27 +109,170 @@ def build_setup(
   return TrainSetup(method, config, mesh, example, init_params)
 
 
-def _check_finite(
-  pending: list[tuple[int, dict]], last_saved: int | None, workdir: str
-) -> None:
-  for step, metrics in pending:
-    loss = float(metrics["loss"])
-    if not np.isfinite(loss):
-      kept = (
-        "no checkpoint was saved"
-        if last_saved is None
-        else f"last good checkpoint: step {last_saved} in {workdir}"
-      )
-      raise TrainingError(
-        f"loss is {loss} at step {step}; training stopped ({kept})"
-      )
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Rejects step counts the loop cannot run with, before compiling.
 
-
-def _mean_metrics(pending: list[tuple[int, dict]]) -> dict[str, float]:
-  keys = pending[-1][1].keys()
-  return {
-    k: float(np.mean([float(m[k]) for _, m in pending if k in m])) for k in keys
+  Raises:
+    ConfigError: a non-positive ``train.log_every``,
+      ``checkpoint.every_steps``, ``checkpoint.keep`` or
+      ``train.batch_size``, or a negative ``train.total_steps``.
+  """
+  positive = {
+    "train.log_every": config.train.log_every,
+    "checkpoint.every_steps": config.checkpoint.every_steps,
+    "checkpoint.keep": config.checkpoint.keep,
+    "train.batch_size": config.train.batch_size,
   }
+  for key, value in positive.items():
+    if not isinstance(value, int) or value < 1:
+      raise ConfigError(f"{key}={value!r} must be a positive integer")
+  if config.train.total_steps < 0:
+    raise ConfigError(
+      f"train.total_steps={config.train.total_steps} must be >= 0"
+    )
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for key, value in tree.items():
+      out.update(_flat(value, f"{prefix}{key}."))
+    return out
+  if isinstance(tree, list):
+    tree = tuple(_flat_list(v) for v in tree)
+  return {prefix[:-1]: tree}
+
+
+def _flat_list(value: Any) -> Any:
+  return tuple(_flat_list(v) for v in value) if isinstance(value, list) else value
+
+
+def _run_keys(config: dict) -> dict[str, Any]:
+  flat = _flat({k: config.get(k) for k in RUN_SECTIONS})
+  train = config.get("train", {})
+  flat.update({f"train.{k}": train.get(k) for k in RUN_TRAIN_KEYS})
+  return flat
+
+
+def config_differences(saved: dict, config: dict) -> list[str]:
+  """``key: old -> new`` for every run-defining key that differs."""
+  old, new = _run_keys(saved), _run_keys(config)
+  lines = []
+  for key in sorted(set(old) | set(new)):
+    if old.get(key, "<absent>") != new.get(key, "<absent>"):
+      lines.append(
+        f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
+      )
+  return lines
+
+
+def _move_aside(workdir: pathlib.Path) -> pathlib.Path:
+  index = 0
+  while (workdir / f"previous-{index}").exists():
+    index += 1
+  target = workdir / f"previous-{index}"
+  target.mkdir()
+  for name in RUN_FILES:
+    if (workdir / name).exists():
+      (workdir / name).rename(target / name)
+  return target
+
+
+def check_workdir(
+  config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False
+) -> None:
+  """Refuses a workdir that is a file or holds a run of another config.
+
+  Args:
+    config: the experiment config.
+    workdir: the run directory.
+    restart: the user starts over (:func:`restart_workdir`): any config is
+      accepted.
+
+  Raises:
+    ConfigError: the workdir is not a directory, or its ``config.json`` was
+      written by a config whose run-defining keys differ.
+  """
+  path = pathlib.Path(workdir)
+  if path.exists() and not path.is_dir():
+    raise ConfigError(f"--workdir {workdir} is a file, not a directory")
+  if restart or not (path / "config.json").is_file():
+    return
+  saved = config_lib.restore_config(workdir).to_dict()
+  differences = config_differences(saved, config.to_dict())
+  if differences:
+    shown = "; ".join(differences[:6])
+    more = f" (and {len(differences) - 6} more)" if len(differences) > 6 else ""
+    raise ConfigError(
+      f"{workdir} holds a run of another config ({shown}{more}): use another"
+      " --workdir, or pass --restart to move that run aside and start over"
+    )
+
+
+def restart_workdir(workdir: str) -> None:
+  """Moves a previous run in ``workdir`` to ``<workdir>/previous-<n>/``.
+
+  Process 0 moves; every process waits for it. Nothing is deleted.
+  """
+  path = pathlib.Path(workdir)
+  if jax.process_index() == 0 and any(
+    (path / name).exists() for name in RUN_FILES
+  ):
+    target = _move_aside(path)
+    print(
+      f"msjax: --restart: the previous run in {workdir} was moved to {target}",
+      file=sys.stderr,
+      flush=True,
+    )
+  runtime.sync_processes("msjax restart")
+
+
+def _accumulate_impl(acc: dict, metrics: dict, done: jax.Array) -> dict:
+  """Adds one step's metrics; remembers the first step with a bad loss."""
+  loss = metrics["loss"]
+  first = (acc["bad_step"] < 0) & ~jnp.isfinite(loss)
+  return {
+    "sums": jax.tree.map(jnp.add, acc["sums"], metrics),
+    "count": acc["count"] + 1,
+    "bad_step": jnp.where(first, done, acc["bad_step"]).astype(jnp.int32),
+    "bad_loss": jnp.where(first, loss, acc["bad_loss"]).astype(jnp.float32),
+  }
+
+
+def _first_impl(metrics: dict, done: jax.Array) -> dict:
+  empty = {
+    "sums": jax.tree.map(jnp.zeros_like, metrics),
+    "count": jnp.zeros((), jnp.int32),
+    "bad_step": jnp.full((), -1, jnp.int32),
+    "bad_loss": jnp.zeros((), jnp.float32),
+  }
+  return _accumulate_impl(empty, metrics, done)
+
+
+# One small program per step, on device: the running sums of the metrics and
+# the first step whose loss is not finite (read only at log/save boundaries).
+_accumulate = jax.jit(_accumulate_impl)
+_first_accumulate = jax.jit(_first_impl)
+
+
+def _read(
+  acc: dict, last_saved: int | None, workdir: str
+) -> dict[str, float]:
+  """Fetches the accumulator (waits for the steps); raises on a bad loss."""
+  host = jax.device_get(acc)
+  bad = int(host["bad_step"])
+  if bad >= 0:
+    kept = (
+      "no checkpoint was saved"
+      if last_saved is None
+      else f"last good checkpoint: step {last_saved} in {workdir}"
+    )
+    raise TrainingError(
+      f"loss is {float(host['bad_loss'])} at step {bad}; training stopped"
+      f" ({kept})"
+    )
+  count = max(int(host["count"]), 1)
+  return {k: float(v) / count for k, v in host["sums"].items()}
 
 
 def train_and_evaluate(
@@ -95,6 +281,7 @@ def train_and_evaluate(
   *,
   method: Any = None,
   make_source: runtime.SourceFactory | None = None,
+  restart: bool = False,
 ) -> dict[str, Any]:
   """Trains (resuming from ``workdir``) and evaluates at the end.
 
@@ -103,6 +290,8 @@ def train_and_evaluate(
     workdir: the run directory.
     method: the method module (default ``METHODS[config.method]``).
     make_source: the data factory (default ``msjax.data.make_source``).
+    restart: start over: move a previous run in ``workdir`` aside instead of
+      resuming it (or refusing it when its config differs).
 
   Returns:
     ``{"step", "metrics" (last logged means), "eval" (or None)}``.
@@ -110,26 +299,42 @@ def train_and_evaluate(
   Raises:
     ConfigError, DataError, TrainingError: one-line user errors.
   """
-  runtime.maybe_initialize_distributed(config.train.distributed)
+  check_config(config)
+  check_workdir(config, workdir, restart=restart)  # before writing anything
+  runtime.maybe_initialize_distributed(config.train.distributed, workdir)
+  if restart:
+    restart_workdir(workdir)
   method = runtime.get_method(config.method) if method is None else method
   is_main = jax.process_index() == 0
-  if is_main:
-    config_lib.save_config(config, workdir)
   source = runtime.open_source(config.data, "train", make_source)
   mesh = sharding.make_mesh(config.train.mesh)
   feed = BatchFeed(source, config, mesh)
+  evaluate_at_end = config.eval.at_end and config.eval.protocol != "none"
+  if evaluate_at_end and not runtime.has_labels(source):
+    evaluate_at_end = False
+    if is_main:
+      print(
+        f"msjax: note: the training data has no labels: skipping the"
+        f" {config.eval.protocol} evaluation at the end",
+        file=sys.stderr,
+        flush=True,
+      )
   first_host_batch = feed.host_batch(0)
   init_params = pretrained.initializer(method, config)
   setup = build_setup(
     method, config, mesh, _global_example(feed, first_host_batch), init_params
   )
+  if is_main:
+    config_lib.save_config(config, workdir)
   checkpointer = Checkpointer(workdir, config.checkpoint)
-  start = checkpointer.latest_step()
-  if start is None:
+  restored = checkpointer.restore_intact(setup.abstract_state)
+  if restored is None:
     state, progress_record = setup.init_fn(), {"elapsed_s": 0.0}
     start = 0
   else:
-    state, progress_record = checkpointer.restore(setup.abstract_state, start)
+    start, state, progress_record = restored
+  if is_main:
+    tensorboard.drop_events_after(pathlib.Path(workdir) / "tensorboard", start)
   total = config.train.total_steps
   writer = MetricWriter(workdir)
   chrono = Chrono(progress_record["elapsed_s"])
@@ -140,8 +345,8 @@ def train_and_evaluate(
     enabled=is_main,
   )
   last_saved = start if start > 0 else None
-  pending: list[tuple[int, dict]] = []
   logged: dict[str, float] = {}
+  acc = None
   try:
     if start < total:
       progress.message(
@@ -151,41 +356,41 @@ def train_and_evaluate(
     for step in range(start, total):
       batch = feed(step) if step != 0 else feed.global_batch(first_host_batch)
       state, metrics = setup.step_fn(state, batch)
-      pending.append((step + 1, metrics))
-      if step == start:
-        jax.block_until_ready(metrics)  # compiled: start the clock now
-        chrono.resume()
-        continue
-      chrono.tick()
       done = step + 1
+      acc = (
+        _first_accumulate(metrics, done)
+        if acc is None
+        else _accumulate(acc, metrics, done)
+      )
+      if step == start:
+        jax.block_until_ready(acc)  # compiled: start the clock now
+        chrono.resume()
+      else:
+        chrono.tick()
       save = done % config.checkpoint.every_steps == 0 or done == total
       if done % config.train.log_every == 0 or save:
+        logged = _read(acc, last_saved, workdir)  # waits for the steps
         chrono.pause()
-        pending = jax.device_get(pending)
-        _check_finite(pending, last_saved, workdir)
-        logged = _mean_metrics(pending)
-        logged["steps_per_s"] = chrono.steps_per_second()
+        acc = None
+        rate = chrono.steps_per_second()
+        if rate > 0:
+          logged["steps_per_s"] = rate
         writer.write_scalars(done, logged)
         progress.update(done, logged, chrono)
-        pending = []
         if save:
           checkpointer.save(done, state, {"elapsed_s": chrono.elapsed})
           last_saved = done
         chrono.resume()
     chrono.pause()
-    if pending:  # a run of one step
-      pending = jax.device_get(pending)
-      _check_finite(pending, last_saved, workdir)
-      logged = _mean_metrics(pending)
-      writer.write_scalars(pending[-1][0], logged)
-      checkpointer.save(pending[-1][0], state, {"elapsed_s": chrono.elapsed})
   finally:
     progress.close()
     writer.close()
     checkpointer.close()
   results = None
-  if config.eval.at_end and config.eval.protocol != "none":
+  if evaluate_at_end:
     results = evaluation.evaluate(
       workdir, config=config, method=method, make_source=make_source
     )
+    if is_main:
+      tensorboard.write_eval(pathlib.Path(workdir) / "tensorboard", results)
   return {"step": total, "metrics": logged, "eval": results}

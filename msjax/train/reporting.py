@@ -4,7 +4,12 @@ Plots (those whose data exist): loss curves per term (``loss`` and every
 ``loss/...`` metric), learning rates, probe accuracy per embedding against
 the random-encoder baseline, the prototype-utilisation histogram (ProtoMM),
 modality selection rates (``sel_rate/...``) and FC/RS (ProMoBal), and
-discriminator losses (metrics whose name contains ``disc``, InfoMAE).
+discriminator metrics (names containing ``disc`` other than learning rates,
+InfoMAE: the summed loss, each discriminator's BCE and their accuracy) as
+small multiples, one axis per series.
+
+A directory that is not a training workdir (missing, or without metrics,
+evaluation or config) is refused with a one-line :class:`ConfigError`.
 """
 
 import json
@@ -18,8 +23,9 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from msjax.train.errors import ConfigError  # noqa: E402
 from msjax.train.evaluation import EVAL_FILE  # noqa: E402
-from msjax.train.metrics import read_metrics  # noqa: E402
+from msjax.train.metrics import METRICS_FILE, read_metrics  # noqa: E402
 
 __all__ = ["report", "summary_markdown"]
 
@@ -58,6 +64,42 @@ def _line_plot(
   axes.set(title=title, xlabel="step", ylabel=ylabel)
   axes.legend(fontsize="small")
   axes.grid(alpha=0.3)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+  return True
+
+
+def _small_multiples(
+  series: dict[str, tuple[list[int], list[float]]],
+  path: pathlib.Path,
+  title: str,
+  columns: int = 4,
+) -> bool:
+  """One small axis per series, in a grid (for many series of one kind)."""
+  if not series:
+    return False
+  columns = min(columns, len(series))
+  rows = math.ceil(len(series) / columns)
+  figure, grid = plt.subplots(
+    rows,
+    columns,
+    figsize=(3.2 * columns, 2.4 * rows),
+    squeeze=False,
+    sharex=True,
+  )
+  for axes, (name, (steps, values)) in zip(
+    grid.flat, series.items(), strict=False
+  ):
+    axes.plot(steps, values)
+    axes.set_title(name, fontsize="small")
+    axes.tick_params(labelsize="x-small")
+    axes.grid(alpha=0.3)
+  for axes in list(grid.flat)[len(series) :]:
+    axes.set_visible(False)
+  for axes in grid[-1]:
+    axes.set_xlabel("step", fontsize="small")
+  figure.suptitle(title)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)
@@ -146,7 +188,17 @@ def report(workdir: str) -> list[pathlib.Path]:
   Returns:
     The files written.
   """
-  out = pathlib.Path(workdir) / REPORT_DIR
+  root = pathlib.Path(workdir)
+  if not root.is_dir():
+    raise ConfigError(f"{workdir} is not a directory: nothing to report")
+  if not any(
+    (root / name).exists() for name in (METRICS_FILE, EVAL_FILE, "config.json")
+  ):
+    raise ConfigError(
+      f"{workdir} is not a training workdir (no {METRICS_FILE}, {EVAL_FILE}"
+      " or config.json): nothing to report"
+    )
+  out = root / REPORT_DIR
   out.mkdir(parents=True, exist_ok=True)
   records = read_metrics(workdir)
   eval_path = pathlib.Path(workdir) / EVAL_FILE
@@ -174,13 +226,12 @@ def report(workdir: str) -> list[pathlib.Path]:
     ),
     "selection_rate.png",
   )
-  discriminators = _series(records, lambda k: "disc" in k)
+  discriminators = _series(
+    records, lambda k: "disc" in k and not k.startswith("lr")
+  )
   keep(
-    _line_plot(
-      discriminators,
-      out / "discriminators.png",
-      "discriminator losses",
-      "loss",
+    _small_multiples(
+      discriminators, out / "discriminators.png", "discriminators"
     ),
     "discriminators.png",
   )

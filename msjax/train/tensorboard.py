@@ -9,6 +9,12 @@ few protobuf fields needed for scalars are encoded by hand:
   (3, string), ``summary`` (5, message);
 * ``Summary``: ``value`` (1, repeated message);
 * ``Summary.Value``: ``tag`` (1, string), ``simple_value`` (2, float).
+
+A resumed run logs again the steps after its checkpoint; before it starts,
+:func:`drop_events_after` removes those steps' events from the event files,
+so TensorBoard shows every step once. :func:`write_eval` adds the
+evaluation's scores (``eval/<embedding>/<metric>``, and ``eval_random/...``
+for the random-encoder baseline) at the evaluated checkpoint's step.
 """
 
 import os
@@ -20,9 +26,15 @@ import time
 __all__ = [
   "EventFileWriter",
   "crc32c",
+  "decode_event",
+  "drop_events_after",
   "encode_event",
+  "eval_scalars",
   "frame_record",
   "masked_crc32c",
+  "read_records",
+  "read_scalars",
+  "write_eval",
 ]
 
 _POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected.
@@ -155,3 +167,143 @@ class EventFileWriter:
   def close(self) -> None:
     """Closes the file."""
     self._file.close()
+
+
+def read_records(path: pathlib.Path) -> list[bytes]:
+  """The ``data`` of every complete, intact record of an event file.
+
+  Reading stops at a truncated or corrupt record (e.g. a write cut short).
+  """
+  blob = pathlib.Path(path).read_bytes()
+  records, offset = [], 0
+  while offset + 12 <= len(blob):
+    header = blob[offset : offset + 8]
+    (length,) = struct.unpack("<Q", header)
+    (header_crc,) = struct.unpack("<I", blob[offset + 8 : offset + 12])
+    end = offset + 12 + length + 4
+    if header_crc != masked_crc32c(header) or end > len(blob):
+      break
+    data = blob[offset + 12 : offset + 12 + length]
+    (data_crc,) = struct.unpack("<I", blob[end - 4 : end])
+    if data_crc != masked_crc32c(data):
+      break
+    records.append(data)
+    offset = end
+  return records
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+  value, shift = 0, 0
+  while True:
+    byte = data[offset]
+    offset += 1
+    value |= (byte & 0x7F) << shift
+    shift += 7
+    if not byte & 0x80:
+      return value, offset
+
+
+def _fields(data: bytes) -> list[tuple[int, int, object]]:
+  """(field, wire type, value) of a protobuf message (types 0, 1, 2, 5)."""
+  out, offset = [], 0
+  while offset < len(data):
+    key, offset = _read_varint(data, offset)
+    field, wire = key >> 3, key & 7
+    if wire == 0:
+      value, offset = _read_varint(data, offset)
+    elif wire == 1:
+      value, offset = data[offset : offset + 8], offset + 8
+    elif wire == 2:
+      size, offset = _read_varint(data, offset)
+      value, offset = data[offset : offset + size], offset + size
+    elif wire == 5:
+      value, offset = data[offset : offset + 4], offset + 4
+    else:
+      raise ValueError(f"unsupported protobuf wire type {wire}")
+    out.append((field, wire, value))
+  return out
+
+
+def decode_event(data: bytes) -> dict:
+  """``{"wall_time", "step" (or None), "scalars": {tag: value}}``."""
+  event = {"wall_time": 0.0, "step": None, "scalars": {}}
+  for field, _, value in _fields(data):
+    if field == 1:
+      event["wall_time"] = struct.unpack("<d", value)[0]
+    elif field == 2:
+      step = value - (1 << 64) if value >= 1 << 63 else value
+      event["step"] = step
+    elif field == 5:
+      for sub, _, item in _fields(value):
+        if sub != 1:
+          continue
+        tag, number = None, None
+        for inner, _, part in _fields(item):
+          if inner == 1:
+            tag = part.decode()
+          elif inner == 2:
+            number = struct.unpack("<f", part)[0]
+        if tag is not None and number is not None:
+          event["scalars"][tag] = number
+  return event
+
+
+def read_scalars(logdir: str | pathlib.Path) -> list[tuple[int, str, float]]:
+  """Every ``(step, tag, value)`` in the event files of ``logdir``."""
+  out = []
+  for path in sorted(pathlib.Path(logdir).glob("events.out.tfevents.*")):
+    for data in read_records(path):
+      event = decode_event(data)
+      for tag, value in event["scalars"].items():
+        out.append((event["step"], tag, value))
+  return out
+
+
+def drop_events_after(logdir: str | pathlib.Path, step: int) -> int:
+  """Removes events with a step above ``step`` from ``logdir``'s files.
+
+  A run resumed from the checkpoint at ``step`` writes the later steps again;
+  without this TensorBoard would show them twice. Files are rewritten
+  atomically (a temporary file, then a rename).
+
+  Returns:
+    The number of events removed.
+  """
+  removed = 0
+  for path in sorted(pathlib.Path(logdir).glob("events.out.tfevents.*")):
+    records = read_records(path)
+    keep = [
+      r
+      for r in records
+      if (s := decode_event(r)["step"]) is None or s <= step
+    ]
+    size = sum(len(frame_record(r)) for r in records)
+    if len(keep) == len(records) and size == path.stat().st_size:
+      continue
+    removed += len(records) - len(keep)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(b"".join(frame_record(r) for r in keep))
+    os.replace(temporary, path)
+  return removed
+
+
+def eval_scalars(results: dict) -> dict[str, float]:
+  """``eval/<embedding>/<metric>`` (and ``eval_random/...``) of ``evaluate``."""
+  out = {}
+  for prefix, key in (("eval", "trained"), ("eval_random", "random")):
+    for name, metrics in (results.get(key) or {}).items():
+      for metric, value in metrics.items():
+        out[f"{prefix}/{name}/{metric}"] = float(value)
+  return out
+
+
+def write_eval(logdir: str | pathlib.Path, results: dict) -> None:
+  """Appends the evaluation's scores at the evaluated checkpoint's step."""
+  scalars = eval_scalars(results)
+  if not scalars:
+    return
+  writer = EventFileWriter(str(logdir))
+  try:
+    writer.write_scalars(int(results["step"]), scalars)
+  finally:
+    writer.close()
