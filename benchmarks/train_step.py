@@ -39,6 +39,9 @@ CASES = {
     "paper",
   ),
   "supervised_sum": ("experiments/baselines.py:method=supervised_sum", "paper"),
+  "agm": ("experiments/baselines.py:method=agm", "paper"),
+  "mla": ("experiments/baselines.py:method=mla", "paper"),
+  "mmpareto": ("experiments/baselines.py:method=mmpareto", "paper"),
 }
 
 

@@ -2,8 +2,7 @@
 
     msjax train --config experiments/baselines.py:method=clip --workdir DIR
 
-Arguments: ``smoke``; ``method`` one of supervised_concat, supervised_sum,
-clip, simclr, joint (default clip).
+Arguments: ``smoke``; ``method`` one of :data:`BASELINES` (default clip).
 """
 
 from msjax.data import synthetic
@@ -11,7 +10,16 @@ from msjax.methods import METHODS
 from msjax.train import config_lib
 from msjax.train.errors import ConfigError
 
-BASELINES = ("supervised_concat", "supervised_sum", "clip", "simclr", "joint")
+BASELINES = (
+  "supervised_concat",
+  "supervised_sum",
+  "clip",
+  "simclr",
+  "joint",
+  "agm",
+  "mla",
+  "mmpareto",
+)
 
 
 def get_config(arg=None):

@@ -25,6 +25,7 @@ OPTIONAL = ("param_labels", "post_update")
 
 def test_methods_table_has_every_method_with_the_interface():
   expected = {"protomm", "promobal", "infomae", *BASELINES}
+  expected |= {"agm", "mla", "mmpareto"}  # test_baselines_balancing.py
   assert set(METHODS) == expected
   for name, method in METHODS.items():
     for attr in INTERFACE:

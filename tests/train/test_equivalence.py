@@ -41,6 +41,9 @@ EXPERIMENTS = {
   "clip": "baselines.py:smoke,method=clip",
   "simclr": "baselines.py:smoke,method=simclr",
   "joint": "baselines.py:smoke,method=joint",
+  "agm": "baselines.py:smoke,method=agm",
+  "mla": "baselines.py:smoke,method=mla",
+  "mmpareto": "baselines.py:smoke,method=mmpareto",
 }
 RTOL, ATOL = 2e-5, 2e-6
 # Compile options for both meshes: no backend optimisation and the classic
