@@ -10,21 +10,12 @@ Each value of :data:`METHODS` exposes ``default_config(size)``,
 
 from types import ModuleType
 
-from msjax.methods import (
-  agm,
-  infomae,
-  mla,
-  mmpareto,
-  ogm_ge,
-  promobal,
-  protomm,
-)
+from msjax.methods import agm, infomae, mla, mmpareto, promobal, protomm
 from msjax.methods.baselines import (
   MethodEntry,
   clip,
   joint,
   simclr,
-  slip,
   supervised_concat,
   supervised_sum,
 )
@@ -41,8 +32,6 @@ METHODS: dict[str, ModuleType | MethodEntry] = {
   "clip": clip,
   "simclr": simclr,
   "joint": joint,
-  "slip": slip,
-  "ogm_ge": ogm_ge,
   "agm": agm,
   "mla": mla,
   "mmpareto": mmpareto,
