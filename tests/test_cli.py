@@ -98,3 +98,169 @@ def test_eval_without_run_is_one_line(tmp_path, capsys):
     f"msjax: error: {tmp_path}/config.json not found: is {tmp_path} a"
     " training workdir?"
   )
+
+
+PROTOMM = str(ROOT / "experiments/protomm.py:smoke")
+
+
+def _train(workdir, *extra, spec=PROTOMM):
+  return cli.main(
+    ["train", "--config", spec, "--workdir", str(workdir), *extra]
+  )
+
+
+def test_help_is_plain_text_and_names_overrides(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["--help"])
+  assert exit_info.value.code == 0
+  text = capsys.readouterr().out
+  assert "``" not in text and ":mod:" not in text
+  assert "msjax train --config" in text and "msjax report DIR" in text
+  with pytest.raises(SystemExit):
+    cli.main(["train", "--help"])
+  text = capsys.readouterr().out
+  assert "--config.a.b=value" in text and "--restart" in text
+  assert "``" not in text
+
+
+def test_workdir_that_is_a_file_is_one_line(tmp_path, capsys):
+  path = tmp_path / "afile"
+  path.write_text("x")
+  assert _train(path) == 2
+  assert _error_line(capsys) == (
+    f"msjax: error: --workdir {path} is a file, not a directory"
+  )
+  assert path.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+  "override", ["train.log_every=0", "checkpoint.every_steps=0"]
+)
+def test_zero_step_counts_are_refused_before_compiling(
+  tmp_path, capsys, override, monkeypatch
+):
+  from msjax.train import loop  # noqa: PLC0415
+
+  monkeypatch.setattr(
+    loop, "TrainSetup", lambda *a, **k: pytest.fail("compiled")
+  )
+  assert _train(tmp_path / "run", f"--config.{override}") == 2
+  key = override.split("=")[0]
+  assert _error_line(capsys) == (
+    f"msjax: error: {key}=0 must be a positive integer"
+  )
+  assert not (tmp_path / "run").exists()
+
+
+def _saved_run(workdir, spec=PROTOMM, overrides=()):
+  from msjax.train import config_lib  # noqa: PLC0415
+
+  config = config_lib.load_config(spec, overrides)
+  config_lib.save_config(config, str(workdir))
+  return (workdir / "config.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+  ("spec", "overrides", "named"),
+  [
+    (
+      str(ROOT / "experiments/promobal.py:smoke"),
+      (),
+      "method: 'protomm' -> 'promobal'",
+    ),
+    (PROTOMM, ("--config.model.embed_dim=32",), "model.embed_dim: 16 -> 32"),
+  ],
+)
+def test_workdir_of_another_config_is_refused_untouched(
+  tmp_path, capsys, spec, overrides, named
+):
+  saved = _saved_run(tmp_path)
+  (tmp_path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n')
+  listing = sorted(p.name for p in tmp_path.iterdir())
+  assert _train(tmp_path, *overrides, spec=spec) == 2
+  line = _error_line(capsys)
+  assert line.startswith(f"msjax: error: {tmp_path} holds a run of another")
+  assert named in line and "--restart" in line
+  assert (tmp_path / "config.json").read_bytes() == saved
+  assert sorted(p.name for p in tmp_path.iterdir()) == listing
+
+
+def test_restart_moves_the_old_run_aside(tmp_path, capsys, monkeypatch):
+  from msjax.train import loop  # noqa: PLC0415
+
+  saved = _saved_run(tmp_path)
+  (tmp_path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n')
+
+  class Stop(Exception):
+    pass
+
+  def stop(*args, **kwargs):
+    raise Stop
+
+  monkeypatch.setattr(loop.runtime, "open_source", stop)
+  with pytest.raises(Stop):
+    _train(
+      tmp_path,
+      "--restart",
+      spec=str(ROOT / "experiments/promobal.py:smoke"),
+    )
+  assert "moved to" in capsys.readouterr().err
+  aside = tmp_path / "previous-0"
+  assert (aside / "config.json").read_bytes() == saved
+  assert (aside / "metrics.jsonl").exists()
+  assert not (tmp_path / "config.json").exists()
+
+
+def _npz_spec(tmp_path, **columns):
+  import numpy as np  # noqa: PLC0415
+
+  from msjax.data import npz  # noqa: PLC0415
+
+  rng = np.random.default_rng(0)
+  path = tmp_path / "data.npz"
+  npz.save_npz(
+    str(path),
+    {"ppg": rng.normal(size=(32, 1, 64)).astype("float32")},
+    subject=np.repeat(np.arange(4), 8),
+    **columns,
+  )
+  return path
+
+
+def test_string_labels_and_non_zip_npz_are_one_line(tmp_path, capsys):
+  import numpy as np  # noqa: PLC0415
+
+  from msjax.data import make_source, npz  # noqa: PLC0415
+  from msjax.train import runtime  # noqa: PLC0415
+  from msjax.train.errors import DataError  # noqa: PLC0415
+
+  path = _npz_spec(tmp_path, label=np.array(["walk", "run"] * 16))
+  config = npz.default_config(str(path), ("ppg",))
+  with pytest.raises(DataError) as error:
+    runtime.open_source(config, "train", make_source)
+  assert str(error.value) == (
+    f"data source 'npz' (train): labels 'label' in {path} are strings"
+    " ('run', 'walk', ...); labels must be integers 0..C-1 (-1 ="
+    " unlabelled): map each class name to an integer."
+  )
+  text = tmp_path / "notes.npz"
+  text.write_text("a,b\n1,2\n")
+  config.path = str(text)
+  with pytest.raises(DataError) as error:
+    runtime.open_source(config, "train", make_source)
+  assert str(error.value) == (
+    f"data source 'npz' (train): {text} is not an .npz archive (not a zip"
+    " file); write it with numpy.savez or msjax.data.npz.save_npz."
+  )
+
+
+def test_report_on_a_missing_directory_exits_2(tmp_path, capsys):
+  missing = tmp_path / "nothing"
+  assert cli.main(["report", str(missing)]) == 2
+  assert _error_line(capsys) == (
+    f"msjax: error: {missing} is not a directory: nothing to report"
+  )
+  assert not missing.exists()
+  assert cli.main(["report", str(tmp_path)]) == 2
+  assert "is not a training workdir" in _error_line(capsys)
+  assert not (tmp_path / "report").exists()

@@ -155,10 +155,19 @@ def _run_keys(config: dict) -> dict[str, Any]:
 
 
 def config_differences(saved: dict, config: dict) -> list[str]:
-  """``key: old -> new`` for every run-defining key that differs."""
+  """``key: old -> new`` for every run-defining key that differs.
+
+  The method first, then model, data, train, seed, optimiser and loss keys.
+  """
   old, new = _run_keys(saved), _run_keys(config)
+  order = ("method", "model.", "data.", "train.", "seed", "optim.", "loss.")
+
+  def rank(key: str) -> tuple[int, str]:
+    ranks = [i for i, prefix in enumerate(order) if key.startswith(prefix)]
+    return (ranks[0] if ranks else len(order), key)
+
   lines = []
-  for key in sorted(set(old) | set(new)):
+  for key in sorted(set(old) | set(new), key=rank):
     if old.get(key, "<absent>") != new.get(key, "<absent>"):
       lines.append(
         f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"

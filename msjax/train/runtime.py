@@ -21,6 +21,8 @@ import pathlib
 import re
 import shutil
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +49,7 @@ LAUNCH_DIR = ".msjax_launch"
 # while jax.distributed.initialize runs; JAX's own timeout is 300 s).
 _CLAIM_LIFETIME_S = 600.0
 _CLAIM_GRACE_S = 1.0
+_REFUSED_LIFETIME_S = 15.0
 
 SourceFactory = Callable[[ml_collections.ConfigDict, str], Any]
 
@@ -84,50 +87,108 @@ def _alive(host: str, pid: int) -> bool:
   return True
 
 
-def _claim_id(
-  workdir: str, token: str, process_id: int, num_processes: int | None
-) -> pathlib.Path:
-  """Writes this process's claim on ``process_id``; refuses a second claim.
+def _live_claim(path: pathlib.Path) -> dict | None:
+  """The record of a claim that still counts, or None (stale, unreadable).
 
-  Returns:
-    The claim file (removed once JAX has connected every process).
-
-  Raises:
-    ConfigError: a live process of the same launch claims the same id.
+  A claim counts while its process lives and it is younger than the claim
+  lifetime; a refused claim (its process reported a duplicate and ended)
+  counts for a few seconds more, so that the other claimant refuses too.
   """
-  directory = pathlib.Path(workdir) / LAUNCH_DIR / token
-  directory.mkdir(parents=True, exist_ok=True)
-  host, pid = socket.gethostname(), os.getpid()
-  mine = directory / f"process-{process_id}.{host}.{pid}"
-  mine.write_text(json.dumps({"host": host, "pid": pid, "time": time.time()}))
-  time.sleep(_CLAIM_GRACE_S)  # let processes started together see each other
-  for other in directory.glob(f"process-{process_id}.*"):
-    if other == mine:
-      continue
-    try:
-      record = json.loads(other.read_text())
-    except (OSError, ValueError):
-      continue
-    fresh = time.time() - other.stat().st_mtime < _CLAIM_LIFETIME_S
-    if fresh and _alive(record["host"], int(record["pid"])):
-      mine.unlink(missing_ok=True)
-      total = "" if num_processes is None else f" of {num_processes}"
-      raise ConfigError(
-        f"two processes claim process id {process_id}{total} in {workdir}:"
-        f" this one (host {host}, pid {pid}) and host {record['host']}, pid"
-        f" {record['pid']}; give every process its own id"
-        " (SLURM_PROCID, or train.distributed.process_id)"
-      )
-  return mine
+  try:
+    record = json.loads(path.read_text())
+    age = time.time() - path.stat().st_mtime
+  except (OSError, ValueError):
+    return None
+  if record.get("refused"):
+    return record if age < _REFUSED_LIFETIME_S else None
+  if age < _CLAIM_LIFETIME_S and _alive(record["host"], int(record["pid"])):
+    return record
+  return None
 
 
-def _release(claim: pathlib.Path) -> None:
-  claim.unlink(missing_ok=True)
-  for directory in (claim.parent, claim.parent.parent):
-    try:
-      directory.rmdir()  # only when empty
-    except OSError:
-      break
+def _rival(mine: pathlib.Path, process_id: int) -> dict | None:
+  """A claim on ``process_id`` that counts, other than ``mine``, or None."""
+  for other in mine.parent.glob(f"process-{process_id}.*"):
+    if other != mine and (record := _live_claim(other)) is not None:
+      return record
+  return None
+
+
+def _duplicate_message(
+  workdir: str, process_id: int, num_processes: int | None, record: dict
+) -> str:
+  total = "" if num_processes is None else f" of {num_processes}"
+  return (
+    f"two processes claim process id {process_id}{total} in {workdir}:"
+    f" this one (host {socket.gethostname()}, pid {os.getpid()}) and host"
+    f" {record['host']}, pid {record['pid']}; give every process its own id"
+    " (SLURM_PROCID, or train.distributed.process_id)"
+  )
+
+
+class _Claim:
+  """This process's claim on its id while ``jax.distributed`` connects.
+
+  A watcher thread keeps looking for a second claim on the same id: JAX
+  would wait for the missing process until its timeout and then abort, so
+  the watcher prints the one-line error and ends the process (status 2).
+  """
+
+  def __init__(
+    self,
+    workdir: str,
+    token: str,
+    process_id: int,
+    num_processes: int | None,
+  ) -> None:
+    directory = pathlib.Path(workdir) / LAUNCH_DIR / token
+    directory.mkdir(parents=True, exist_ok=True)
+    host, pid = socket.gethostname(), os.getpid()
+    self.path = directory / f"process-{process_id}.{host}.{pid}"
+    self.path.write_text(
+      json.dumps({"host": host, "pid": pid, "time": time.time()})
+    )
+    self._args = (workdir, process_id, num_processes)
+    time.sleep(_CLAIM_GRACE_S)  # let processes started together meet
+    record = _rival(self.path, process_id)
+    if record is not None:
+      self._refuse()
+      raise ConfigError(_duplicate_message(*self._args, record))
+    self._stop = threading.Event()
+    self._watcher = threading.Thread(target=self._watch, daemon=True)
+    self._watcher.start()
+
+  def _watch(self) -> None:
+    while not self._stop.wait(0.25):
+      record = _rival(self.path, self._args[1])
+      if record is not None and not self._stop.is_set():
+        self._refuse()
+        print(
+          f"msjax: error: {_duplicate_message(*self._args, record)}",
+          file=sys.stderr,
+          flush=True,
+        )
+        os._exit(2)
+
+  def _refuse(self) -> None:
+    """Marks the claim refused: the rival sees it and refuses as well."""
+    record = json.loads(self.path.read_text())
+    self.path.write_text(json.dumps({**record, "refused": True}))
+
+  def release(self) -> None:
+    """Stops watching, removes the claim, stale claims and empty folders."""
+    if hasattr(self, "_stop"):
+      self._stop.set()
+      self._watcher.join()
+    self.path.unlink(missing_ok=True)
+    for other in self.path.parent.glob("process-*"):
+      if _live_claim(other) is None:
+        other.unlink(missing_ok=True)
+    for directory in (self.path.parent, self.path.parent.parent):
+      try:
+        directory.rmdir()  # only when empty
+      except OSError:
+        break
 
 
 def sync_processes(name: str) -> None:
@@ -241,7 +302,7 @@ def maybe_initialize_distributed(
     except Exception:  # noqa: BLE001 (let JAX report it)
       expected_id = expected_num = None
     if expected_id is not None:
-      claim = _claim_id(
+      claim = _Claim(
         workdir, _launch_token(env, coordinator), expected_id, expected_num
       )
   try:
@@ -256,7 +317,7 @@ def maybe_initialize_distributed(
     ) from None
   finally:
     if claim is not None:
-      _release(claim)
+      claim.release()
   if env is not None and num is not None:
     try:
       tasks = env.get_process_count()

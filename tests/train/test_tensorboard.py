@@ -113,3 +113,68 @@ def test_corrupted_record_is_detected(tmp_path):
   record[14] ^= 1
   with pytest.raises(AssertionError):
     _records(bytes(record))
+
+
+def _scalars(logdir):
+  """(step, tag) -> [values] over every event file, read independently."""
+  seen = {}
+  for path in sorted(logdir.glob("events.out.tfevents.*")):
+    for record in _records(path.read_bytes()):
+      fields = {f: v for f, _, v in _fields(record)}
+      if 5 not in fields:
+        continue
+      for _, _, value in _fields(fields[5]):
+        entry = {f: v for f, _, v in _fields(value)}
+        seen.setdefault((fields[2], entry[1].decode()), []).append(entry[2])
+  return seen
+
+
+def test_resume_writes_each_step_once_and_eval_scores(tmp_path):
+  import shutil  # noqa: PLC0415
+
+  from msjax.train import config_lib  # noqa: PLC0415
+  from msjax.train.loop import train_and_evaluate  # noqa: PLC0415
+  from tests.train import toy  # noqa: PLC0415
+
+  config = toy.get_config()
+  config_lib.apply_overrides(
+    config,
+    [
+      "train.log_every=1",
+      "checkpoint.keep=3",
+      "eval.probe_steps=5",
+      "eval.random_baseline=false",
+    ],
+  )
+
+  def run():
+    return train_and_evaluate(
+      config, str(tmp_path), method=toy, make_source=toy.make_source
+    )
+
+  run()
+  # A run killed after logging steps 5 and 6 but before checkpoint 6 landed.
+  shutil.rmtree(tmp_path / "checkpoints" / "6")
+  outcome = run()  # resumes at 4: logs 5 and 6 again, evaluates again
+  seen = _scalars(tmp_path / "tensorboard")
+  train_points = {k: v for k, v in seen.items() if k[1] == "loss"}
+  assert sorted(step for step, _ in train_points) == [1, 2, 3, 4, 5, 6]
+  assert all(len(v) == 1 for v in train_points.values()), train_points
+  accuracy = seen[(6, "eval/fused/accuracy")]
+  assert accuracy[-1] == pytest.approx(
+    outcome["eval"]["trained"]["fused"]["accuracy"]
+  )
+  assert (6, "eval/a/macro_f1") in seen
+
+
+def test_drop_events_after_keeps_earlier_steps(tmp_path):
+  writer = tensorboard.EventFileWriter(str(tmp_path))
+  for step in range(1, 6):
+    writer.write_scalars(step, {"loss": float(step)})
+  writer.close()
+  assert tensorboard.drop_events_after(tmp_path, 3) == 2
+  assert tensorboard.drop_events_after(tmp_path, 3) == 0
+  seen = _scalars(tmp_path)
+  assert seen == {(s, "loss"): [float(s)] for s in (1, 2, 3)}
+  (path,) = tmp_path.glob("events.out.tfevents.*")
+  assert {f for f, _, _ in _fields(_records(path.read_bytes())[0])} >= {3}
