@@ -68,3 +68,47 @@ def test_nan_rejected(tmp_path):
   npz.save_npz(path, {"ppg": x}, subject=np.array([0, 0, 1, 1]))
   with pytest.raises(ValueError, match="NaN"):
     make_source(npz.default_config(path, ("ppg",)), "train")
+
+
+def _labelled(path, label, **extra):
+  npz.save_npz(
+    path,
+    {"ppg": np.zeros((4, 1, 8))},
+    subject=np.repeat([0, 1], 2),
+    **({"label": label} if label is not None else {}),
+    **extra,
+  )
+  return npz.default_config(path, ("ppg",))
+
+
+def test_label_checks(tmp_path):
+  from msjax.train import runtime  # noqa: PLC0415
+
+  path = str(tmp_path / "d.npz")
+  source = make_source(_labelled(path, np.array([0.0, 1.0, 2.0, 1.0])), "train")
+  assert source.labels().dtype.kind == "i"
+  with pytest.raises(ValueError, match="are not whole numbers"):
+    make_source(_labelled(path, np.array([0.5, 1.0, 2.0, 1.0])), "train")
+  with pytest.raises(ValueError, match=r"are strings \('a', 'b', \.\.\.\)"):
+    make_source(_labelled(path, np.array(["a", "b", "a", "b"])), "train")
+  unlabelled = make_source(_labelled(path, None), "train")
+  assert (unlabelled.labels() == -1).all()
+  assert not runtime.has_labels(unlabelled)
+  assert runtime.has_labels(source)
+
+
+def test_object_arrays_and_non_zip_files(tmp_path):
+  path = tmp_path / "obj.npz"
+  np.savez(
+    path,
+    ppg=np.zeros((4, 1, 8)),
+    label=np.array([0, "x", None, 1], dtype=object),
+    subject=np.array([0, 0, 1, 1]),
+  )
+  with pytest.raises(ValueError, match="holds object arrays"):
+    make_source(npz.default_config(str(path), ("ppg",)), "train")
+  npy = tmp_path / "single.npz"
+  with open(npy, "wb") as handle:
+    np.save(handle, np.zeros((4, 1, 8)))
+  with pytest.raises(ValueError, match=r"is not an \.npz archive"):
+    make_source(npz.default_config(str(npy), ("ppg",)), "train")
