@@ -264,3 +264,11 @@ def test_report_on_a_missing_directory_exits_2(tmp_path, capsys):
   assert cli.main(["report", str(tmp_path)]) == 2
   assert "is not a training workdir" in _error_line(capsys)
   assert not (tmp_path / "report").exists()
+
+
+def test_unreadable_saved_config_is_one_line(tmp_path, capsys):
+  (tmp_path / "config.json").write_text("{not json")
+  assert _train(tmp_path) == 2
+  line = _error_line(capsys)
+  assert line.startswith(f"msjax: error: {tmp_path / 'config.json'} is unreadable")
+  assert (tmp_path / "config.json").read_text() == "{not json"

@@ -207,7 +207,13 @@ def check_workdir(
     raise ConfigError(f"--workdir {workdir} is a file, not a directory")
   if restart or not (path / "config.json").is_file():
     return
-  saved = config_lib.restore_config(workdir).to_dict()
+  try:
+    saved = config_lib.restore_config(workdir).to_dict()
+  except (ValueError, TypeError) as error:
+    raise ConfigError(
+      f"{path / 'config.json'} is unreadable ({runtime.first_line(error)}):"
+      " use another --workdir, or pass --restart to move that run aside"
+    ) from None
   differences = config_differences(saved, config.to_dict())
   if differences:
     shown = "; ".join(differences[:6])
