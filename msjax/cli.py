@@ -22,10 +22,11 @@ from msjax import host_memory
 
 __all__ = ["main", "parse_args"]
 
-_DESCRIPTION = """Train, evaluate and report multimodal sensing representation-learning
-runs (ProtoMM, ProMoBal, InfoMAE and baselines)."""
+_DESCRIPTION = """Train, evaluate and report multimodal sensing
+representation-learning runs (ProtoMM, ProMoBal, InfoMAE and baselines)."""
 _EPILOG = """commands:
-  msjax train --config experiments/<name>.py[:arg] --workdir DIR [--config.a.b=value ...]
+  msjax train --config experiments/<name>.py[:arg] --workdir DIR \\
+      [--config.a.b=value ...] [--restart]
   msjax eval --workdir DIR
   msjax report DIR
 

@@ -58,7 +58,7 @@ TESTVECTORS = SHARED / "testvectors"
 
 
 def load_vectors(name: str) -> dict[str, np.ndarray]:
-  """The test vector file ``name`` of msjax's own reference (tests/reference)."""
+  """Test vector file ``name`` of msjax's own reference (tests/reference)."""
   from tests.reference import vectors
 
   return vectors.load(name)

@@ -270,5 +270,6 @@ def test_unreadable_saved_config_is_one_line(tmp_path, capsys):
   (tmp_path / "config.json").write_text("{not json")
   assert _train(tmp_path) == 2
   line = _error_line(capsys)
-  assert line.startswith(f"msjax: error: {tmp_path / 'config.json'} is unreadable")
+  saved = tmp_path / "config.json"
+  assert line.startswith(f"msjax: error: {saved} is unreadable")
   assert (tmp_path / "config.json").read_text() == "{not json"

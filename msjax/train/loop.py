@@ -144,7 +144,9 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _flat_list(value: Any) -> Any:
-  return tuple(_flat_list(v) for v in value) if isinstance(value, list) else value
+  if isinstance(value, list):
+    return tuple(_flat_list(v) for v in value)
+  return value
 
 
 def _run_keys(config: dict) -> dict[str, Any]:

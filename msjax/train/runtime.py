@@ -208,7 +208,9 @@ def _check_shared_workdir(workdir: str) -> None:
   """
   from jax.experimental import multihost_utils  # noqa: PLC0415
 
-  nonce = np.frombuffer(os.urandom(8), np.uint32) if jax.process_index() == 0 else np.zeros(2, np.uint32)
+  nonce = np.zeros(2, np.uint32)
+  if jax.process_index() == 0:
+    nonce = np.frombuffer(os.urandom(8), np.uint32)
   nonce = np.asarray(multihost_utils.broadcast_one_to_all(nonce))
   token = "check-" + "".join(f"{int(v):08x}" for v in nonce)
   directory = pathlib.Path(workdir) / LAUNCH_DIR / token
@@ -297,8 +299,8 @@ def maybe_initialize_distributed(
     if path.exists() and not path.is_dir():
       raise ConfigError(f"--workdir {workdir} is a file, not a directory")
     try:
-      expected_id = process_id if process_id is not None else env.get_process_id()
-      expected_num = num if num is not None else env.get_process_count()
+      expected_id = env.get_process_id() if process_id is None else process_id
+      expected_num = env.get_process_count() if num is None else num
     except Exception:  # noqa: BLE001 (let JAX report it)
       expected_id = expected_num = None
     if expected_id is not None:

@@ -72,7 +72,7 @@ def normalize(x):
 
 
 def one_hot_argmax(x, axis):
-  """one_hot(argmax over ``axis``) of the real part, ties to the lowest index."""
+  """one_hot(argmax over ``axis``) of the real part (ties: lowest index)."""
   idx = np.argmax(x.real, axis=axis)
   shape = [1] * x.ndim
   shape[axis] = x.shape[axis]

@@ -41,7 +41,8 @@ INT_HPS = {"num_iters", "iters", "num_classes"}
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-  make: collections.abc.Callable[[np.random.Generator], dict]  # inputs (float64 / int32)
+  # inputs from a generator: float64 arrays, int32 labels
+  make: collections.abc.Callable[[np.random.Generator], dict]
   hp: dict
   fun: collections.abc.Callable[..., dict]  # fun(**inputs, **hp) -> outputs
   cotangents: dict = dataclasses.field(default_factory=dict)  # key -> kind

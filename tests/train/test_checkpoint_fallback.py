@@ -87,9 +87,12 @@ def test_resume_skips_a_damaged_newest_checkpoint(
   assert "resuming at step 2;" in err
   # Kept aside, byte for byte.
   aside = checkpoints / "4.corrupt-0"
-  assert {
-    p.relative_to(aside): p.read_bytes() for p in aside.rglob("*") if p.is_file()
-  } == before
+  kept = {
+    p.relative_to(aside): p.read_bytes()
+    for p in aside.rglob("*")
+    if p.is_file()
+  }
+  assert kept == before
   step, params = _params(tmp_path, _config(6))
   expected_step, expected = uninterrupted
   assert step == expected_step == 6

@@ -3,11 +3,9 @@ log boundaries, steps/s on short runs, an unusable distributed setup and the
 discriminator plot."""
 
 import math
-import time
 import types
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -153,7 +151,12 @@ def test_distributed_without_coordinator_or_cluster_is_one_line(monkeypatch):
 def test_discriminator_plot_has_one_axis_per_series(tmp_path, monkeypatch):
   names = [f"disc/d{i}" for i in range(10)] + ["disc/accuracy", "loss/disc"]
   lines = [
-    {"step": s, "loss": 1.0, "lr/discriminators": 0.1, **dict.fromkeys(names, s)}
+    {
+      "step": s,
+      "loss": 1.0,
+      "lr/discriminators": 0.1,
+      **dict.fromkeys(names, s),
+    }
     for s in (1, 2)
   ]
   import json  # noqa: PLC0415
