@@ -42,6 +42,11 @@ CASES = {
   "agm": ("experiments/baselines.py:method=agm", "paper"),
   "mla": ("experiments/baselines.py:method=mla", "paper"),
   "mmpareto": ("experiments/baselines.py:method=mmpareto", "paper"),
+  "focal": ("experiments/baselines.py:method=focal", "paper"),
+  "gmc": ("experiments/baselines.py:method=gmc", "paper"),
+  "cocoa": ("experiments/baselines.py:method=cocoa", "paper"),
+  "cav_mae": ("experiments/baselines.py:method=cav_mae", "paper"),
+  "moco": ("experiments/baselines.py:method=moco", "paper"),
 }
 
 

@@ -19,7 +19,14 @@ BASELINES = (
   "agm",
   "mla",
   "mmpareto",
+  "focal",
+  "gmc",
+  "cocoa",
+  "cav_mae",
+  "moco",
 )
+# Methods whose loss reads runs of loss.seq_len consecutive windows.
+SEQUENCE_METHODS = ("focal",)
 
 
 def get_config(arg=None):
@@ -29,6 +36,13 @@ def get_config(arg=None):
     raise ConfigError(f"method must be one of {BASELINES}, got {arg.method!r}")
   sections = METHODS[arg.method].default_config("tiny")
   data = synthetic.default_config(smoke=smoke)
+  # The feed samples sequences of loss.seq_len consecutive windows for these
+  # methods, and the smoke data needs enough sessions for them.
+  sequence_length = (
+    sections.loss.seq_len if arg.method in SEQUENCE_METHODS else 1
+  )
+  if smoke and sequence_length > 1:
+    data.num_sessions = 8
   if "num_classes" in sections.model:
     sections.model.num_classes = synthetic.TASKS[data.task]
   optim = config_lib.optim_config(
@@ -36,6 +50,7 @@ def get_config(arg=None):
   )
   train = config_lib.train_config(
     batch_size=16 if smoke else 64,
+    sequence_length=sequence_length,
     total_steps=4 if smoke else 200,
     log_every=2 if smoke else 20,
   )

@@ -10,7 +10,19 @@ Each value of :data:`METHODS` exposes ``default_config(size)``,
 
 from types import ModuleType
 
-from msjax.methods import agm, infomae, mla, mmpareto, promobal, protomm
+from msjax.methods import (
+  agm,
+  cav_mae,
+  cocoa,
+  focal,
+  gmc,
+  infomae,
+  mla,
+  mmpareto,
+  moco,
+  promobal,
+  protomm,
+)
 from msjax.methods.baselines import (
   MethodEntry,
   clip,
@@ -35,4 +47,9 @@ METHODS: dict[str, ModuleType | MethodEntry] = {
   "agm": agm,
   "mla": mla,
   "mmpareto": mmpareto,
+  "focal": focal,
+  "gmc": gmc,
+  "cocoa": cocoa,
+  "cav_mae": cav_mae,
+  "moco": moco,
 }

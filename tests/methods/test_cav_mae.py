@@ -122,9 +122,11 @@ def test_hidden_patches_do_not_reach_the_encoder_and_interface():
 
 
 def test_training_beats_random_probe_over_three_seeds():
+  # Measured ppg margins (3 seeds): 0.043, 0.078, 0.027 at 200 steps;
+  # 0.066, 0.117, 0.082 at 250 steps.
   config = su.learning_config(cav_mae)
   runs = su.train_seeds(
-    cav_mae, config, steps=200, probed="ppg", learning_rate=3e-3
+    cav_mae, config, steps=250, probed="ppg", learning_rate=3e-3
   )
   for run in runs:
     assert run.last_loss < run.first_loss - 0.5, run

