@@ -19,6 +19,9 @@ BASELINES = (
   "agm",
   "mla",
   "mmpareto",
+  "tnc",
+  "tstcc",
+  "mae",
   "focal",
   "gmc",
   "cocoa",
@@ -26,7 +29,9 @@ BASELINES = (
   "moco",
 )
 # Methods whose loss reads runs of loss.seq_len consecutive windows.
-SEQUENCE_METHODS = ("focal",)
+SEQUENCE_METHODS = ("focal", "tnc")
+# Methods whose encoders take spectrograms [B, C, F, N].
+SPECTROGRAM_METHODS = ("mae",)
 
 
 def get_config(arg=None):
@@ -43,6 +48,8 @@ def get_config(arg=None):
   )
   if smoke and sequence_length > 1:
     data.num_sessions = 8
+  if arg.method in SPECTROGRAM_METHODS:
+    data.representation = "stft"
   if "num_classes" in sections.model:
     sections.model.num_classes = synthetic.TASKS[data.task]
   optim = config_lib.optim_config(

@@ -10,7 +10,7 @@ from msjax.data import make_source, npz, pipeline, signal
 
 N, RATES, SECONDS = 48, {"ppg": 32, "acc": 16}, 2
 # Methods whose encoders take spectrograms [B, C, F, N].
-SPECTRAL = ("infomae",)
+SPECTRAL = ("infomae", "mae")
 
 
 def _write(tmp_path):

@@ -15,9 +15,10 @@ import ml_collections
 import numpy as np
 import optax
 
+from msjax.data import pipeline
 from tests.methods import _train_util as tu
 
-__all__ = ["SeedRuns", "train_seeds", "uniform_batches"]
+__all__ = ["SeedRuns", "sequence_batches", "train_seeds", "uniform_batches"]
 
 BatchFn = Callable[[Any, int, int, int], dict]
 
@@ -60,6 +61,28 @@ def uniform_batches(source: Any, seed: int, step: int, batch_size: int) -> dict:
   """``batch_size`` distinct random rows, a function of ``(seed, step)``."""
   rng = np.random.default_rng([seed, step])
   return source.get(rng.choice(source.num_examples, batch_size, replace=False))
+
+
+def sequence_batches(seq_len: int) -> BatchFn:
+  """A batch stream of ``B / seq_len`` runs of ``seq_len`` windows.
+
+  The data pipeline's sequence sampler (sequence-major rows; runs of one
+  session at least ``2 seq_len`` windows apart), seeded by ``(seed, step)``.
+  """
+  indices: dict[int, Any] = {}
+
+  def batches(source: Any, seed: int, step: int, batch_size: int) -> dict:
+    if id(source) not in indices:
+      indices[id(source)] = pipeline.sequence_index_for(source, seq_len)
+    rows = pipeline.sequence_batch_indices(
+      indices[id(source)],
+      num_sequences=batch_size // seq_len,
+      seed=seed,
+      step=step,
+    )
+    return source.get(rows)
+
+  return batches
 
 
 def _stack(trees: list[Any]) -> Any:

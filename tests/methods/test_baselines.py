@@ -26,6 +26,7 @@ OPTIONAL = ("param_labels", "post_update")
 def test_methods_table_has_every_method_with_the_interface():
   expected = {"protomm", "promobal", "infomae", *BASELINES}
   expected |= {"agm", "mla", "mmpareto"}  # test_baselines_balancing.py
+  expected |= {"tnc", "tstcc", "mae"}  # test_baselines_temporal.py
   # test_focal.py, test_gmc.py, test_cocoa.py, test_cav_mae.py, test_moco.py
   expected |= {"focal", "gmc", "cocoa", "cav_mae", "moco"}
   assert set(METHODS) == expected
