@@ -32,6 +32,30 @@ def warn(text: str) -> None:
   print(f"msjax: warning: {text}", file=sys.stderr, flush=True)
 
 
+def _drop_closed_loop_reports(previous: Any) -> Any:
+  """An unraisable-exception hook that drops orbax's closed-loop echoes.
+
+  When orbax gives up restoring a damaged checkpoint, reads it had started
+  still complete later and call back into its closed asyncio loop: each
+  raises ``RuntimeError("Event loop is closed")``, reported through
+  ``sys.unraisablehook`` as a traceback. The one warning line says it all.
+  """
+
+  def hook(unraisable: Any) -> None:
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook.msjax_drops_closed_loop = True
+  return hook
+
+
+def _quiet_after_damage() -> None:
+  if not getattr(sys.unraisablehook, "msjax_drops_closed_loop", False):
+    sys.unraisablehook = _drop_closed_loop_reports(sys.unraisablehook)
+
+
 def _first_line(error: BaseException) -> str:
   for line in str(error).splitlines():
     if line.strip():
@@ -183,6 +207,7 @@ class Checkpointer:
 
   def _set_aside(self, step: int, error: BaseException) -> None:
     """Warns about a damaged checkpoint and (if writable) renames it."""
+    _quiet_after_damage()
     where = self.directory / str(step)
     moved = ""
     if not self.read_only and where.exists():

@@ -1,8 +1,10 @@
 """Progress reporting: a bar on a terminal, plain log lines otherwise.
 
 Steps per second and the ETA leave out compilation and pauses (evaluation,
-checkpoint waits): the clock runs only between :meth:`Progress.resume` and
-:meth:`Progress.pause`.
+checkpoint waits): the clock runs only between :meth:`Chrono.resume` and
+:meth:`Chrono.pause`, and the loop pauses it only once the steps it counted
+have finished on the device. Before any step was measured (a log right after
+the compiling first step) no rate or ETA is shown.
 """
 
 import sys
@@ -97,19 +99,20 @@ class Progress:
   def update(self, step: int, metrics: dict[str, Any], chrono: Chrono) -> None:
     """Reports reaching ``step`` with the latest metrics."""
     rate = chrono.steps_per_second()
-    eta = (self.total - step) / rate if rate > 0 else float("nan")
     loss = float(metrics.get("loss", float("nan")))
+    # Nothing measured yet (only the compiling first step ran): no rate.
+    speed = []
+    if rate > 0:
+      speed = [f"{rate:.2f} steps/s", f"ETA {(self.total - step) / rate:.0f}s"]
     if self.mode == "bar":
       self._bar.n = step
       self._bar.set_postfix_str(
-        f"loss {loss:.4f}, {rate:.2f} steps/s, ETA {eta:.0f}s", refresh=False
+        ", ".join([f"loss {loss:.4f}", *speed]), refresh=False
       )
       self._bar.refresh()
     elif self.mode == "log":
-      self.message(
-        f"step {step}/{self.total}  loss {loss:.4f}  {rate:.2f} steps/s"
-        f"  ETA {eta:.0f}s"
-      )
+      parts = [f"step {step}/{self.total}", f"loss {loss:.4f}", *speed]
+      self.message("  ".join(parts))
 
   def close(self) -> None:
     """Closes the bar."""

@@ -50,3 +50,21 @@ def test_log_lines_when_not_a_terminal(monkeypatch):
     1, {"loss": 0.0}, chrono
   )
   assert silent.getvalue() == ""
+
+
+def test_no_rate_before_any_step_was_measured(monkeypatch):
+  clock = _Clock()
+  monkeypatch.setattr("msjax.train.progress.time.perf_counter", clock)
+  stream = io.StringIO()
+  progress = Progress(total_steps=4, start_step=0, stream=stream)
+  chrono = Chrono()
+  clock.now += 30.0  # compiling the first step: the clock is not running
+  progress.update(1, {"loss": 2.0}, chrono)
+  chrono.resume()
+  clock.now += 0.5
+  chrono.tick()
+  progress.update(2, {"loss": 1.5}, chrono)
+  assert stream.getvalue().splitlines() == [
+    "step 1/4  loss 2.0000",
+    "step 2/4  loss 1.5000  2.00 steps/s  ETA 1s",
+  ]
