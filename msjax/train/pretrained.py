@@ -30,9 +30,10 @@ def load_params(workdir: str) -> Any:
     raise ConfigError(f"train.init_from: no checkpoints in {workdir}")
   checkpointer = Checkpointer(workdir, _READ_SECTION, read_only=True)
   try:
-    if checkpointer.latest_step() is None:
+    found = checkpointer.restore_raw_intact()  # skips damaged checkpoints
+    if found is None:
       raise ConfigError(f"train.init_from: no checkpoint in {workdir}")
-    return checkpointer.restore_raw()["params"]
+    return found[1]["params"]
   finally:
     checkpointer.close()
 
