@@ -273,3 +273,78 @@ def test_unreadable_saved_config_is_one_line(tmp_path, capsys):
   saved = tmp_path / "config.json"
   assert line.startswith(f"msjax: error: {saved} is unreadable")
   assert (tmp_path / "config.json").read_text() == "{not json"
+
+
+def _npz_experiment(tmp_path, **columns):
+  """An experiment file: the ProtoMM smoke config reading an npz file."""
+  import numpy as np  # noqa: PLC0415
+
+  from msjax.data import npz  # noqa: PLC0415
+
+  rng = np.random.default_rng(0)
+  data = tmp_path / "windows.npz"
+  npz.save_npz(
+    str(data),
+    {
+      "ppg": rng.normal(size=(48, 1, 128)).astype("float32"),
+      "acc": rng.normal(size=(48, 3, 64)).astype("float32"),
+    },
+    subject=np.repeat(np.arange(4), 12),
+    **columns,
+  )
+  spec = tmp_path / "npz_experiment.py"
+  spec.write_text(
+    "import importlib.util\n"
+    "from msjax.data import npz\n"
+    "def get_config(arg=None):\n"
+    "  spec = importlib.util.spec_from_file_location(\n"
+    f"    'protomm', {str(ROOT / 'experiments/protomm.py')!r})\n"
+    "  module = importlib.util.module_from_spec(spec)\n"
+    "  spec.loader.exec_module(module)\n"
+    "  config = module.get_config('smoke')\n"
+    "  with config.unlocked():\n"
+    f"    config.data = npz.default_config({str(data)!r}, ('ppg', 'acc'))\n"
+    "  return config\n"
+  )
+  return str(spec), data
+
+
+def test_npz_string_labels_and_non_zip_exit_2(tmp_path, capsys):
+  import numpy as np  # noqa: PLC0415
+
+  spec, data = _npz_experiment(
+    tmp_path, label=np.array(["sit", "walk", "run"] * 16)
+  )
+  assert _train(tmp_path / "run", spec=spec) == 2
+  assert _error_line(capsys) == (
+    f"msjax: error: data source 'npz' (train): labels 'label' in {data} are"
+    " strings ('run', 'sit', 'walk', ...); labels must be integers 0..C-1"
+    " (-1 = unlabelled): map each class name to an integer."
+  )
+  data.write_text("time,ppg\n0,1.0\n")
+  assert _train(tmp_path / "run", spec=spec) == 2
+  assert _error_line(capsys) == (
+    f"msjax: error: data source 'npz' (train): {data} is not an .npz archive"
+    " (not a zip file); write it with numpy.savez or msjax.data.npz.save_npz."
+  )
+  assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_npz_without_labels_trains_and_skips_the_probe(tmp_path, capsys):
+  spec, _ = _npz_experiment(tmp_path)
+  workdir = tmp_path / "run"
+  assert _train(workdir, "--config.train.mesh.data=1", spec=spec) == 0
+  captured = capsys.readouterr()
+  assert (
+    "msjax: note: the training data has no labels: skipping the linear_probe"
+    " evaluation at the end"
+  ) in captured.err
+  assert "Traceback" not in captured.err
+  assert (workdir / "checkpoints" / "4").is_dir()
+  assert not (workdir / "eval.json").exists()
+  assert cli.main(["eval", "--workdir", str(workdir)]) == 2
+  assert _error_line(capsys) == (
+    "msjax: error: the train split of data source 'npz' has no labels:"
+    " linear_probe needs labelled examples (set eval.protocol='none' for"
+    " unlabelled data)"
+  )
