@@ -348,3 +348,14 @@ def test_npz_without_labels_trains_and_skips_the_probe(tmp_path, capsys):
     " linear_probe needs labelled examples (set eval.protocol='none' for"
     " unlabelled data)"
   )
+
+
+def test_dataset_location_may_change_on_resume():
+  from msjax.train import config_lib, loop  # noqa: PLC0415
+
+  spec = str(ROOT / "experiments/protomm_paper.py:smoke,dataset=pamap2")
+  old = config_lib.load_config(spec).to_dict()
+  new = config_lib.load_config(spec, ["data.data_dir=/elsewhere"]).to_dict()
+  assert loop.config_differences(old, new) == []
+  new = config_lib.load_config(spec, ["seed=3"]).to_dict()
+  assert loop.config_differences(old, new) == ["seed: 0 -> 3"]

@@ -149,8 +149,14 @@ def _flat_list(value: Any) -> Any:
   return value
 
 
+# Where a dataset is stored, not which data: a moved dataset still resumes.
+LOCATION_KEYS = ("data.data_dir", "data.manual_dir")
+
+
 def _run_keys(config: dict) -> dict[str, Any]:
   flat = _flat({k: config.get(k) for k in RUN_SECTIONS})
+  for key in LOCATION_KEYS:
+    flat.pop(key, None)
   train = config.get("train", {})
   flat.update({f"train.{k}": train.get(k) for k in RUN_TRAIN_KEYS})
   return flat

@@ -259,6 +259,22 @@ def read_scalars(logdir: str | pathlib.Path) -> list[tuple[int, str, float]]:
   return out
 
 
+def _drop_events(logdir: str | pathlib.Path, drop: object) -> int:
+  """Rewrites ``logdir``'s event files without the events ``drop`` selects."""
+  removed = 0
+  for path in sorted(pathlib.Path(logdir).glob("events.out.tfevents.*")):
+    records = read_records(path)
+    keep = [r for r in records if not drop(decode_event(r))]
+    size = sum(len(frame_record(r)) for r in records)
+    if len(keep) == len(records) and size == path.stat().st_size:
+      continue
+    removed += len(records) - len(keep)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(b"".join(frame_record(r) for r in keep))
+    os.replace(temporary, path)
+  return removed
+
+
 def drop_events_after(logdir: str | pathlib.Path, step: int) -> int:
   """Removes events with a step above ``step`` from ``logdir``'s files.
 
@@ -269,22 +285,9 @@ def drop_events_after(logdir: str | pathlib.Path, step: int) -> int:
   Returns:
     The number of events removed.
   """
-  removed = 0
-  for path in sorted(pathlib.Path(logdir).glob("events.out.tfevents.*")):
-    records = read_records(path)
-    keep = [
-      r
-      for r in records
-      if (s := decode_event(r)["step"]) is None or s <= step
-    ]
-    size = sum(len(frame_record(r)) for r in records)
-    if len(keep) == len(records) and size == path.stat().st_size:
-      continue
-    removed += len(records) - len(keep)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(b"".join(frame_record(r) for r in keep))
-    os.replace(temporary, path)
-  return removed
+  return _drop_events(
+    logdir, lambda e: e["step"] is not None and e["step"] > step
+  )
 
 
 def eval_scalars(results: dict) -> dict[str, float]:
@@ -298,12 +301,22 @@ def eval_scalars(results: dict) -> dict[str, float]:
 
 
 def write_eval(logdir: str | pathlib.Path, results: dict) -> None:
-  """Appends the evaluation's scores at the evaluated checkpoint's step."""
+  """Writes the evaluation's scores at the evaluated checkpoint's step.
+
+  Scores an earlier evaluation wrote at that step are replaced.
+  """
   scalars = eval_scalars(results)
   if not scalars:
     return
+  step = int(results["step"])
+  _drop_events(  # an evaluation run again replaces the earlier scores
+    logdir,
+    lambda e: e["step"] == step
+    and e["scalars"]
+    and all(t.startswith(("eval/", "eval_random/")) for t in e["scalars"]),
+  )
   writer = EventFileWriter(str(logdir))
   try:
-    writer.write_scalars(int(results["step"]), scalars)
+    writer.write_scalars(step, scalars)
   finally:
     writer.close()

@@ -165,6 +165,17 @@ def test_resume_writes_each_step_once_and_eval_scores(tmp_path):
     outcome["eval"]["trained"]["fused"]["accuracy"]
   )
   assert (6, "eval/a/macro_f1") in seen
+  # Evaluating again replaces the scores at that step.
+  from msjax.train import evaluation  # noqa: PLC0415
+
+  tensorboard.write_eval(
+    tmp_path / "tensorboard",
+    evaluation.evaluate(
+      str(tmp_path), config=config, method=toy, make_source=toy.make_source
+    ),
+  )
+  again = _scalars(tmp_path / "tensorboard")
+  assert len(again[(6, "eval/fused/accuracy")]) == 1
 
 
 def test_drop_events_after_keeps_earlier_steps(tmp_path):
