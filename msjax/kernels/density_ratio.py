@@ -26,7 +26,27 @@ __all__ = [
 ]
 
 
-def discriminator_bce(t_joint: ArrayLike, t_product: ArrayLike) -> jax.Array:
+def _weighted_mean(x: jax.Array, weights: jax.Array | None) -> jax.Array:
+  """Mean of ``x [..., B]`` over its last axis, rows weighted by ``w [B]``.
+
+  ``sum_b w_b x_b / max(sum_b w_b, tiny)``; ``weights=None`` is the plain
+  mean. All-zero weights give 0.
+  """
+  if weights is None:
+    return jnp.mean(x, axis=-1)
+  w = jnp.asarray(weights, x.dtype)
+  if w.shape != x.shape[-1:]:
+    raise ValueError(
+      f"weights must have shape [B] = {x.shape[-1:]}, got {tuple(w.shape)}."
+    )
+  return jnp.sum(x * w, axis=-1) / jnp.maximum(
+    jnp.sum(w), jnp.finfo(x.dtype).tiny
+  )
+
+
+def discriminator_bce(
+  t_joint: ArrayLike, t_product: ArrayLike, *, weights: ArrayLike | None = None
+) -> jax.Array:
   """Discriminator loss ``L_D = BCE(t_joint, 1) + BCE(t_product, 0)`` (§4.1).
 
   ``mean softplus(-t_joint) + mean softplus(t_product)``, computed stably
@@ -36,6 +56,10 @@ def discriminator_bce(t_joint: ArrayLike, t_product: ArrayLike) -> jax.Array:
   Args:
     t_joint: ``[B]`` (or any shape) logits on joint (aligned) tuples.
     t_product: ``[B']`` (or any shape) logits on product-of-marginals tuples.
+    weights: optional ``[B]`` row weights for both means (``t_joint`` and
+      ``t_product`` then have shape ``[B]``): e.g. 1 for synchronized rows,
+      0 for rows whose modalities come from different windows. ``None``:
+      the plain means of SPEC §4.1.
 
   Returns:
     Scalar loss (float32 for 16-bit inputs).
@@ -48,8 +72,14 @@ def discriminator_bce(t_joint: ArrayLike, t_product: ArrayLike) -> jax.Array:
   t_product = as_float(t_product, "t_product")
   if t_joint.size == 0 or t_product.size == 0:
     raise ValueError("t_joint and t_product must be non-empty.")
-  return jnp.mean(jax.nn.softplus(-t_joint)) + jnp.mean(
-    jax.nn.softplus(t_product)
+  if weights is None:
+    return jnp.mean(jax.nn.softplus(-t_joint)) + jnp.mean(
+      jax.nn.softplus(t_product)
+    )
+  check_rank(t_joint, 1, "t_joint", "[B] (with weights)")
+  check_same_shape(t_joint, t_product, "t_joint", "t_product")
+  return _weighted_mean(jax.nn.softplus(-t_joint), weights) + _weighted_mean(
+    jax.nn.softplus(t_product), weights
   )
 
 
@@ -136,6 +166,7 @@ def infomae_shared_loss(
   *,
   alpha: float = 1.0,
   beta: float = 0.5,
+  weights: ArrayLike | None = None,
 ) -> jax.Array:
   """InfoMAE shared-information loss ``L_shared`` (SPEC §4.2).
 
@@ -152,6 +183,9 @@ def infomae_shared_loss(
       modality's input).
     alpha: weight of the squared distance term.
     beta: the ``(1 - beta)`` weight of ``t(X_i, U_i)``.
+    weights: optional ``[B]`` row weights replacing every ``mean_b`` by a
+      weighted mean (1 for synchronized pairs, 0 for unpaired rows);
+      ``None``: SPEC's plain means.
 
   Returns:
     Scalar loss.
@@ -167,13 +201,18 @@ def infomae_shared_loss(
     _check_logits(t, name, batch)
     logits.append(t)
   t_x1x2u, t_xiui, t_xjui = logits
-  distance = jnp.mean(jnp.sum((u1 - u2) ** 2, axis=-1))
-  per_i = jnp.mean(t_x1x2u + (1.0 - beta) * t_xiui + t_xjui, axis=1)
+  distance = _weighted_mean(jnp.sum((u1 - u2) ** 2, axis=-1), weights)
+  per_i = _weighted_mean(t_x1x2u + (1.0 - beta) * t_xiui + t_xjui, weights)
   return alpha * distance + jnp.sum(per_i)
 
 
 def infomae_private_loss(
-  t_xv: ArrayLike, t_vu: ArrayLike, *, gamma: float = 0.1, eps: float = 0.1
+  t_xv: ArrayLike,
+  t_vu: ArrayLike,
+  *,
+  gamma: float = 0.1,
+  eps: float = 0.1,
+  weights: ArrayLike | None = None,
 ) -> jax.Array:
   """InfoMAE private-information loss ``L_private`` (SPEC §4.2).
 
@@ -184,6 +223,8 @@ def infomae_private_loss(
     t_vu: ``[2, B]``, row ``i`` = ``t(V_{i+1}, U_{i+1})``.
     gamma: weight of the input/private term.
     eps: weight of the private/shared term.
+    weights: optional ``[B]`` row weights (as in
+      :func:`infomae_shared_loss`).
 
   Returns:
     Scalar loss.
@@ -192,4 +233,4 @@ def infomae_private_loss(
   t_vu = as_float(t_vu, "t_vu")
   _check_logits(t_xv, "t_xv", None)
   _check_logits(t_vu, "t_vu", t_xv.shape[1])
-  return jnp.sum(jnp.mean(gamma * t_xv + eps * t_vu, axis=1))
+  return jnp.sum(_weighted_mean(gamma * t_xv + eps * t_vu, weights))

@@ -49,12 +49,17 @@ def _masked_pass(
   params: dict,
   m: str,
   x: jax.Array,
+  target_map: jax.Array,
   rng: jax.Array,
   config: ml_collections.ConfigDict,
 ):
-  """Random mask, encoder on visible patches: ``(mask, target, feat, aux)``."""
+  """Random mask, encoder on visible patches: ``(mask, target, feat, aux)``.
+
+  ``target_map`` (:func:`parts.reconstruction_map`) has the rows of ``x``
+  or its first rows only (the target of the first view).
+  """
   k_mask, k_drop = jax.random.split(rng)
-  target = parts.patch_targets(x, config)
+  target = parts.patch_targets(target_map, config)
   mask = random_patch_mask(
     k_mask, x.shape[0], target.shape[1], mask_ratio=config.loss.mask_ratio
   )
@@ -76,13 +81,17 @@ def _decode(
 
 
 def stage1_loss(
-  params: dict, xs: dict, rng: jax.Array, config: ml_collections.ConfigDict
+  params: dict,
+  xs: dict,
+  targets: dict,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
 ) -> tuple[jax.Array, dict]:
   """``sum_i L_i``, ``L_i`` = masked MSE of modality ``i``'s MAE."""
   metrics, total = {}, 0.0
   for k, (m, x) in enumerate(xs.items()):
     mask, target, _, aux = _masked_pass(
-      params, m, x, jax.random.fold_in(rng, k), config
+      params, m, x, targets[m], jax.random.fold_in(rng, k), config
     )
     pred = _decode(
       params, m, aux["patch_latent"], mask.ids_keep, target.shape[-1], config
@@ -114,6 +123,7 @@ def _views(
   params: dict,
   m: str,
   x: jax.Array,
+  target_map: jax.Array,
   rng: jax.Array,
   config: ml_collections.ConfigDict,
 ) -> dict:
@@ -121,7 +131,9 @@ def _views(
   k_aug, k_pass = jax.random.split(rng)
   b = x.shape[0]
   both = jnp.concatenate([x, _augment(k_aug, x, config)], axis=0)
-  mask, target, feat, aux = _masked_pass(params, m, both, k_pass, config)
+  mask, target, feat, aux = _masked_pass(
+    params, m, both, target_map, k_pass, config
+  )
   if config.model.freeze_encoders:
     feat, aux = jax.lax.stop_gradient((feat, aux))
   u = parts.projector(config, "shared").apply(
@@ -135,7 +147,7 @@ def _views(
   latent = jnp.broadcast_to(h[:b, None, None, :], (b,) + grid + h.shape[-1:])
   pred = _decode(params, m, latent, mask.ids_keep[:b], target.shape[-1], config)
   rec = masked_mse(
-    target[:b], pred, mask.mask[:b], norm_pix_loss=config.loss.norm_pix_loss
+    target, pred, mask.mask[:b], norm_pix_loss=config.loss.norm_pix_loss
   )
   return {"u": u[:b], "v": v[:b], "h": h[:b], "h2": h[b:], "rec": rec}
 
@@ -160,16 +172,28 @@ def _temporal(h: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
   return loss
 
 
+def _row_mean(per_row: jax.Array, weight: jax.Array) -> jax.Array:
+  """``sum_b w_b x_b / max(sum_b w_b, 1)``: the mean over the weighted rows."""
+  return jnp.sum(per_row * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
 def _disc_loss(
   disc_params: dict,
   raw: tuple,
   vectors: dict,
+  paired: jax.Array,
   rng: jax.Array,
   config: ml_collections.ConfigDict,
 ) -> tuple[jax.Array, dict]:
-  """``L_D``: sum of the discriminators' BCE on ``sg`` representations."""
+  """``L_D``: sum of the discriminators' BCE on ``sg`` representations.
+
+  Joint tuples are the synchronized rows only (``paired``); product tuples
+  permute each argument over the whole batch (any row is a draw from the
+  marginal), scored on as many rows.
+  """
   vectors = jax.lax.stop_gradient(vectors)
   metrics, total, accuracy = {}, 0.0, 0.0
+  weight = paired.astype(jnp.float32)
   for k, spec in enumerate(parts.DISCRIMINATORS):
     args = [raw[i] for i in spec.raw]
     args += [vectors[kind][i] for kind, i in spec.vectors]
@@ -184,24 +208,37 @@ def _disc_loss(
     )
     b = args[0].shape[0]
     t_joint, t_product = logits[:b], logits[b:]
-    bce = discriminator_bce(t_joint, t_product)
+    bce = discriminator_bce(t_joint, t_product, weights=weight)
     metrics[f"disc/{spec.name}"] = bce
     total = total + bce
     accuracy = accuracy + 0.5 * (
-      jnp.mean(t_joint > 0) + jnp.mean(t_product < 0)
+      _row_mean((t_joint > 0).astype(jnp.float32), weight)
+      + _row_mean((t_product < 0).astype(jnp.float32), weight)
     )
   metrics["disc/accuracy"] = accuracy / len(parts.DISCRIMINATORS)
   return total, metrics
 
 
 def stage2_loss(
-  params: dict, xs: dict, rng: jax.Array, config: ml_collections.ConfigDict
+  params: dict,
+  xs: dict,
+  targets: dict,
+  paired: jax.Array,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
 ) -> tuple[jax.Array, dict]:
-  """``L_main + L_D`` (SPEC §4.2-4.3) and its metrics."""
+  """``L_main + L_D`` (SPEC §4.2-4.3) and its metrics.
+
+  ``paired`` (bool ``[B]``): which rows are synchronized multimodal samples.
+  The cross-modal terms (``L_shared``, ``L_private``, ``L_D``) are means over
+  those rows only; the unimodal terms (``L_rec``, ``L_aug``, ``L_temp``) use
+  every row. With every row paired this is exactly SPEC §4.
+  """
   cfg = config.loss
   mods = tuple(xs)
+  weight = paired.astype(jnp.float32)
   views = [
-    _views(params, m, xs[m], jax.random.fold_in(rng, k), config)
+    _views(params, m, xs[m], targets[m], jax.random.fold_in(rng, k), config)
     for k, m in enumerate(mods)
   ]
   rec = sum(v["rec"] for v in views)
@@ -227,16 +264,23 @@ def stage2_loss(
     jnp.stack([t["x2u1"], t["x1u2"]]),
     alpha=cfg.alpha,
     beta=cfg.beta,
+    weights=weight,
   )
   private = infomae_private_loss(
     jnp.stack([t["x1v1"], t["x2v2"]]),
     jnp.stack([t["v1u1"], t["v2u2"]]),
     gamma=cfg.gamma,
     eps=cfg.eps,
+    weights=weight,
   )
   main = shared + private + cfg.delta * rec + cfg.aug_weight * aug + temp
   disc, metrics = _disc_loss(
-    params[DISC_GROUP], raw, vectors, jax.random.fold_in(rng, len(mods)), config
+    params[DISC_GROUP],
+    raw,
+    vectors,
+    paired,
+    jax.random.fold_in(rng, len(mods)),
+    config,
   )
   for m, v in zip(mods, views, strict=True):
     metrics[f"loss/rec/{m}"] = v["rec"]
@@ -250,6 +294,7 @@ def stage2_loss(
       "loss/main": main,
       "loss/disc": disc,
       "loss/total": main + disc,
+      "data/paired_fraction": jnp.mean(weight),
     }
   )
   return main + disc, metrics

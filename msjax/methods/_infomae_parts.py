@@ -35,7 +35,11 @@ __all__ = [
   "patch_targets",
   "prepare_input",
   "projector",
+  "reconstruction_map",
 ]
+
+#: ``loss.rec_target`` values: what the MAE decoder reconstructs.
+REC_TARGETS = ("input", "pair_log_magnitude")
 
 
 class DiscSpec(NamedTuple):
@@ -135,6 +139,49 @@ def prepare_input(
   return jnp.pad(x, ((0, 0), (0, 0), (0, pad_f), (0, pad_n)))
 
 
+def reconstruction_map(
+  x: jax.Array, name: str, config: ml_collections.ConfigDict
+) -> jax.Array:
+  """The map the MAE reconstructs, on the encoder input's padded grid.
+
+  ``loss.rec_target = "input"`` (SPEC §4.3): the encoder input itself
+  (:func:`prepare_input`). ``"pair_log_magnitude"``: the channels of ``x``
+  are (real, imaginary) pairs of an STFT (``data.stft.output =
+  "real_imag"``) and the target is ``log(1 + |X|)`` of each pair, ``[B, C/2,
+  F', N']``. The phase of a real/imaginary STFT cell is not predictable from
+  its neighbours (it turns with the signal's time offset), so an MAE asked
+  for it learns to predict zero; the magnitude envelope is predictable and
+  carries the rhythm and energy of the signal (docs/claims.md, InfoMAE).
+
+  Args:
+    x: ``[B, C, F, N]`` raw spectrogram of modality ``name``.
+    name: modality name (for messages).
+    config: the experiment config.
+
+  Returns:
+    float32 ``[B, C_t, F', N']`` (``F'``, ``N'`` as :func:`prepare_input`).
+  """
+  target = config.loss.rec_target
+  if target == "input":
+    return prepare_input(x, name, config)
+  if target != "pair_log_magnitude":
+    raise ValueError(
+      f"loss.rec_target must be one of {REC_TARGETS}, got {target!r}."
+    )
+  x = jnp.asarray(x, jnp.float32)
+  if x.ndim != 4 or x.shape[1] % 2:
+    raise ValueError(
+      f"loss.rec_target='pair_log_magnitude' needs (real, imag) channel"
+      f" pairs: batch['signals'][{name!r}] has shape {tuple(x.shape)}; set"
+      " data.stft.output='real_imag'."
+    )
+  pairs = x.reshape(x.shape[0], x.shape[1] // 2, 2, *x.shape[2:])
+  magnitude = jnp.sqrt(jnp.sum(jnp.square(pairs), axis=2) + 1e-12)
+  ph, pw = config.model.patch_size
+  pad = ((0, 0), (0, 0), (0, -x.shape[2] % ph), (0, -x.shape[3] % pw))
+  return jnp.pad(jnp.log1p(magnitude), pad)
+
+
 def patch_targets(x: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
   """``[B, C, F', N'] -> [B, N_p, ph * pw * C]`` reconstruction targets."""
   return patchify(x, patch_size=tuple(config.model.patch_size))
@@ -156,6 +203,7 @@ def encoder(config: ml_collections.ConfigDict) -> SwinEncoder:
     out_dim=e.out_dim,
     pool="mean",
     pad_tokens=e.get("pad_tokens", "visible"),
+    patch_norm=e.get("patch_norm", True),
   )
 
 

@@ -93,6 +93,9 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
       # "masked": the padding up to the window grid is left out (see
       # msjax.nn.SwinEncoder.pad_tokens; "visible" is FOCAL's choice).
       pad_tokens="visible",
+      # LayerNorm on each patch embedding (Swin, FOCAL); False keeps the
+      # patch amplitude (msjax.nn.SwinEncoder.patch_norm).
+      patch_norm=True,
     ),
     decoder=dict(
       dim=16 if tiny else 128,
@@ -115,6 +118,9 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     stage=2,
     mask_ratio=0.75,
     norm_pix_loss=False,
+    # What the decoder reconstructs: "input" (SPEC §4.3) or
+    # "pair_log_magnitude" (log(1 + |X|) of (real, imag) channel pairs).
+    rec_target="input",
     alpha=1.0,
     beta=0.5,
     gamma=0.1,
@@ -145,6 +151,27 @@ def _inputs(batch: dict, config: ml_collections.ConfigDict) -> dict:
   return {
     m: parts.prepare_input(signals[m], m, config) for m in _modalities(config)
   }
+
+
+def _targets(batch: dict, config: ml_collections.ConfigDict) -> dict:
+  """The reconstruction maps of every modality (``loss.rec_target``)."""
+  return {
+    m: parts.reconstruction_map(batch["signals"][m], m, config)
+    for m in _modalities(config)
+  }
+
+
+def _paired(batch: dict, batch_size: int) -> jax.Array:
+  """``bool [B]``: synchronized rows (every row when the key is absent)."""
+  if "paired" not in batch:
+    return jnp.ones((batch_size,), bool)
+  paired = jnp.asarray(batch["paired"])
+  if paired.shape != (batch_size,):
+    raise ValueError(
+      f"batch['paired'] must have shape [B] = ({batch_size},), got"
+      f" {tuple(paired.shape)}."
+    )
+  return paired.astype(bool)
 
 
 def init(
@@ -186,7 +213,8 @@ def init(
       width = config.model.shared_dim + config.model.private_dim
       latent = jnp.zeros(latent.shape[:3] + (width,), jnp.float32)
     name = f"decoder_{m}"
-    dec = parts.decoder(config, parts.patch_targets(x, config).shape[-1])
+    target = parts.reconstruction_map(example_batch["signals"][m], m, config)
+    dec = parts.decoder(config, parts.patch_targets(target, config).shape[-1])
     params[name] = dec.init(
       parts.module_key(rng, name), latent, ids_keep, train=False
     )["params"]
@@ -219,7 +247,8 @@ def loss_fn(
 
   Args:
     variables: ``{"params": ...}`` from :func:`init`.
-    batch: ``{"signals": {m: [B, C, F, N]}, ...}``; stage 2 with
+    batch: ``{"signals": {m: [B, C, F, N]}, ...}`` (optionally ``"paired"``
+      bool ``[B]``: stage 2 aligns the synchronized rows only); stage 2 with
       ``loss.seq_len = L > 1`` needs a sequence-major batch of ``B / L``
       sequences of ``L`` consecutive windows.
     rng: PRNG key of this step (masks, views, permutations, dropout).
@@ -236,17 +265,27 @@ def loss_fn(
   del step
   stage = parts.check_stage(config)
   xs = _inputs(batch, config)
+  targets = _targets(batch, config)
   params = variables["params"]
   if stage == 1:
-    loss, metrics = losses.stage1_loss(params, xs, rng, config)
+    loss, metrics = losses.stage1_loss(params, xs, targets, rng, config)
   else:
-    loss, metrics = losses.stage2_loss(params, xs, rng, config)
+    paired = _paired(batch, next(iter(xs.values())).shape[0])
+    loss, metrics = losses.stage2_loss(
+      params, xs, targets, paired, rng, config
+    )
   return loss, ({}, metrics)
 
 
 def requires_paired_rows(config: ml_collections.ConfigDict) -> bool:
-  """Stage 2 aligns the modalities of each row; stage 1 is per modality."""
-  return parts.check_stage(config) == 2
+  """False: both stages accept unsynchronized rows.
+
+  Stage 1 is per modality; stage 2 reads ``batch["paired"]`` and feeds only
+  the synchronized rows to its cross-modal terms (unpaired rows feed the
+  reconstruction, augmentation and temporal terms).
+  """
+  parts.check_stage(config)
+  return False
 
 
 def embed(

@@ -75,6 +75,11 @@ class SwinEncoder(nn.Module):
     out_dim: output width ``E`` (``None`` with ``pool="mean"``: no Dense).
     pool: ``"flatten"`` (FOCAL) or ``"mean"``.
     final_norm: LayerNorm on the last stage's tokens.
+    patch_norm: LayerNorm on every patch embedding (Swin's and FOCAL's
+      choice). It rescales each token to unit variance, so a patch's
+      amplitude -- for a real/imaginary STFT the only part of a cell that
+      does not turn with the signal's phase -- is lost before the first
+      block; ``False`` keeps it (docs/claims.md, InfoMAE).
     gelu_approximate: tanh GELU (faster on some backends).
     exact_dropout_rng: draw dropout masks with ``jax.random`` (as
       ``flax.linen.Dropout``) instead of the much cheaper counter-based
@@ -103,6 +108,7 @@ class SwinEncoder(nn.Module):
   out_dim: int | None = 256
   pool: Literal["flatten", "mean"] = "flatten"
   final_norm: bool = False
+  patch_norm: bool = True
   gelu_approximate: bool = False
   exact_dropout_rng: bool = False
   pad_tokens: Literal["visible", "masked"] = "visible"
@@ -164,7 +170,8 @@ class SwinEncoder(nn.Module):
     h = nn.Conv(
       self.embed_dim, (ph, pw), (ph, pw), padding="VALID", name="patch_embed"
     )(h)
-    h = LayerNorm(1e-5, name="patch_norm")(h)
+    if self.patch_norm:
+      h = LayerNorm(1e-5, name="patch_norm")(h)
     if self.pad_tokens not in ("visible", "masked"):
       raise ValueError(
         f"pad_tokens must be 'visible' or 'masked', got {self.pad_tokens!r}."

@@ -192,6 +192,7 @@ def test_stage2_metrics_finite_and_training_lowers_main_loss(
     "loss/rec/ppg",
     "loss/rec/acc",
     "disc/accuracy",
+    "data/paired_fraction",
   }
   expected |= {f"disc/{s.name}" for s in parts.DISCRIMINATORS}
   assert set(metrics) == expected
