@@ -107,7 +107,13 @@ def test_loss_matches_kernel_on_projected_views(setup):
       variables, batch["signals"], train=True, mutable=["batch_stats"]
     )
     zz = jnp.stack([jnp.stack([z["ppg"]] * 2), jnp.stack([z["acc"]] * 2)])
-    return loss, mpp_loss(zz, protos, tau=0.1, alpha=0.5)[0]
+    return loss, mpp_loss(
+      zz,
+      protos,
+      tau=cfg.loss.tau,
+      epsilon=cfg.loss.epsilon,
+      alpha=cfg.loss.alpha,
+    )[0]
 
   loss, expected = both(v0, batch)
   np.testing.assert_allclose(float(loss), float(expected), rtol=1e-5)
