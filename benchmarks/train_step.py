@@ -34,6 +34,8 @@ CASES = {
   "clip": ("experiments/baselines.py:method=clip", "paper"),
   "simclr": ("experiments/baselines.py:method=simclr", "paper"),
   "joint": ("experiments/baselines.py:method=joint", "paper"),
+  "slip": ("experiments/baselines.py:method=slip", "paper"),
+  "ogm_ge": ("experiments/baselines.py:method=ogm_ge", "paper"),
   "supervised_concat": (
     "experiments/baselines.py:method=supervised_concat",
     "paper",

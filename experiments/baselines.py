@@ -16,6 +16,8 @@ BASELINES = (
   "clip",
   "simclr",
   "joint",
+  "slip",
+  "ogm_ge",
   "agm",
   "mla",
   "mmpareto",

@@ -8,6 +8,7 @@ functions are those of :mod:`msjax.methods.supervised` or
   (concatenation / sum of the per-modality features) + linear classifier.
 * :data:`clip`: CLIP-style symmetric InfoNCE between modalities.
 * :data:`simclr`: SimCLR (NT-Xent of two augmented views) per modality.
+* :data:`slip`: SLIP, CLIP between modalities + SimCLR within each.
 * :data:`joint`: joint multimodal pretraining: NT-Xent between two augmented
   views of the joint (concatenated, projected) multimodal representation.
 """
@@ -23,6 +24,7 @@ __all__ = [
   "clip",
   "joint",
   "simclr",
+  "slip",
   "supervised_concat",
   "supervised_sum",
 ]
@@ -42,6 +44,8 @@ class MethodEntry(NamedTuple):
     requires_paired_rows: ``(config) -> bool``, whether every row of a batch
       must be a synchronized multimodal sample; ``None``: always (see
       ``msjax.train.runtime.requires_paired_rows``).
+    predict: ``(variables, batch, config) -> {"fused": logits [B, C], ...}``,
+      the method's own classifier (supervised methods), or ``None``.
   """
 
   default_config: Callable
@@ -51,6 +55,7 @@ class MethodEntry(NamedTuple):
   param_labels: Callable = _common.all_main_labels
   post_update: Callable = _common.identity_post_update
   requires_paired_rows: Callable | None = None
+  predict: Callable | None = None
 
 
 def _supervised(fusion: str) -> MethodEntry:
@@ -60,6 +65,7 @@ def _supervised(fusion: str) -> MethodEntry:
     init=bind(supervised.init),
     loss_fn=bind(supervised.loss_fn),
     embed=bind(supervised.embed),
+    predict=bind(supervised.predict),
   )
 
 
@@ -80,5 +86,6 @@ def _selfsup(variant: str) -> MethodEntry:
 supervised_concat = _supervised("concat")
 supervised_sum = _supervised("sum")
 clip = _selfsup("clip")
+slip = _selfsup("slip")
 simclr = _selfsup("simclr")
 joint = _selfsup("joint")

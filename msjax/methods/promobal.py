@@ -53,6 +53,7 @@ __all__ = [
   "loss_fn",
   "param_labels",
   "post_update",
+  "predict",
 ]
 
 #: Paper loss weights ``(lam_uni, lam_fus, lam_ca)`` per dataset (SPEC §3.6).
@@ -290,6 +291,21 @@ def embed(
   signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
   out, _ = _common.run_model(_model(config), variables, signals, train=False)
   return {"fused": out["z_fus"], **{m: out["z"][i] for i, m in enumerate(mods)}}
+
+
+def predict(
+  variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
+) -> dict[str, jax.Array]:
+  """ProMoBal's own predictions (eval mode): logits ``[B, C]`` per key.
+
+  ``"fused"``: SPEC §3.3 inference, ``z_fus @ P.T`` (the paper's fused
+  prediction); ``<m>``: modality ``m``'s linear classifier on ``z[m]``.
+  """
+  mods = _common.check_batch(batch, config, min_modalities=2)
+  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
+  out, _ = _common.run_model(_model(config), variables, signals, train=False)
+  fused = out["z_fus"] @ out["prototypes"].T
+  return {"fused": fused, **{m: out["logits"][i] for i, m in enumerate(mods)}}
 
 
 #: Every parameter is in the ``"main"`` optimiser group.

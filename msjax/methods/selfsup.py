@@ -11,6 +11,12 @@ by the method entry in :mod:`msjax.methods.baselines` (bound with
 * ``"simclr"``: two augmented views per modality, a projector per modality;
   ``L = mean_m nt_xent(p_m, p'_m)`` (SPEC §4.3). Metrics ``loss/simclr`` and
   ``loss/simclr/<m>``.
+* ``"slip"``: SLIP (Mu et al., "SLIP: Self-supervision meets Language-Image
+  Pre-training", ECCV 2022) with modalities in place of image and text: two
+  augmented views per modality; CLIP projectors ``p_m`` and separate
+  SimCLR projectors ``r_m`` (``simclr_projector_<m>``) on the same features;
+  ``L = mean_v mean_(a,b) info_nce(p_a^v, p_b^v) + loss.simclr_weight *
+  mean_m nt_xent(r_m, r'_m)``. Metrics ``loss/clip``, ``loss/simclr``.
 * ``"joint"``: joint multimodal pretraining (InfoMAE's comparison): two
   augmented views of the whole multimodal sample, the concatenated
   per-modality features ``[B, M * F]`` go through one joint projector, and
@@ -43,7 +49,9 @@ __all__ = [
 ]
 
 #: variant -> number of augmented views.
-VARIANTS = {"clip": 1, "simclr": 2, "joint": 2}
+VARIANTS = {"clip": 1, "simclr": 2, "joint": 2, "slip": 2}
+#: variants with a cross-modal term (need two modalities, synchronized rows).
+_CROSS_MODAL = ("clip", "slip")
 
 
 def default_config(
@@ -73,6 +81,8 @@ def default_config(
       ("jitter", "negation", "channel_shuffle", "time_mask")
     ),
   )
+  if variant == "slip":
+    loss["simclr_weight"] = 1.0
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
@@ -87,6 +97,7 @@ class SelfSupModel(nn.Module):
     embed_dim: ``E``.
     joint: one projector on the concatenated features (else one per
       modality).
+    simclr_heads: also a SimCLR projector per modality (SLIP).
   """
 
   modalities: tuple[str, ...]
@@ -95,6 +106,7 @@ class SelfSupModel(nn.Module):
   projector_hidden: tuple[int, ...]
   embed_dim: int
   joint: bool
+  simclr_heads: bool = False
 
   @nn.compact
   def __call__(
@@ -103,7 +115,7 @@ class SelfSupModel(nn.Module):
     """Returns ``(features {m: [N, F]}, projections)``.
 
     ``projections`` is ``{m: [N, E]}``, or ``{"joint": [N, E]}`` when
-    ``joint``.
+    ``joint``; with ``simclr_heads`` also ``{"<m>/simclr": [N, E]}``.
     """
     features = _common.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
@@ -119,6 +131,11 @@ class SelfSupModel(nn.Module):
       )(features[m], train=train)
       for m in self.modalities
     }
+    if self.simclr_heads:
+      for m in self.modalities:
+        projections[f"{m}/simclr"] = MLPProjector(
+          hidden, self.embed_dim, use_bn=True, name=f"simclr_projector_{m}"
+        )(features[m], train=train)
     return features, projections
 
 
@@ -132,6 +149,7 @@ def _model(config: ml_collections.ConfigDict, variant: str) -> SelfSupModel:
     projector_hidden=tuple(int(w) for w in c.projector_hidden),
     embed_dim=int(c.embed_dim),
     joint=variant == "joint",
+    simclr_heads=variant == "slip",
   )
 
 
@@ -148,7 +166,7 @@ def init(
     rng,
     example_batch,
     config,
-    min_modalities=2 if variant == "clip" else 1,
+    min_modalities=2 if variant in _CROSS_MODAL else 1,
   )
 
 
@@ -169,14 +187,14 @@ def loss_fn(
     rng: the step key (streams ``augment``, ``dropout``).
     config: the experiment config.
     step: traced int32 step (unused).
-    variant: ``"clip"``, ``"simclr"`` or ``"joint"``.
+    variant: a key of :data:`VARIANTS`.
 
   Returns:
     ``(loss, (new_model_state, metrics))``.
   """
   del step
   mods = _common.check_batch(
-    batch, config, min_modalities=2 if variant == "clip" else 1
+    batch, config, min_modalities=2 if variant in _CROSS_MODAL else 1
   )
   streams = _common.rng_streams(rng)
   views = _common.make_views(
@@ -200,6 +218,23 @@ def loss_fn(
     ]
     loss = jnp.mean(jnp.stack(pairs))
     return loss, (state, {"loss/clip": loss})
+  if variant == "slip":
+    clip_terms = [
+      info_nce(pa, pb, tau=tau)
+      for a, b in itertools.combinations(mods, 2)
+      for pa, pb in zip(
+        jnp.split(proj[a], 2), jnp.split(proj[b], 2), strict=True
+      )
+    ]
+    clip_loss = jnp.mean(jnp.stack(clip_terms))
+    simclr_loss = jnp.mean(
+      jnp.stack(
+        [nt_xent(*jnp.split(proj[f"{m}/simclr"], 2), tau=tau) for m in mods]
+      )
+    )
+    loss = clip_loss + config.loss.simclr_weight * simclr_loss
+    metrics = {"loss/clip": clip_loss, "loss/simclr": simclr_loss}
+    return loss, (state, {"loss/slip": loss, **metrics})
   if variant == "joint":
     first, second = jnp.split(proj["joint"], 2)
     loss = nt_xent(first, second, tau=tau)

@@ -30,6 +30,7 @@ __all__ = [
   "embed",
   "init",
   "loss_fn",
+  "predict",
 ]
 
 FUSIONS = ("concat", "sum")
@@ -182,3 +183,19 @@ def embed(
     _model(config, fusion), variables, signals, train=False
   )
   return out
+
+
+def predict(
+  variables: dict[str, Any],
+  batch: dict,
+  config: ml_collections.ConfigDict,
+  *,
+  fusion: str,
+) -> dict[str, jax.Array]:
+  """The model's own classifier in eval mode: ``{"fused": logits [B, C]}``."""
+  mods = _common.check_batch(batch, config)
+  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
+  (_, logits), _ = _common.run_model(
+    _model(config, fusion), variables, signals, train=False
+  )
+  return {"fused": logits}

@@ -29,6 +29,7 @@ def test_methods_table_has_every_method_with_the_interface():
   expected |= {"tnc", "tstcc", "mae"}  # test_baselines_temporal.py
   # test_focal.py, test_gmc.py, test_cocoa.py, test_cav_mae.py, test_moco.py
   expected |= {"focal", "gmc", "cocoa", "cav_mae", "moco"}
+  expected |= {"slip", "ogm_ge"}  # test_ogm_ge_slip.py
   assert set(METHODS) == expected
   for name, method in METHODS.items():
     for attr in INTERFACE:
