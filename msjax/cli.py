@@ -4,6 +4,8 @@
         [--config.a.b=value ...] [--restart]
     msjax eval --workdir DIR
     msjax report DIR
+    msjax claims --paper {protomm,infomae,promobal,all} --workdir DIR \
+        [--seeds N] [--budget default|smoke] [--settings default,skewed]
 
 User mistakes (unknown config keys, missing or bad data, a diverged run, a
 workdir of another config) are printed as one line ``msjax: error: ...`` with
@@ -29,6 +31,7 @@ _EPILOG = """commands:
       [--config.a.b=value ...] [--restart]
   msjax eval --workdir DIR
   msjax report DIR
+  msjax claims --paper {protomm,infomae,promobal,all} --workdir DIR [--seeds N]
 
 Run 'msjax <command> --help' for a command's options. Errors a user can fix
 are printed as one line and exit with status 2.
@@ -89,6 +92,31 @@ def _parser() -> argparse.ArgumentParser:
     description="Write PNG plots and summary.md to DIR/report/.",
   )
   report.add_argument("workdir", metavar="DIR")
+  claims = commands.add_parser(
+    "claims",
+    help="run the papers' headline comparisons (resumable)",
+    description="Train and score each paper's comparison at equal budget"
+    " over seeds and generator settings; write DIR/claims.md and PNG"
+    " charts. A killed suite resumes where it stopped.",
+  )
+  claims.add_argument(
+    "--paper",
+    required=True,
+    choices=("protomm", "infomae", "promobal", "all"),
+  )
+  claims.add_argument("--workdir", required=True, metavar="DIR")
+  claims.add_argument("--seeds", type=int, default=3, help="default 3")
+  claims.add_argument(
+    "--budget",
+    default="default",
+    choices=("default", "smoke"),
+    help="steps and batch per run (smoke: seconds, for tests)",
+  )
+  claims.add_argument(
+    "--settings",
+    default="default,skewed",
+    help="comma-separated generator settings (docs/claims.md)",
+  )
   return parser
 
 
@@ -136,6 +164,18 @@ def main(argv: Sequence[str] | None = None) -> int:
       if jax.process_index() == 0:
         tensorboard.write_eval(f"{args.workdir}/tensorboard", results)
       print(train.format_results(results))
+    elif args.command == "claims":
+      from msjax import claims  # noqa: PLC0415
+
+      papers = tuple(claims.PAPERS) if args.paper == "all" else (args.paper,)
+      path = claims.run_claims(
+        papers,
+        args.workdir,
+        seeds=args.seeds,
+        budget=args.budget,
+        setting_names=tuple(s for s in args.settings.split(",") if s),
+      )
+      print(path)
     else:
       for path in train.report(args.workdir):
         print(path)

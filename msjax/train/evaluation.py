@@ -4,7 +4,15 @@ Embeddings of the train and test splits (every key of the method's ``embed``
 output: ``"fused"`` and one per modality) are scored with a linear probe or
 kNN on frozen embeddings, or by fine-tuning the encoder with a linear head;
 accuracy, macro-F1 and mAP are reported per embedding, for the trained model
-and (``eval.random_baseline``) for a randomly initialised one. Results go to
+and (``eval.random_baseline``) for a randomly initialised one. Two reference
+rows come with every table: ``raw_input``, the same probe on the model's
+input arrays (the standardised raw windows, or the spectrograms an encoder
+reads), so a learned encoder that loses to its own input is visible; and,
+for methods with a classifier of their own (an optional ``predict(variables,
+batch, config) -> {"fused": logits [B, C], <modality>: logits}``), ``own``,
+the scores of that classifier on the test split. A pair-ratio data section
+(``data.source = "paired"``) is evaluated on its base source: pairing is a
+training-time choice, the probe uses every labelled window. Results go to
 ``workdir/eval.json``.
 """
 
@@ -19,15 +27,21 @@ import numpy as np
 
 from msjax.train import config_lib, diagnostics, fine_tune, probes, runtime
 from msjax.train.checkpoint import Checkpointer
+from msjax.train.classification_metrics import classification_metrics
 from msjax.train.embedding import embed_source, make_embed_fn
 from msjax.train.errors import ConfigError, DataError
 
 __all__ = [
   "EVAL_FILE",
   "PROTOCOLS",
+  "eval_data_config",
   "evaluate",
   "evaluate_variables",
   "format_results",
+  "own_classifier_scores",
+  "raw_features",
+  "raw_input_scores",
+  "restore_variables",
 ]
 
 EVAL_FILE = "eval.json"
@@ -58,6 +72,99 @@ def _score(
       num_steps=config.eval.probe_steps,
     )
   return {k: float(v) for k, v in result.metrics.items()}
+
+
+def eval_data_config(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The data section evaluation reads: a pair-ratio section's base source.
+
+  Pair ratios limit which windows train the cross-modal terms; the probe,
+  the raw-input row and the random encoder all read every labelled window
+  of the base source, so label scarcity is not mixed into pair scarcity.
+  """
+  return data.base if data.source == "paired" else data
+
+
+def raw_features(
+  source: Any, config: ml_collections.ConfigDict
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """The source's input arrays flattened per row: ``{m: [N, D_m]}``, fused.
+
+  ``"fused"`` concatenates the modalities in ``data.modalities`` order.
+  """
+  count = source.num_examples
+  limit = config.eval.max_examples
+  indices = np.arange(min(count, limit) if limit else count)
+  size = config.eval.batch_size
+  parts: dict[str, list[np.ndarray]] = {}
+  labels = []
+  for start in range(0, len(indices), size):
+    batch = source.get(indices[start : start + size])
+    for m in config.data.modalities:
+      x = np.asarray(batch["signals"][m], np.float32)
+      parts.setdefault(m, []).append(x.reshape(x.shape[0], -1))
+    labels.append(np.asarray(batch["label"]))
+  out = {m: np.concatenate(v) for m, v in parts.items()}
+  out["fused"] = np.concatenate([out[m] for m in config.data.modalities], 1)
+  return out, np.concatenate(labels)
+
+
+def raw_input_scores(
+  config: ml_collections.ConfigDict, sources: tuple[Any, Any]
+) -> dict[str, dict[str, float]]:
+  """The evaluation protocol's probe on the raw input arrays.
+
+  Args:
+    config: the experiment config (``eval`` section, ``data.modalities``).
+    sources: ``(train_source, test_source)``.
+
+  Returns:
+    ``{"fused" | <modality>: {"accuracy", "macro_f1", "map"}}`` (the
+    linear probe, or kNN when that is the protocol; the fine-tune protocol
+    reports the linear probe here).
+  """
+  protocol = "knn" if config.eval.protocol == "knn" else "linear_probe"
+  train_x, train_y = raw_features(sources[0], config)
+  test_x, test_y = raw_features(sources[1], config)
+  keep_train, keep_test = train_y >= 0, test_y >= 0
+  return {
+    name: _score(
+      protocol,
+      (train_x[name][keep_train], train_y[keep_train]),
+      (test_x[name][keep_test], test_y[keep_test]),
+      sources[0].num_classes,
+      config,
+    )
+    for name in train_x
+  }
+
+
+def own_classifier_scores(
+  method: Any,
+  variables: dict,
+  config: ml_collections.ConfigDict,
+  test_source: Any,
+) -> dict[str, dict[str, float]] | None:
+  """Test scores of the method's own classifier, or None if it has none.
+
+  Args:
+    method: the method (its optional ``predict`` gives logits).
+    variables: the model variables.
+    config: the experiment config.
+    test_source: the test split.
+
+  Returns:
+    ``{"fused" | <modality>: {"accuracy", "macro_f1", "map"}}`` or None.
+  """
+  predict = getattr(method, "predict", None)
+  if predict is None:
+    return None
+  predict_fn = jax.jit(lambda v, b: predict(v, b, config))
+  logits, labels = embed_source(predict_fn, variables, test_source, config)
+  keep = labels >= 0
+  return {
+    name: classification_metrics(labels[keep], scores[keep])
+    for name, scores in logits.items()
+  }
 
 
 def evaluate_variables(
@@ -111,9 +218,10 @@ def evaluate_variables(
   return scores, (test_x, test_y)
 
 
-def _restore_variables(
+def restore_variables(
   workdir: str, config: ml_collections.ConfigDict
 ) -> tuple[int, dict]:
+  """``(step, variables)`` of the latest checkpoint in ``workdir``."""
   checkpointer = Checkpointer(workdir, config.checkpoint, read_only=True)
   try:
     found = checkpointer.restore_raw_intact()  # skips damaged checkpoints
@@ -150,9 +258,10 @@ def evaluate(
       f"eval.protocol {config.eval.protocol!r} is not one of {PROTOCOLS}"
     )
   method = runtime.get_method(config.method) if method is None else method
+  data = eval_data_config(config.data)
   sources = (
-    runtime.open_source(config.data, config.eval.train_split, make_source),
-    runtime.open_source(config.data, config.eval.test_split, make_source),
+    runtime.open_source(data, config.eval.train_split, make_source),
+    runtime.open_source(data, config.eval.test_split, make_source),
   )
   for split, source in zip(
     (config.eval.train_split, config.eval.test_split), sources, strict=True
@@ -163,7 +272,7 @@ def evaluate(
         f" labels: {config.eval.protocol} needs labelled examples (set"
         " eval.protocol='none' for unlabelled data)"
       )
-  step, variables = _restore_variables(workdir, config)
+  step, variables = restore_variables(workdir, config)
   key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 2)
   embed_fn = make_embed_fn(method, config)
   scores, test_embeddings = evaluate_variables(
@@ -176,6 +285,8 @@ def evaluate(
     "step": step,
     "trained": scores,
     "random": None,
+    "raw_input": raw_input_scores(config, sources),
+    "own": own_classifier_scores(method, variables, config, sources[1]),
     "diagnostics": diagnostics.compute(variables["params"], *test_embeddings),
   }
   if config.eval.random_baseline:
@@ -194,7 +305,11 @@ def evaluate(
 
 
 def format_results(results: dict[str, Any]) -> str:
-  """A plain-text table of trained vs random-encoder scores per embedding."""
+  """A plain-text table of trained vs random-encoder scores per embedding.
+
+  Below it: the raw-input probe per embedding key it has, and the model's
+  own classifier when it has one.
+  """
   lines = [
     f"{results['protocol']} on the test split, checkpoint step"
     f" {results['step']}:",
@@ -208,4 +323,15 @@ def format_results(results: dict[str, Any]) -> str:
       f"  {name:<12}{metrics['accuracy']:9.3f}{metrics['macro_f1']:10.3f}"
       f"{metrics['map']:8.3f}{baseline:20.3f}"
     )
+  for title, rows in (
+    ("raw input", results.get("raw_input")),
+    ("own classifier", results.get("own")),
+  ):
+    if not rows:
+      continue
+    for name, metrics in rows.items():
+      lines.append(
+        f"  {title + ' ' + name:<12}{metrics['accuracy']:9.3f}"
+        f"{metrics['macro_f1']:10.3f}{metrics['map']:8.3f}"
+      )
   return "\n".join(lines)

@@ -1,0 +1,16 @@
+"""The claims suite: each paper's headline comparison, at equal budget.
+
+    msjax claims --paper {protomm,infomae,promobal,all} --workdir DIR \
+        [--seeds 3] [--budget default|smoke] [--settings default,skewed]
+
+:func:`run_claims` trains every run of :mod:`msjax.claims.suites` for each
+seed and generator setting (:mod:`msjax.claims.settings`), resuming where a
+killed suite stopped, scores it (:mod:`msjax.claims.scoring`) and writes
+``DIR/claims.md`` and one PNG chart per paper (:mod:`msjax.claims.report`).
+"""
+
+from msjax.claims.runner import run_claims
+from msjax.claims.settings import SETTINGS
+from msjax.claims.suites import BUDGETS, PAPERS
+
+__all__ = ["BUDGETS", "PAPERS", "SETTINGS", "run_claims"]

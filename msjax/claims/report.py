@@ -1,0 +1,175 @@
+"""The claims table (markdown) and bar charts (PNG) of a suite directory.
+
+Aggregation: per paper, setting and row label, every score's mean and
+sample standard deviation (``ddof=1``; 0 for one seed) over the seeds.
+Each paper's table lists the headline accuracy and macro-F1 with the
+scores that explain it, then two reference rows -- ``random encoder`` (the
+first run's method, freshly initialised) and ``raw input`` (the same probe
+on the input arrays) -- and the verdict of every claim.
+"""
+
+import pathlib
+
+import numpy as np
+
+__all__ = ["aggregate", "write"]
+
+_EXTRA_PREFIXES = ("probe/", "usage/", "own/", "probe_mod/", "sel_rate/")
+
+
+def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+  """``{metric: {"mean", "std", "n"}}`` over a list of score dicts."""
+  keys = sorted(set().union(*per_seed))
+  out = {}
+  for key in keys:
+    values = np.array([s[key] for s in per_seed if key in s], np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    out[key] = {"mean": float(values.mean()), "std": std, "n": len(values)}
+  return out
+
+
+def _cell(stat: dict[str, float] | None) -> str:
+  if stat is None:
+    return "—"
+  return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def _extra_columns(table: dict) -> list[str]:
+  keys = sorted(
+    {
+      k
+      for row in table.values()
+      for k in row
+      if k.startswith(_EXTRA_PREFIXES) and k != "probe/mean"
+    }
+  )
+  return keys
+
+
+def _setting_section(paper: str, setting: str, entry: dict) -> tuple[list[str], dict]:
+  suite = entry["suite"]
+  seeds = sorted(entry["seeds"])
+  table = {}
+  walls = []
+  for label in suite.order:
+    runs = [entry["seeds"][s][label] for s in seeds if label in entry["seeds"][s]]
+    table[label] = aggregate([r["scores"] for r in runs])
+    walls += [r["wall_s"] for r in runs]
+  randoms = [
+    entry["seeds"][s][suite.order[0]].get("random")
+    for s in seeds
+    if suite.order[0] in entry["seeds"][s]
+  ]
+  randoms = [r for r in randoms if r]
+  extra = _extra_columns(table)
+  headline = (
+    "own classifier, fused" if suite.headline == "own" else
+    "linear probe, fused" + (" (mean over " + ", ".join(suite.tasks) + ")" if len(suite.tasks) > 1 else "")
+  )
+  lines = [
+    f"### {paper} — setting `{setting}` ({len(seeds)} seeds; {sum(walls) / 60:.1f} min of runs)",
+    "",
+    f"Headline: {headline}; mean ± std over seeds.",
+    "",
+    "| method | accuracy | macro-F1 | " + " | ".join(extra) + " |",
+    "|---|---|---|" + "---|" * len(extra),
+  ]
+  for label, row in table.items():
+    lines.append(
+      f"| {label} | {_cell(row.get('headline'))} | {_cell(row.get('headline_f1'))} | "
+      + " | ".join(_cell(row.get(k)) for k in extra)
+      + " |"
+    )
+  if randoms:
+    random = aggregate(randoms)
+    lines.append(
+      f"| random encoder ({suite.order[0]}) | {_cell(random['headline'])} | "
+      f"{_cell(random['headline_f1'])} | "
+      + " | ".join(_cell(random.get(k)) for k in extra)
+      + " |"
+    )
+    table["random encoder"] = random
+  raw = entry.get("raw_input")
+  if raw:
+    rawstat = {k: {"mean": v, "std": 0.0, "n": 1} for k, v in raw.items()}
+    lines.append(
+      f"| raw input | {_cell(rawstat['headline'])} | {_cell(rawstat['headline_f1'])} | "
+      + " | ".join(_cell(rawstat.get(k)) for k in extra)
+      + " |"
+    )
+    table["raw input"] = rawstat
+  lines += ["", "Claims:", ""]
+  verdicts = {}
+  for claim in suite.claims:
+    try:
+      holds, evidence = claim.check(table)
+    except KeyError as missing:
+      holds, evidence = False, f"not measured ({missing})"
+    verdicts[claim.text] = holds
+    lines.append(f"- {'HOLDS' if holds else 'FAILS'}: {claim.text} — {evidence}")
+  lines.append("")
+  return lines, {"table": table, "verdicts": verdicts}
+
+
+def _chart(path: pathlib.Path, paper: str, sections: dict) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(
+    1, len(sections), figsize=(6.5 * len(sections), 4.2), squeeze=False
+  )
+  for ax, (setting, data) in zip(axes[0], sections.items(), strict=True):
+    table = data["table"]
+    labels = list(table)
+    means = [table[k]["headline"]["mean"] for k in labels]
+    stds = [table[k]["headline"]["std"] for k in labels]
+    colors = [
+      "0.6" if k in ("random encoder", "raw input") else "C0" for k in labels
+    ]
+    ax.bar(range(len(labels)), means, yerr=stds, color=colors, capsize=3)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+    low = max(0.0, min(means) - 0.1)
+    ax.set_ylim(low, min(1.0, max(m + s for m, s in zip(means, stds)) + 0.05))
+    ax.set_ylabel("headline accuracy")
+    ax.set_title(f"{paper}: {setting}")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write(root: pathlib.Path, results: dict, *, budget: str, seeds: int) -> pathlib.Path:
+  """Writes ``root/claims.md`` and ``root/claims_<paper>.png``.
+
+  Args:
+    root: the suite directory.
+    results: ``{paper: {setting: {"suite", "seeds": {seed: {label:
+      payload}}, "raw_input"}}}`` from the runner.
+    budget: the budget name (for the header).
+    seeds: seed count (for the header).
+
+  Returns:
+    The path of ``claims.md``.
+  """
+  lines = [
+    "# msjax claims suite",
+    "",
+    f"Budget `{budget}`, {seeds} seeds, generator settings as in"
+    " docs/claims.md. Each cell: mean ± sample std over seeds.",
+    "",
+  ]
+  for paper, per_setting in results.items():
+    lines += [f"## {paper}", ""]
+    sections = {}
+    for setting, entry in per_setting.items():
+      section, data = _setting_section(paper, setting, entry)
+      lines += section
+      sections[setting] = data
+    chart = root / f"claims_{paper}.png"
+    _chart(chart, paper, sections)
+    lines += [f"![{paper}]({chart.name})", ""]
+  path = root / "claims.md"
+  path.write_text("\n".join(lines))
+  return path

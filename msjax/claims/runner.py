@@ -1,0 +1,160 @@
+"""Runs the claims suites, resumably, and writes the table and charts.
+
+Layout under the suite's ``workdir``::
+
+  <paper>/<setting>/seed<k>/<run>/      a training workdir (checkpoints,
+                                        config.json, metrics) + score.json
+  <paper>/<setting>/raw_input.json      the raw-input probe of the setting
+  claims.md, claims_<paper>.png         the aggregated table and charts
+
+A run with a ``score.json`` is done and skipped; an unfinished run resumes
+from its last checkpoint (``msjax.train.train_and_evaluate``), so a killed
+suite continues where it stopped. Seeds are ``0 .. seeds - 1``.
+"""
+
+import json
+import os
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+
+from msjax.claims import report, scoring, settings, suites
+from msjax.methods import METHODS
+from msjax.train import evaluation
+from msjax.train.errors import ConfigError
+from msjax.train.loop import train_and_evaluate
+
+__all__ = ["SCORE_FILE", "run_claims"]
+
+SCORE_FILE = "score.json"
+
+
+def _write_json(path: pathlib.Path, payload: dict) -> None:
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+  os.replace(tmp, path)
+
+
+def _run_one(
+  run: suites.Run,
+  suite: suites.Suite,
+  seed_dir: pathlib.Path,
+  with_random: bool,
+) -> dict:
+  workdir = seed_dir / run.name
+  done = workdir / SCORE_FILE
+  if done.is_file():
+    return json.loads(done.read_text())
+  config = run.config
+  if run.init_from:
+    config = config.copy_and_resolve_references()
+    config.train.init_from = str(seed_dir / run.init_from)
+  start = time.perf_counter()
+  outcome = train_and_evaluate(config, str(workdir))
+  method = METHODS[config.method]
+  _, variables = evaluation.restore_variables(str(workdir), config)
+  scores = scoring.score_variables(
+    method, variables, config, suite.tasks, suite.headline
+  )
+  for key, value in (outcome.get("metrics") or {}).items():
+    if key.startswith("sel_rate/"):
+      scores[key] = float(value)
+  payload = {"scores": scores, "wall_s": time.perf_counter() - start}
+  if with_random:
+    key = jax.random.fold_in(jax.random.key(config.seed + 1), 0)
+    random = scoring.random_variables(method, config, key)
+    payload["random"] = scoring.score_variables(
+      method, random, config, suite.tasks, "probe"
+    )
+  _write_json(done, payload)
+  return payload
+
+
+def run_claims(
+  papers: Sequence[str],
+  workdir: str,
+  *,
+  seeds: int = 3,
+  budget: str = "default",
+  setting_names: Sequence[str] = tuple(settings.SETTINGS),
+  log: Callable[[str], None] = print,
+) -> pathlib.Path:
+  """Runs (or resumes) the suites and writes ``claims.md`` and the charts.
+
+  Args:
+    papers: keys of :data:`msjax.claims.suites.PAPERS`.
+    workdir: the suite directory.
+    seeds: number of seeds (``0 .. seeds - 1``), at least 1.
+    budget: a key of :data:`msjax.claims.suites.BUDGETS`.
+    setting_names: keys of :data:`msjax.claims.settings.SETTINGS`.
+    log: progress sink (one line per finished run).
+
+  Returns:
+    The path of ``claims.md``.
+
+  Raises:
+    ConfigError: an unknown paper, setting or budget, or ``seeds < 1``.
+  """
+  if seeds < 1:
+    raise ConfigError(f"seeds must be >= 1, got {seeds}.")
+  for paper in papers:
+    if paper not in suites.PAPERS:
+      raise ConfigError(
+        f"paper must be one of {tuple(suites.PAPERS)}, got {paper!r}."
+      )
+  for name in setting_names:
+    if name not in settings.SETTINGS:
+      raise ConfigError(
+        f"setting must be one of {tuple(settings.SETTINGS)}, got {name!r}."
+      )
+  if budget not in suites.BUDGETS:
+    raise ConfigError(
+      f"budget must be one of {tuple(suites.BUDGETS)}, got {budget!r}."
+    )
+  root = pathlib.Path(workdir)
+  if root.exists() and not root.is_dir():
+    raise ConfigError(f"workdir {workdir} exists and is not a directory.")
+  root.mkdir(parents=True, exist_ok=True)
+  if not jax.config.jax_compilation_cache_dir:
+    # Seeds and settings repeat the same programs: compile each once.
+    jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  results: dict = {}
+  total = sum(
+    len(suites.suite(p, s, 0, budget).runs) * seeds
+    for p in papers
+    for s in setting_names
+  )
+  finished = 0
+  for paper in papers:
+    for setting in setting_names:
+      setting_dir = root / paper / setting
+      setting_dir.mkdir(parents=True, exist_ok=True)
+      entry = results.setdefault(paper, {}).setdefault(
+        setting, {"seeds": {}, "raw_input": None, "suite": None}
+      )
+      for seed in range(seeds):
+        suite = suites.suite(paper, setting, seed, budget)
+        entry["suite"] = suite
+        seed_dir = setting_dir / f"seed{seed}"
+        per_run = {}
+        for k, run in enumerate(suite.runs):
+          payload = _run_one(run, suite, seed_dir, with_random=k == 0)
+          per_run[run.label] = payload
+          finished += 1
+          log(
+            f"[{finished}/{total}] {paper} {setting} seed {seed} {run.name}:"
+            f" headline {payload['scores']['headline']:.3f}"
+            f" ({payload['wall_s']:.0f} s)"
+          )
+        entry["seeds"][seed] = per_run
+      raw_path = setting_dir / "raw_input.json"
+      if not raw_path.is_file():
+        first = entry["suite"].runs[0].config
+        _write_json(
+          raw_path, scoring.raw_input_scores(first, entry["suite"].tasks)
+        )
+      entry["raw_input"] = json.loads(raw_path.read_text())
+  return report.write(root, results, budget=budget, seeds=seeds)

@@ -1,0 +1,168 @@
+"""Scores of one trained run, as the claims table reads them.
+
+Every run is scored on the test split of its base data (a pair-ratio
+section is evaluated on its base source, as ``msjax eval`` does):
+
+* ``probe/<task>``: linear-probe accuracy of the fused embedding for every
+  label task of the suite (one embedding, several label sets);
+  ``probe_f1/<task>`` its macro-F1; ``probe_mod/<m>``: the probe on
+  modality ``m``'s own embedding (first task);
+* ``own/<key>``, ``own_f1/<key>``: the method's own classifier, when it has
+  one (``predict``);
+* ``usage/<m>``: for ProtoMM, the entropy (nats) of the mean soft prototype
+  assignment ``mean_b softmax(z_m[b] . c / tau)`` on the test split -- ``log
+  K`` when every prototype is used, 0 when one takes everything;
+* ``headline`` / ``headline_f1``: the suite's headline -- the mean over
+  tasks of the fused probe, or the own classifier's fused accuracy.
+
+``raw_input_scores`` gives the same probe on the input arrays (the
+``raw input`` row of every table).
+"""
+
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from msjax.data import make_source
+from msjax.methods import protomm
+from msjax.train import evaluation, probes
+from msjax.train.embedding import embed_source, make_embed_fn
+
+__all__ = ["random_variables", "raw_input_scores", "score_variables"]
+
+
+def _sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+  data = evaluation.eval_data_config(config.data)
+  return make_source(data, "train"), make_source(data, "test")
+
+
+def _probe(
+  train: tuple[np.ndarray, np.ndarray],
+  test: tuple[np.ndarray, np.ndarray],
+  num_classes: int,
+  config: ml_collections.ConfigDict,
+) -> dict[str, float]:
+  result = probes.linear_probe(
+    *train,
+    *test,
+    num_classes=num_classes,
+    l2=config.eval.probe_l2,
+    num_steps=config.eval.probe_steps,
+  )
+  return {k: float(v) for k, v in result.metrics.items()}
+
+
+def _task_scores(
+  features: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+  sources: tuple[Any, Any],
+  tasks: tuple[str, ...],
+  config: ml_collections.ConfigDict,
+) -> dict[str, float]:
+  from msjax.data import synthetic
+
+  train_x, test_x = features
+  out: dict[str, float] = {}
+  for k, task in enumerate(tasks):
+    labels = (sources[0].labels(task), sources[1].labels(task))
+    num_classes = synthetic.TASKS[task]
+    keys = ["fused"] + ([m for m in config.data.modalities] if k == 0 else [])
+    for key in keys:
+      if key not in train_x:
+        continue
+      scores = _probe(
+        (train_x[key], labels[0]), (test_x[key], labels[1]), num_classes, config
+      )
+      if key == "fused":
+        out[f"probe/{task}"] = scores["accuracy"]
+        out[f"probe_f1/{task}"] = scores["macro_f1"]
+      else:
+        out[f"probe_mod/{key}"] = scores["accuracy"]
+  out["probe/mean"] = float(np.mean([out[f"probe/{t}"] for t in tasks]))
+  out["probe_f1/mean"] = float(np.mean([out[f"probe_f1/{t}"] for t in tasks]))
+  return out
+
+
+def _usage(
+  variables: dict, config: ml_collections.ConfigDict, source: Any
+) -> dict[str, float]:
+  """ProtoMM's per-modality entropy of the mean soft assignment."""
+
+  @jax.jit
+  def assign(batch):
+    return protomm.soft_assignments(variables, batch, config)
+
+  sums: dict[str, np.ndarray] = {}
+  count = 0
+  size = config.eval.batch_size
+  for start in range(0, source.num_examples, size):
+    idx = np.arange(start, min(start + size, source.num_examples))
+    out = jax.device_get(assign(source.get(idx)))
+    for m, p in out.items():
+      sums[m] = sums.get(m, 0.0) + np.asarray(p).sum(0)
+    count += len(idx)
+  result = {}
+  for m, total in sums.items():
+    mean = total / count
+    result[f"usage/{m}"] = float(-np.sum(mean * np.log(np.maximum(mean, 1e-30))))
+  return result
+
+
+def score_variables(
+  method: Any,
+  variables: dict,
+  config: ml_collections.ConfigDict,
+  tasks: tuple[str, ...],
+  headline: str,
+) -> dict[str, float]:
+  """Every score of one model (see the module docstring).
+
+  Args:
+    method: the METHODS value.
+    variables: the model variables.
+    config: the run's config.
+    tasks: label tasks of the suite.
+    headline: ``"probe"`` or ``"own"``.
+
+  Returns:
+    A flat ``{name: float}``.
+  """
+  sources = _sources(config)
+  embed_fn = make_embed_fn(method, config)
+  features = tuple(
+    embed_source(embed_fn, variables, src, config)[0] for src in sources
+  )
+  out = _task_scores(features, sources, tasks, config)
+  own = evaluation.own_classifier_scores(method, variables, config, sources[1])
+  for key, metrics in (own or {}).items():
+    out[f"own/{key}"] = metrics["accuracy"]
+    out[f"own_f1/{key}"] = metrics["macro_f1"]
+  if method is protomm:
+    out.update(_usage(variables, config, sources[1]))
+  if headline == "own" and own:
+    out["headline"], out["headline_f1"] = out["own/fused"], out["own_f1/fused"]
+  else:
+    out["headline"], out["headline_f1"] = out["probe/mean"], out["probe_f1/mean"]
+  return out
+
+
+def raw_input_scores(
+  config: ml_collections.ConfigDict, tasks: tuple[str, ...]
+) -> dict[str, float]:
+  """The fused probe on the input arrays, scored like a run (``headline``)."""
+  sources = _sources(config)
+  features = tuple(evaluation.raw_features(src, config)[0] for src in sources)
+  out = _task_scores(features, sources, tasks, config)
+  out["headline"], out["headline_f1"] = out["probe/mean"], out["probe_f1/mean"]
+  return out
+
+
+def random_variables(
+  method: Any, config: ml_collections.ConfigDict, key: jax.Array
+) -> dict:
+  """A randomly initialised model of the run's config."""
+  source = _sources(config)[0]
+  example = source.get(np.arange(min(2, source.num_examples)))
+  return jax.jit(lambda k: method.init(k, config, example))(key)
+
