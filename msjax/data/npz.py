@@ -14,9 +14,18 @@ inside each session (0, 1, 2, ...), which is the consecutive-window order the
 sequence sampler needs.
 
 Splits (`config.data.split_by`): ``"file"`` reads `path` with `{split}`
-replaced by the split name (`data_{split}.npz`); ``"subject"`` holds out a
-`test_fraction` of the subjects (seeded by `split_seed`) as "test" ("val" is
-the same as "test"); ``"example"`` does the same with windows.
+replaced by the split name (`data_{split}.npz`); ``"subject"`` holds out the
+subjects listed in `test_subjects` (ids as stored in the file), or, when that
+is empty, a `test_fraction` of the subjects (seeded by `split_seed`), as
+"test" ("val" is the same as "test"); ``"example"`` holds out a fraction of
+windows.
+
+Spectrograms (`config.data.representation = "stft"`): raw `[N, C, T]`
+windows are turned into `[N, C', F, S]` spectrograms once, when the file is
+read, with :func:`msjax.data.signal.stft` (Hann frames of `stft.segment_s`
+every `stft.hop_s` seconds at `sample_rate_hz[m]`; `stft.output` as the
+synthetic source: ``"real_imag"`` gives `C' = 2C`). That is what InfoMAE and
+the spectrogram baselines read. docs/byod.md walks through a whole study.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import zipfile
 import ml_collections
 import numpy as np
 
+from msjax.data import signal
 from msjax.data.sources import ArraySource
 
 __all__ = ["default_config", "load_npz", "save_npz", "split_members"]
@@ -44,8 +54,11 @@ def default_config(
     modalities: modality keys of the file to use, in order.
 
   Returns:
-    ConfigDict with keys source, path, modalities, split_by, test_fraction,
-    split_seed, num_classes (0 = infer), label_key, session_key, time_key.
+    ConfigDict with keys source, path, modalities, split_by, test_subjects,
+    test_fraction, split_seed, num_classes (0 = infer), label_key,
+    session_key, time_key, representation ("raw" or "stft"),
+    sample_rate_hz (modality -> Hz, for "stft") and stft (segment_s,
+    hop_s, output).
   """
   return ml_collections.ConfigDict(
     dict(
@@ -53,12 +66,16 @@ def default_config(
       path=path,
       modalities=tuple(modalities),
       split_by="subject",
+      test_subjects=(),
       test_fraction=0.25,
       split_seed=0,
       num_classes=0,
       label_key="label",
       session_key="subject",
       time_key="timestamp",
+      representation="raw",
+      sample_rate_hz={},
+      stft=dict(segment_s=1.0, hop_s=0.5, output="real_imag"),
     )
   )
 
@@ -104,6 +121,60 @@ def split_members(
   num_test = min(len(unique) - 1, max(1, round(test_fraction * len(unique))))
   held = np.isin(groups, order[:num_test])
   return np.flatnonzero(held if split != "train" else ~held)
+
+
+def _held_out(
+  groups: np.ndarray, test_subjects: tuple, split: str, file_path: str
+) -> np.ndarray:
+  """Indices of `split` when the test subjects are named."""
+  if split not in _SPLITS:
+    raise ValueError(f"split {split!r} unknown; use one of {_SPLITS}.")
+  named = np.asarray(test_subjects)
+  missing = sorted(set(named.tolist()) - set(np.unique(groups).tolist()))
+  if missing:
+    raise ValueError(
+      f"test_subjects {missing} are not subjects of {file_path} (it has"
+      f" {np.unique(groups).tolist()[:10]}...)."
+    )
+  held = np.isin(groups, named)
+  if held.all():
+    raise ValueError(
+      "test_subjects hold out every subject: leave at least one to train on."
+    )
+  return np.flatnonzero(held if split != "train" else ~held)
+
+
+def _spectrograms(
+  arrays: dict[str, np.ndarray],
+  modalities: tuple[str, ...],
+  data_config: ml_collections.ConfigDict,
+  file_path: str,
+) -> dict[str, np.ndarray]:
+  """``[N, C, T]`` windows -> STFT ``[N, C', F, S]`` per modality."""
+  out = {}
+  rates = dict(data_config.sample_rate_hz)
+  for m in modalities:
+    x = arrays[m]
+    if x.ndim != 3:
+      raise ValueError(
+        f"representation='stft' needs raw [N, C, T] windows; {m!r} in"
+        f" {file_path} has shape {x.shape}."
+      )
+    if m not in rates or rates[m] <= 0:
+      raise ValueError(
+        f"representation='stft' needs config.data.sample_rate_hz[{m!r}]"
+        " (samples per second of that stream)."
+      )
+    segment = int(round(data_config.stft.segment_s * rates[m]))
+    hop = int(round(data_config.stft.hop_s * rates[m]))
+    if not 2 <= segment <= x.shape[-1] or hop < 1:
+      raise ValueError(
+        f"stft.segment_s={data_config.stft.segment_s} and hop_s="
+        f"{data_config.stft.hop_s} at {rates[m]} Hz do not fit {m!r}'s"
+        f" {x.shape[-1]}-sample windows."
+      )
+    out[m] = signal.stft(x, nfft=segment, hop=hop, output=data_config.stft.output)
+  return out
 
 
 def _time_rank(session: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
@@ -210,20 +281,31 @@ def load_npz(data_config: ml_collections.ConfigDict, split: str) -> ArraySource:
       groups = columns["session"]
     else:
       groups = np.arange(size)
-    keep = split_members(
-      groups,
-      test_fraction=data_config.test_fraction,
-      seed=data_config.split_seed,
-      split=split,
-    )
+    if data_config.split_by == "subject" and data_config.test_subjects:
+      keep = _held_out(groups, tuple(data_config.test_subjects), split, file_path)
+    else:
+      keep = split_members(
+        groups,
+        test_fraction=data_config.test_fraction,
+        seed=data_config.split_seed,
+        split=split,
+      )
   else:
     raise ValueError(
       f"split_by={data_config.split_by!r} unknown; use file, subject or "
       "example."
     )
   num_classes = int(data_config.num_classes) or None
+  signals = {m: arrays[m] for m in modalities if m in arrays}
+  if data_config.representation == "stft":
+    signals = _spectrograms(signals, tuple(signals), data_config, file_path)
+  elif data_config.representation != "raw":
+    raise ValueError(
+      f"data.representation={data_config.representation!r} unknown; use"
+      " 'raw' or 'stft'."
+    )
   source = ArraySource(
-    {m: arrays[m] for m in modalities if m in arrays},
+    signals,
     modalities=modalities,
     label=columns["label"],
     session=columns["session"],

@@ -324,14 +324,15 @@ def format_results(results: dict[str, Any]) -> str:
       f"{metrics['map']:8.3f}{baseline:20.3f}"
     )
   for title, rows in (
-    ("raw input", results.get("raw_input")),
-    ("own classifier", results.get("own")),
+    ("raw input: the same probe on the input arrays", results.get("raw_input")),
+    ("own classifier of the model", results.get("own")),
   ):
     if not rows:
       continue
+    lines.append(f"  {title}:")
     for name, metrics in rows.items():
       lines.append(
-        f"  {title + ' ' + name:<12}{metrics['accuracy']:9.3f}"
+        f"  {name:<12}{metrics['accuracy']:9.3f}"
         f"{metrics['macro_f1']:10.3f}{metrics['map']:8.3f}"
       )
   return "\n".join(lines)
