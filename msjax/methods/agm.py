@@ -56,6 +56,7 @@ __all__ = [
   "modulation",
   "param_labels",
   "post_update",
+  "predict",
 ]
 
 #: The variable collection holding the running mono-modal scores.
@@ -215,6 +216,26 @@ def loss_fn(
     metrics[f"agm/score/{m}"] = scores[i]
   state = {**state, STATE: {"running_score": new_running}}
   return loss, (state, metrics)
+
+
+def predict(
+  variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
+) -> dict[str, jax.Array]:
+  """The fusion's own logits in eval mode, ``[B, C]`` each.
+
+  Returns:
+    ``{"fused": z, m: phi_m}`` (the mono-modal responses).
+  """
+  mods = _common.check_batch(batch, config, min_modalities=2)
+  model_vars = {k: v for k, v in variables.items() if k != STATE}
+  (_, responses, bias), _ = _common.run_model(
+    _model(config),
+    model_vars,
+    {m: jnp.asarray(batch["signals"][m]) for m in mods},
+    train=False,
+  )
+  fused = bias + sum(responses[m] for m in mods)
+  return {"fused": fused, **responses}
 
 
 def embed(

@@ -26,7 +26,8 @@ the directions the other modalities' features barely span. The encoders'
 gradients and the bias' are unchanged; ``loss.projection = False`` turns the
 modification off, ``beta = loss.projection_beta``.
 
-Inference (:func:`predict`): test-time uncertainty fusion of the unimodal
+Inference (:func:`predict`, the model's own classifier): test-time
+uncertainty fusion of the unimodal
 predictions, ``e_m = -sum_c p_m,c log p_m,c`` (``p_m = softmax(z_m)``),
 ``w_m = softmax_m(max_k e_k - e_m)`` per row, ``p = sum_m w_m p_m [B, C]``.
 
@@ -272,8 +273,13 @@ def loss_fn(
 
 def predict(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
-) -> jax.Array:
-  """Uncertainty-weighted fusion of the unimodal predictions ``[B, C]``."""
+) -> dict[str, jax.Array]:
+  """The shared head's predictions in eval mode, ``[B, C]`` each.
+
+  Returns:
+    ``{"fused": p, m: p_m}``: the uncertainty-weighted fusion ``p`` (module
+    docstring) and every modality's ``p_m = softmax(z_m)``.
+  """
   mods = _common.check_batch(batch, config, min_modalities=2)
   (_, logits), _ = _common.run_model(
     _model(config),
@@ -284,7 +290,8 @@ def predict(
   probs = jnp.stack([jax.nn.softmax(logits[m], axis=-1) for m in mods])
   entropy = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-12)), axis=-1)
   weights = jax.nn.softmax(jnp.max(entropy, axis=0) - entropy, axis=0)
-  return jnp.sum(weights[..., None] * probs, axis=0)
+  fused = jnp.sum(weights[..., None] * probs, axis=0)
+  return {"fused": fused, **{m: probs[i] for i, m in enumerate(mods)}}
 
 
 def embed(

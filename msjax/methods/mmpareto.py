@@ -55,6 +55,7 @@ __all__ = [
   "loss_fn",
   "param_labels",
   "post_update",
+  "predict",
 ]
 
 _MIN_WEIGHT = 1e-3
@@ -251,6 +252,24 @@ def loss_fn(
   )
   loss = jnp.sum(values) + surrogate - jax.lax.stop_gradient(surrogate)
   return loss, (state, metrics)
+
+
+def predict(
+  variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
+) -> dict[str, jax.Array]:
+  """The model's own classifiers in eval mode, ``[B, C]`` logits each.
+
+  Returns:
+    ``{"fused": z, m: z_m}``.
+  """
+  mods = _common.check_batch(batch, config, min_modalities=2)
+  (_, logits, unimodal), _ = _common.run_model(
+    _model(config),
+    variables,
+    {m: jnp.asarray(batch["signals"][m]) for m in mods},
+    train=False,
+  )
+  return {"fused": logits, **unimodal}
 
 
 def embed(
