@@ -66,7 +66,9 @@ def get_config(arg=None):
     smoke=False,
   )
   if arg.method not in METHODS:
-    raise ConfigError(f"method must be one of {sorted(METHODS)}, got {arg.method!r}")
+    raise ConfigError(
+      f"method must be one of {sorted(METHODS)}, got {arg.method!r}"
+    )
   modalities = _split(arg.modalities)
   if not arg.path or not modalities:
     raise ConfigError("byod.py needs path=FILE.npz and modalities=a+b")

@@ -46,13 +46,17 @@ def _extra_columns(table: dict) -> list[str]:
   return keys
 
 
-def _setting_section(paper: str, setting: str, entry: dict) -> tuple[list[str], dict]:
+def _setting_section(
+  paper: str, setting: str, entry: dict
+) -> tuple[list[str], dict]:
   suite = entry["suite"]
   seeds = sorted(entry["seeds"])
   table = {}
   walls = []
   for label in suite.order:
-    runs = [entry["seeds"][s][label] for s in seeds if label in entry["seeds"][s]]
+    runs = [
+      entry["seeds"][s][label] for s in seeds if label in entry["seeds"][s]
+    ]
     table[label] = aggregate([r["scores"] for r in runs])
     walls += [r["wall_s"] for r in runs]
   randoms = [
@@ -63,41 +67,43 @@ def _setting_section(paper: str, setting: str, entry: dict) -> tuple[list[str], 
   randoms = [r for r in randoms if r]
   extra = _extra_columns(table)
   headline = (
-    "own classifier, fused" if suite.headline == "own" else
-    "linear probe, fused" + (" (mean over " + ", ".join(suite.tasks) + ")" if len(suite.tasks) > 1 else "")
+    "own classifier, fused"
+    if suite.headline == "own"
+    else "linear probe, fused"
+    + (
+      " (mean over " + ", ".join(suite.tasks) + ")"
+      if len(suite.tasks) > 1
+      else ""
+    )
   )
+  minutes = sum(walls) / 60
   lines = [
-    f"### {paper} — setting `{setting}` ({len(seeds)} seeds; {sum(walls) / 60:.1f} min of runs)",
+    f"### {paper} — setting `{setting}` ({len(seeds)} seeds;"
+    f" {minutes:.1f} min of runs)",
     "",
     f"Headline: {headline}; mean ± std over seeds.",
     "",
     "| method | accuracy | macro-F1 | " + " | ".join(extra) + " |",
     "|---|---|---|" + "---|" * len(extra),
   ]
-  for label, row in table.items():
-    lines.append(
-      f"| {label} | {_cell(row.get('headline'))} | {_cell(row.get('headline_f1'))} | "
-      + " | ".join(_cell(row.get(k)) for k in extra)
-      + " |"
-    )
+
+  def row(label: str, stats: dict) -> str:
+    cells = [stats.get("headline"), stats.get("headline_f1")]
+    cells += [stats.get(k) for k in extra]
+    return f"| {label} | " + " | ".join(_cell(c) for c in cells) + " |"
+
+  lines += [row(label, stats) for label, stats in table.items()]
   if randoms:
-    random = aggregate(randoms)
+    table["random encoder"] = aggregate(randoms)
     lines.append(
-      f"| random encoder ({suite.order[0]}) | {_cell(random['headline'])} | "
-      f"{_cell(random['headline_f1'])} | "
-      + " | ".join(_cell(random.get(k)) for k in extra)
-      + " |"
+      row(f"random encoder ({suite.order[0]})", table["random encoder"])
     )
-    table["random encoder"] = random
   raw = entry.get("raw_input")
   if raw:
-    rawstat = {k: {"mean": v, "std": 0.0, "n": 1} for k, v in raw.items()}
-    lines.append(
-      f"| raw input | {_cell(rawstat['headline'])} | {_cell(rawstat['headline_f1'])} | "
-      + " | ".join(_cell(rawstat.get(k)) for k in extra)
-      + " |"
-    )
-    table["raw input"] = rawstat
+    table["raw input"] = {
+      k: {"mean": v, "std": 0.0, "n": 1} for k, v in raw.items()
+    }
+    lines.append(row("raw input", table["raw input"]))
   lines += ["", "Claims:", ""]
   verdicts = {}
   for claim in suite.claims:
@@ -106,7 +112,9 @@ def _setting_section(paper: str, setting: str, entry: dict) -> tuple[list[str], 
     except KeyError as missing:
       holds, evidence = False, f"not measured ({missing})"
     verdicts[claim.text] = holds
-    lines.append(f"- {'HOLDS' if holds else 'FAILS'}: {claim.text} — {evidence}")
+    lines.append(
+      f"- {'HOLDS' if holds else 'FAILS'}: {claim.text} — {evidence}"
+    )
   lines.append("")
   return lines, {"table": table, "verdicts": verdicts}
 
@@ -132,7 +140,9 @@ def _chart(path: pathlib.Path, paper: str, sections: dict) -> None:
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
     low = max(0.0, min(means) - 0.1)
-    ax.set_ylim(low, min(1.0, max(m + s for m, s in zip(means, stds)) + 0.05))
+    ax.set_ylim(
+      low, min(1.0, max(m + s for m, s in zip(means, stds, strict=True)) + 0.05)
+    )
     ax.set_ylabel("headline accuracy")
     ax.set_title(f"{paper}: {setting}")
   fig.tight_layout()
@@ -140,7 +150,9 @@ def _chart(path: pathlib.Path, paper: str, sections: dict) -> None:
   plt.close(fig)
 
 
-def write(root: pathlib.Path, results: dict, *, budget: str, seeds: int) -> pathlib.Path:
+def write(
+  root: pathlib.Path, results: dict, *, budget: str, seeds: int
+) -> pathlib.Path:
   """Writes ``root/claims.md`` and ``root/claims_<paper>.png``.
 
   Args:

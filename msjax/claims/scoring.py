@@ -105,7 +105,9 @@ def _usage(
   result = {}
   for m, total in sums.items():
     mean = total / count
-    result[f"usage/{m}"] = float(-np.sum(mean * np.log(np.maximum(mean, 1e-30))))
+    result[f"usage/{m}"] = float(
+      -np.sum(mean * np.log(np.maximum(mean, 1e-30)))
+    )
   return result
 
 
@@ -143,7 +145,10 @@ def score_variables(
   if headline == "own" and own:
     out["headline"], out["headline_f1"] = out["own/fused"], out["own_f1/fused"]
   else:
-    out["headline"], out["headline_f1"] = out["probe/mean"], out["probe_f1/mean"]
+    out["headline"], out["headline_f1"] = (
+      out["probe/mean"],
+      out["probe_f1/mean"],
+    )
   return out
 
 
@@ -165,4 +170,3 @@ def random_variables(
   source = _sources(config)[0]
   example = source.get(np.arange(min(2, source.num_examples)))
   return jax.jit(lambda k: method.init(k, config, example))(key)
-

@@ -18,7 +18,9 @@ SETTINGS: dict[str, dict] = {
 }
 
 
-def data_config(setting: str, *, task: str = "shared") -> ml_collections.ConfigDict:
+def data_config(
+  setting: str, *, task: str = "shared"
+) -> ml_collections.ConfigDict:
   """The synthetic ``config.data`` of a setting.
 
   Args:

@@ -269,7 +269,9 @@ def _protomm(setting: str, seed: int, budget: Budget) -> Suite:
       _best("ProtoMM a=0.5", tuple(a for a in alphas if a != "ProtoMM a=0.5")),
     ),
     *(
-      Claim(f"ProtoMM (alpha 0.5) beats {label}", _beats("ProtoMM a=0.5", label))
+      Claim(
+        f"ProtoMM (alpha 0.5) beats {label}", _beats("ProtoMM a=0.5", label)
+      )
       for label in baselines.values()
     ),
   )
@@ -298,7 +300,9 @@ def _infomae(setting: str, seed: int, budget: Budget) -> Suite:
       "(a) stage-1 encoders, concatenated",
       _config(
         "infomae",
-        pairs.pairing_config(base, pair_ratio=0.0, subset="unpaired", unpaired="all"),
+        pairs.pairing_config(
+          base, pair_ratio=0.0, subset="unpaired", unpaired="all"
+        ),
         budget,
         seed,
         loss={"stage": 1},
@@ -309,13 +313,17 @@ def _infomae(setting: str, seed: int, budget: Budget) -> Suite:
   for ratio in RATIOS:
     config = _config(
       "infomae",
-      pairs.pairing_config(base, pair_ratio=ratio, subset="mixed", unpaired="all"),
+      pairs.pairing_config(
+        base, pair_ratio=ratio, subset="mixed", unpaired="all"
+      ),
       budget,
       seed,
       loss={"stage": 2, "seq_len": 1},
       model=infomae_model,
     )
-    runs.append(Run(f"infomae_{ratio}", f"InfoMAE {ratio:.0%} pairs", config, "stage1"))
+    runs.append(
+      Run(f"infomae_{ratio}", f"InfoMAE {ratio:.0%} pairs", config, "stage1")
+    )
   spectro = {"encoder": "resnet2d_tiny"}
   five = pairs.pairing_config(base, pair_ratio=0.05, subset="paired")
   runs += [
@@ -332,14 +340,22 @@ def _infomae(setting: str, seed: int, budget: Budget) -> Suite:
     Run(
       "supervised",
       "(d) supervised (all labels)",
-      _config("supervised_concat", base, budget, seed, steps=2 * steps, model=spectro),
+      _config(
+        "supervised_concat", base, budget, seed, steps=2 * steps, model=spectro
+      ),
     ),
   ]
   order = tuple(r.label for r in runs)
   five_label = "InfoMAE 5% pairs"
   claims = (
-    Claim("at 5% pairs InfoMAE beats (a) the unaligned stage-1 encoders", _beats(five_label, order[0])),
-    Claim("at 5% pairs InfoMAE beats (c) CLIP/CMC on the same pairs", _beats(five_label, "(c) CLIP/CMC 5% pairs")),
+    Claim(
+      "at 5% pairs InfoMAE beats (a) the unaligned stage-1 encoders",
+      _beats(five_label, order[0]),
+    ),
+    Claim(
+      "at 5% pairs InfoMAE beats (c) CLIP/CMC on the same pairs",
+      _beats(five_label, "(c) CLIP/CMC 5% pairs"),
+    ),
     Claim(
       "at 5% pairs InfoMAE is far above (b) joint pretraining (by > 0.05)",
       _beats(five_label, "(b) joint pretraining 5% pairs", 0.05),
@@ -363,7 +379,9 @@ def _promobal(setting: str, seed: int, budget: Budget) -> Suite:
   # D = 64 for every method: SaMoBal picks a modality per dimension, and at
   # the tiny default D = 16 its inference lost 0.05 to concat (docs/claims.md).
   runs = tuple(
-    Run(name, label, _config(name, data, budget, seed, model={"feature_dim": 64}))
+    Run(
+      name, label, _config(name, data, budget, seed, model={"feature_dim": 64})
+    )
     for name, label in names.items()
   )
   claims = tuple(
@@ -380,7 +398,9 @@ def _promobal(setting: str, seed: int, budget: Budget) -> Suite:
       _balanced_selection("ProMoBal", 0.3, 0.7),
     ),
   )
-  return Suite("promobal", runs, ("shared",), "own", claims, tuple(names.values()))
+  return Suite(
+    "promobal", runs, ("shared",), "own", claims, tuple(names.values())
+  )
 
 
 #: paper -> ``(setting, seed, budget) -> Suite``.

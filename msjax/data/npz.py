@@ -173,7 +173,9 @@ def _spectrograms(
         f"{data_config.stft.hop_s} at {rates[m]} Hz do not fit {m!r}'s"
         f" {x.shape[-1]}-sample windows."
       )
-    out[m] = signal.stft(x, nfft=segment, hop=hop, output=data_config.stft.output)
+    out[m] = signal.stft(
+      x, nfft=segment, hop=hop, output=data_config.stft.output
+    )
   return out
 
 
@@ -282,7 +284,9 @@ def load_npz(data_config: ml_collections.ConfigDict, split: str) -> ArraySource:
     else:
       groups = np.arange(size)
     if data_config.split_by == "subject" and data_config.test_subjects:
-      keep = _held_out(groups, tuple(data_config.test_subjects), split, file_path)
+      keep = _held_out(
+        groups, tuple(data_config.test_subjects), split, file_path
+      )
     else:
       keep = split_members(
         groups,

@@ -271,9 +271,7 @@ def loss_fn(
     loss, metrics = losses.stage1_loss(params, xs, targets, rng, config)
   else:
     paired = _paired(batch, next(iter(xs.values())).shape[0])
-    loss, metrics = losses.stage2_loss(
-      params, xs, targets, paired, rng, config
-    )
+    loss, metrics = losses.stage2_loss(params, xs, targets, paired, rng, config)
   return loss, ({}, metrics)
 
 

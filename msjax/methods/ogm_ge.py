@@ -11,10 +11,9 @@ With features ``f_m [B, F]``, the classifier ``W = [W_1 .. W_M]``
 ``sum_m W_m f_m + b``. On each batch (labels ``y [B]``; no gradient through
 this part)::
 
-  s_m   = sum_b softmax(W_m f_m[b] + b / M)[y_b]           # modality's confidence
-  rho_m = s_m / mean_{m' != m} s_m'                         # its lead (two modalities:
-                                                            #   s_a / s_v, as the paper)
-  k_m   = 1 - tanh(alpha * relu(rho_m - 1))                 # 1 unless the modality leads
+  s_m   = sum_b softmax(W_m f_m[b] + b / M)[y_b]   # confidence of m
+  rho_m = s_m / mean_{m' != m} s_m'                 # its lead (s_a / s_v)
+  k_m   = 1 - tanh(alpha * relu(rho_m - 1))         # 1 unless m leads
 
 The cross-entropy's gradient reaching modality ``m``'s encoder is multiplied
 by ``k_m`` (OGM). Generalisation enhancement (GE) adds zero-mean Gaussian
@@ -85,8 +84,10 @@ def _modulate_fwd(f, k, noise):
 def _modulate_bwd(res, g):
   k, noise = res
   scaled = k * g
-  return scaled + noise * jnp.std(scaled), jnp.zeros_like(k), jnp.zeros_like(
-    noise
+  return (
+    scaled + noise * jnp.std(scaled),
+    jnp.zeros_like(k),
+    jnp.zeros_like(noise),
   )
 
 
@@ -238,7 +239,9 @@ def loss_fn(
     train=True,
     rngs={"dropout": streams["dropout"], "gumbel": streams["gumbel"]},
   )
-  loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  loss = jnp.mean(
+    optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  )
   hits = jnp.argmax(jax.lax.stop_gradient(logits), axis=-1) == labels
   metrics = {"loss/ce": loss, "acc/fused": jnp.mean(hits)}
   for i, m in enumerate(mods):

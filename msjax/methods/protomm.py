@@ -277,7 +277,9 @@ def soft_assignments(
   (_, z, protos), _ = _common.run_model(
     _model(config), variables, signals, train=False
   )
-  return {m: jax.nn.softmax(z[m] @ protos.T / config.loss.tau, -1) for m in mods}
+  return {
+    m: jax.nn.softmax(z[m] @ protos.T / config.loss.tau, -1) for m in mods
+  }
 
 
 def post_update(

@@ -74,7 +74,9 @@ def _score(
   return {k: float(v) for k, v in result.metrics.items()}
 
 
-def eval_data_config(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def eval_data_config(
+  data: ml_collections.ConfigDict,
+) -> ml_collections.ConfigDict:
   """The data section evaluation reads: a pair-ratio section's base source.
 
   Pair ratios limit which windows train the cross-modal terms; the probe,

@@ -12,9 +12,7 @@ from msjax.claims import report, run_claims, suites
 
 def _fake_entry(values):
   """A suite with two rows whose headline per seed is given."""
-  runs = tuple(
-    suites.Run(name, name, None) for name in ("A", "B")
-  )
+  runs = tuple(suites.Run(name, name, None) for name in ("A", "B"))
   suite = suites.Suite(
     paper="toy",
     runs=runs,
@@ -25,12 +23,19 @@ def _fake_entry(values):
   )
   seeds = {
     s: {
-      label: {"scores": {"headline": v[s], "headline_f1": v[s] / 2}, "wall_s": 1.0}
+      label: {
+        "scores": {"headline": v[s], "headline_f1": v[s] / 2},
+        "wall_s": 1.0,
+      }
       for label, v in values.items()
     }
     for s in range(len(values["A"]))
   }
-  return {"suite": suite, "seeds": seeds, "raw_input": {"headline": 0.3, "headline_f1": 0.2}}
+  return {
+    "suite": suite,
+    "seeds": seeds,
+    "raw_input": {"headline": 0.3, "headline_f1": 0.2},
+  }
 
 
 @pytest.mark.parametrize(
@@ -40,13 +45,22 @@ def _fake_entry(values):
     ([0.9, 0.5, 0.7], [0.6, 0.62, 0.61], False),  # gap inside A's std
   ],
 )
-def test_table_cells_are_mean_and_sample_std_and_verdict_uses_them(tmp_path, a, b, holds):
-  path = report.write(tmp_path, {"toy": {"default": _fake_entry({"A": a, "B": b})}}, budget="smoke", seeds=3)
+def test_table_cells_are_mean_and_sample_std_and_verdict_uses_them(
+  tmp_path, a, b, holds
+):
+  path = report.write(
+    tmp_path,
+    {"toy": {"default": _fake_entry({"A": a, "B": b})}},
+    budget="smoke",
+    seeds=3,
+  )
   text = path.read_text()
   for label, values in (("A", a), ("B", b)):
     row = re.search(rf"^\| {label} \| ([\d.]+) ± ([\d.]+) \|", text, re.M)
     assert float(row.group(1)) == pytest.approx(np.mean(values), abs=5e-4)
-    assert float(row.group(2)) == pytest.approx(np.std(values, ddof=1), abs=5e-4)
+    assert float(row.group(2)) == pytest.approx(
+      np.std(values, ddof=1), abs=5e-4
+    )
   assert re.search(r"^\| raw input \| 0\.300 ± 0\.000 \| 0\.200", text, re.M)
   assert ("HOLDS: A beats B" in text) == holds
   assert ("FAILS: A beats B" in text) == (not holds)
@@ -55,26 +69,64 @@ def test_table_cells_are_mean_and_sample_std_and_verdict_uses_them(tmp_path, a, 
 
 def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
   lines = []
-  run_claims(("promobal",), str(tmp_path), seeds=1, budget="smoke", setting_names=("default",), log=lines.append)
+  run_claims(
+    ("promobal",),
+    str(tmp_path),
+    seeds=1,
+    budget="smoke",
+    setting_names=("default",),
+    log=lines.append,
+  )
   seed0 = sorted((tmp_path / "promobal/default/seed0").glob("*/score.json"))
-  assert [p.parent.name for p in seed0] == sorted(["promobal", "supervised_concat", "supervised_sum", "ogm_ge"])
+  assert [p.parent.name for p in seed0] == sorted(
+    ["promobal", "supervised_concat", "supervised_sum", "ogm_ge"]
+  )
   stamps = {p: p.stat().st_mtime_ns for p in seed0}
   lines.clear()
-  path = run_claims(("promobal",), str(tmp_path), seeds=2, budget="smoke", setting_names=("default",), log=lines.append)
+  path = run_claims(
+    ("promobal",),
+    str(tmp_path),
+    seeds=2,
+    budget="smoke",
+    setting_names=("default",),
+    log=lines.append,
+  )
   assert {p: p.stat().st_mtime_ns for p in seed0} == stamps  # not redone
   assert len(lines) == 8 and sum("seed 1" in line for line in lines) == 4
   text = path.read_text()
-  for label in ("ProMoBal", "concat", "sum", "OGM-GE", "random encoder (ProMoBal)", "raw input"):
-    assert re.search(rf"^\| {re.escape(label)} \| \d\.\d{{3}} ± \d\.\d{{3}} \|", text, re.M), label
+  for label in (
+    "ProMoBal",
+    "concat",
+    "sum",
+    "OGM-GE",
+    "random encoder (ProMoBal)",
+    "raw input",
+  ):
+    assert re.search(
+      rf"^\| {re.escape(label)} \| \d\.\d{{3}} ± \d\.\d{{3}} \|", text, re.M
+    ), label
   assert len(re.findall(r"^- (HOLDS|FAILS): ", text, re.M)) == 5
   assert "sel_rate/acc" in text and "own/fused" in text
-  score = json.loads((tmp_path / "promobal/default/seed1/promobal/score.json").read_text())
+  score = json.loads(
+    (tmp_path / "promobal/default/seed1/promobal/score.json").read_text()
+  )
   rates = [v for k, v in score["scores"].items() if k.startswith("sel_rate/")]
   assert len(rates) == 2 and sum(rates) == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("argv", [["--seeds", "0"], ["--settings", "nope"]])
 def test_bad_claims_arguments_are_one_line_errors(tmp_path, capsys, argv):
-  code = cli.main(["claims", "--paper", "promobal", "--workdir", str(tmp_path), "--budget", "smoke", *argv])
+  code = cli.main(
+    [
+      "claims",
+      "--paper",
+      "promobal",
+      "--workdir",
+      str(tmp_path),
+      "--budget",
+      "smoke",
+      *argv,
+    ]
+  )
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 2 and len(err) == 1 and err[0].startswith("msjax: error:")

@@ -47,7 +47,9 @@ def test_named_test_subjects_are_exactly_the_test_split(path):
 
 
 def test_stft_representation_matches_signal_stft_and_finds_the_tone(path):
-  c = _config(path, representation="stft", sample_rate_hz={"ppg": RATE, "acc": RATE})
+  c = _config(
+    path, representation="stft", sample_rate_hz={"ppg": RATE, "acc": RATE}
+  )
   c.stft.segment_s, c.stft.hop_s, c.stft.output = 1.0, 0.5, "real_imag"
   source = make_source(c, "train")
   batch = source.get(np.arange(4))
@@ -58,11 +60,16 @@ def test_stft_representation_matches_signal_stft_and_finds_the_tone(path):
   labels = batch["label"]
   np.testing.assert_array_equal(peak_hz, np.where(labels == 0, 2, 6))
   with pytest.raises(ValueError, match=r"sample_rate_hz\['ppg'\]"):
-    make_source(_config(path, representation="stft", sample_rate_hz={"acc": RATE}), "train")
+    make_source(
+      _config(path, representation="stft", sample_rate_hz={"acc": RATE}),
+      "train",
+    )
 
 
 def test_pair_ratio_over_npz_marks_synchronized_rows(path):
-  c = _config(path, representation="stft", sample_rate_hz={"ppg": RATE, "acc": RATE})
+  c = _config(
+    path, representation="stft", sample_rate_hz={"ppg": RATE, "acc": RATE}
+  )
   data = pairs.pairing_config(c, pair_ratio=0.25, subset="mixed")
   source = make_source(data, "train")
   batch = source.get(np.arange(source.num_examples))
@@ -72,7 +79,9 @@ def test_pair_ratio_over_npz_marks_synchronized_rows(path):
   assert batch["signals"]["ppg"].shape[1:] == (2, RATE // 2 + 1, 7)
 
 
-def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(tmp_path, capsys):
+def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(
+  tmp_path, capsys
+):
   from msjax import cli
   from msjax.data import synthetic
 
@@ -83,24 +92,43 @@ def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(tmp_path, capsys)
   file = tmp_path / "study.npz"
   npz.save_npz(
     str(file),
-    {m: np.concatenate([p["signals"][m] for p in parts]) for m in ("ppg", "acc")},
+    {
+      m: np.concatenate([p["signals"][m] for p in parts])
+      for m in ("ppg", "acc")
+    },
     label=np.concatenate([p["label"] for p in parts]),
     subject=np.concatenate([p["session"] for p in parts]) + 10,
   )
-  spec = "experiments/byod.py:method=infomae,path={},modalities=ppg+acc,rates=64+32,test_subjects=11,smoke".format(file)
+  spec = (
+    f"experiments/byod.py:method=infomae,path={file},modalities=ppg+acc,"
+    "rates=64+32,test_subjects=11,smoke"
+  )
   root = __import__("pathlib").Path(__file__).resolve().parents[2]
   spec = str(root / spec)
   s1, s2 = str(tmp_path / "s1"), str(tmp_path / "s2")
-  assert cli.main(["train", "--config", spec + ",stage=1", "--workdir", s1]) == 0
-  assert cli.main([
-    "train", "--config", spec + ",stage=2,pair_ratio=0.25", "--workdir", s2,
-    f"--config.train.init_from={s1}",
-  ]) == 0
+  assert (
+    cli.main(["train", "--config", spec + ",stage=1", "--workdir", s1]) == 0
+  )
+  assert (
+    cli.main(
+      [
+        "train",
+        "--config",
+        spec + ",stage=2,pair_ratio=0.25",
+        "--workdir",
+        s2,
+        f"--config.train.init_from={s1}",
+      ]
+    )
+    == 0
+  )
   out = capsys.readouterr().out
   assert out.count("raw input: the same probe") == 2
   import json
 
   saved = json.loads((tmp_path / "s2" / "config.json").read_text())
-  assert saved["data"]["source"] == "paired" and saved["data"]["pair_ratio"] == 0.25
+  assert (
+    saved["data"]["source"] == "paired" and saved["data"]["pair_ratio"] == 0.25
+  )
   assert saved["data"]["base"]["test_subjects"] == [11]
   assert saved["data"]["base"]["representation"] == "stft"

@@ -22,7 +22,9 @@ def _config(**model):
   data = synthetic.default_config(smoke=True)
   data.representation = "stft"
   data.stft.output = "real_imag"
-  c = ml_collections.ConfigDict(dict(data=data, **infomae.default_config("tiny")))
+  c = ml_collections.ConfigDict(
+    dict(data=data, **infomae.default_config("tiny"))
+  )
   c.loss.seq_len = 1
   c.model.encoder.update(model)
   return c
@@ -33,7 +35,9 @@ def setup():
   config = _config()
   source = synthetic.SyntheticSource(config.data, "train")
   batch = source.get(np.arange(B))
-  variables = jax.jit(lambda k: infomae.init(k, config, batch))(jax.random.key(0))
+  variables = jax.jit(lambda k: infomae.init(k, config, batch))(
+    jax.random.key(0)
+  )
   fn = jax.jit(
     lambda v, b: infomae.loss_fn(v, b, jax.random.key(1), config, 0)[1][1]
   )
@@ -49,7 +53,9 @@ def test_unpaired_rows_do_not_reach_the_cross_modal_terms(setup):
     "signals": {
       "ppg": batch["signals"]["ppg"],
       "acc": np.where(
-        paired[:, None, None, None], batch["signals"]["acc"], other["signals"]["acc"]
+        paired[:, None, None, None],
+        batch["signals"]["acc"],
+        other["signals"]["acc"],
       ),
     },
     "label": batch["label"],

@@ -1,4 +1,4 @@
-"""OGM-GE (gradient modulation) and SLIP (CLIP + SimCLR), the claims' baselines."""
+"""OGM-GE (gradient modulation) and SLIP (CLIP + SimCLR) baselines."""
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,9 @@ from tests.methods import _train_util as tu
 def _numpy_coefficients(partial_logits, labels, alpha):
   z = partial_logits - partial_logits.max(-1, keepdims=True)
   p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
-  s = np.array([p[m, np.arange(len(labels)), labels].sum() for m in range(len(p))])
+  s = np.array(
+    [p[m, np.arange(len(labels)), labels].sum() for m in range(len(p))]
+  )
   k = []
   for m in range(len(s)):
     rho = s[m] / np.mean(np.delete(s, m))
@@ -67,7 +69,9 @@ def test_ogm_scales_each_encoders_gradient_by_its_coefficient(ogm_setup):
     got = jax.tree.leaves(grads["encoders"][f"encoder_{m}"])
     want = jax.tree.leaves(plain["encoders"][f"encoder_{m}"])
     for g, w in zip(got, want, strict=True):
-      np.testing.assert_allclose(g, float(k) * np.asarray(w), rtol=2e-4, atol=1e-7)
+      np.testing.assert_allclose(
+        g, float(k) * np.asarray(w), rtol=2e-4, atol=1e-7
+      )
   for g, w in zip(
     jax.tree.leaves(grads["classifier"]),
     jax.tree.leaves(plain["classifier"]),
@@ -107,7 +111,9 @@ def test_slip_is_clip_plus_weighted_simclr_on_separate_heads():
   _, m2 = run(2.5)
   # The weight scales the SimCLR term only (the same batch and key give the
   # same views, so both terms are equal across the two runs).
-  assert float(m2["loss/clip"]) == pytest.approx(float(m0["loss/clip"]), rel=1e-6)
+  assert float(m2["loss/clip"]) == pytest.approx(
+    float(m0["loss/clip"]), rel=1e-6
+  )
   np.testing.assert_allclose(m0["loss/slip"], m0["loss/clip"], rtol=1e-6)
   np.testing.assert_allclose(
     m2["loss/slip"], m0["loss/clip"] + 2.5 * m0["loss/simclr"], rtol=1e-5
