@@ -53,6 +53,7 @@ import numpy as np
 
 from msjax.data import signal
 from msjax.data import synthetic_model as model
+from msjax.data.sources import ArraySource
 from msjax.data.synthetic_config import (
   MODALITIES,
   TASKS,
@@ -223,6 +224,22 @@ class SyntheticSource:
       "session": self._session[idx],
       "time_index": self._time_index[idx],
     }
+
+  def subset(self, indices: np.ndarray) -> ArraySource:
+    """The rows ``indices`` as an in-memory source (config task's labels).
+
+    Used for the synchronized pairs of a pair-ratio split.
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    return ArraySource(
+      {m: self._signals[m][idx] for m in self.modalities},
+      modalities=self.modalities,
+      label=self._labels[self.task][idx],
+      session=self._session[idx],
+      time_index=self._time_index[idx],
+      num_classes=self.num_classes,
+      name="synthetic subset",
+    )
 
   def labels(self, task: str | None = None) -> np.ndarray:
     """``int32 [num_examples]`` labels of ``task`` (default: config task)."""

@@ -294,3 +294,16 @@ def test_noise_knob_sets_white_noise_level_per_modality():
   assert abs(residual.std() - 0.5) < 0.02
   assert abs(residual.mean()) < 0.02
   np.testing.assert_array_equal(noisy["acc"], clean["acc"])
+
+
+def test_subset_is_the_same_rows_as_an_array_source():
+  config = synthetic.default_config(smoke=True)
+  source = synthetic.SyntheticSource(config, "train")
+  rows = np.array([5, 0, 17, 3])
+  sub = source.subset(rows)
+  want, got = source.get(rows), sub.get(np.arange(4))
+  for m in config.modalities:
+    np.testing.assert_array_equal(got["signals"][m], want["signals"][m])
+  for key in ("label", "session", "time_index"):
+    np.testing.assert_array_equal(got[key], want[key])
+  assert sub.num_examples == 4 and sub.num_classes == source.num_classes
