@@ -34,7 +34,11 @@ def _config(method, **loss):
     ("supervised_sum", {}, True),
     ("simclr", {}, False),
     ("infomae", {"stage": 1}, False),
-    ("infomae", {"stage": 2}, True),
+    # Stage 2 reads batch["paired"]: unsynchronized rows feed only its
+    # unimodal terms (tests/methods/test_infomae_pairs.py).
+    ("infomae", {"stage": 2}, False),
+    ("slip", {}, True),
+    ("ogm_ge", {}, True),
   ],
 )
 def test_which_objectives_need_synchronized_rows(name, loss, required):
