@@ -25,7 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from msjax.data import make_source
+from msjax.data import make_source, synthetic
 from msjax.methods import protomm
 from msjax.train import evaluation, probes
 from msjax.train.embedding import embed_source, make_embed_fn
@@ -60,8 +60,6 @@ def _task_scores(
   tasks: tuple[str, ...],
   config: ml_collections.ConfigDict,
 ) -> dict[str, float]:
-  from msjax.data import synthetic
-
   train_x, test_x = features
   out: dict[str, float] = {}
   for k, task in enumerate(tasks):

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import ml_collections
 
 from msjax.claims import settings
-from msjax.data import pairs
+from msjax.data import pairs, synthetic
 from msjax.methods import METHODS
 from msjax.train import config_lib
 
@@ -141,7 +141,7 @@ def _config(
     sections.loss[key] = value
   if "num_classes" in sections.model:
     base = data.base if data.source == "paired" else data
-    sections.model.num_classes = _num_classes(base.task)
+    sections.model.num_classes = synthetic.TASKS[base.task]
   steps = budget.steps if steps is None else steps
   optim = config_lib.optim_config(
     optimizer="adamw",
@@ -177,12 +177,6 @@ def _config(
       random_baseline=False,
     ),
   )
-
-
-def _num_classes(task: str) -> int:
-  from msjax.data import synthetic
-
-  return synthetic.TASKS[task]
 
 
 def _beats(
@@ -293,7 +287,6 @@ def _infomae(setting: str, seed: int, budget: Budget) -> Suite:
   base.representation = "stft"
   base.stft.output = "real_imag"
   steps = budget.steps
-  infomae_model = {}
   runs = [
     Run(
       "stage1",
@@ -306,7 +299,6 @@ def _infomae(setting: str, seed: int, budget: Budget) -> Suite:
         budget,
         seed,
         loss={"stage": 1},
-        model=infomae_model,
       ),
     )
   ]
@@ -319,7 +311,6 @@ def _infomae(setting: str, seed: int, budget: Budget) -> Suite:
       budget,
       seed,
       loss={"stage": 2, "seq_len": 1},
-      model=infomae_model,
     )
     runs.append(
       Run(f"infomae_{ratio}", f"InfoMAE {ratio:.0%} pairs", config, "stage1")
