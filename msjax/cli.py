@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     default="default,skewed",
     help="comma-separated generator settings (docs/claims.md)",
   )
+  claims.add_argument(
+    "--runs",
+    default="",
+    help="comma-separated run names to keep (default: all)",
+  )
   return parser
 
 
@@ -174,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds=args.seeds,
         budget=args.budget,
         setting_names=tuple(s for s in args.settings.split(",") if s),
+        only=tuple(r for r in args.runs.split(",") if r),
       )
       print(path)
     else:

@@ -79,6 +79,7 @@ def run_claims(
   seeds: int = 3,
   budget: str = "default",
   setting_names: Sequence[str] = tuple(settings.SETTINGS),
+  only: Sequence[str] = (),
   log: Callable[[str], None] = print,
 ) -> pathlib.Path:
   """Runs (or resumes) the suites and writes ``claims.md`` and the charts.
@@ -89,6 +90,9 @@ def run_claims(
     seeds: number of seeds (``0 .. seeds - 1``), at least 1.
     budget: a key of :data:`msjax.claims.suites.BUDGETS`.
     setting_names: keys of :data:`msjax.claims.settings.SETTINGS`.
+    only: run names to keep (e.g. ``("promobal", "supervised_concat")``;
+      empty: every run). Rows left out are absent from the table and the
+      claims that need them say "not measured".
     log: progress sink (one line per finished run).
 
   Returns:
@@ -122,8 +126,24 @@ def run_claims(
     jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   results: dict = {}
+
+  def selected(suite: suites.Suite) -> suites.Suite:
+    if not only:
+      return suite
+    runs = tuple(r for r in suite.runs if r.name in only)
+    order = tuple(r.label for r in runs)
+    return suite._replace(runs=runs, order=order)
+
+  known = {
+    r.name for p in papers for r in suites.suite(p, "default", 0, budget).runs
+  }
+  unknown = sorted(set(only) - known)
+  if unknown:
+    raise ConfigError(
+      f"unknown runs {unknown}; the suites have {sorted(known)}."
+    )
   total = sum(
-    len(suites.suite(p, s, 0, budget).runs) * seeds
+    len(selected(suites.suite(p, s, 0, budget)).runs) * seeds
     for p in papers
     for s in setting_names
   )
@@ -136,7 +156,7 @@ def run_claims(
         setting, {"seeds": {}, "raw_input": None, "suite": None}
       )
       for seed in range(seeds):
-        suite = suites.suite(paper, setting, seed, budget)
+        suite = selected(suites.suite(paper, setting, seed, budget))
         entry["suite"] = suite
         seed_dir = setting_dir / f"seed{seed}"
         per_run = {}

@@ -68,6 +68,9 @@ _LR = {
   "supervised_sum": 3e-3,
   "ogm_ge": 3e-3,
   "promobal": 3e-3,
+  "agm": 3e-3,
+  "mla": 3e-3,
+  "mmpareto": 3e-3,
 }
 
 
@@ -366,6 +369,9 @@ def _promobal(setting: str, seed: int, budget: Budget) -> Suite:
     "supervised_concat": "concat",
     "supervised_sum": "sum",
     "ogm_ge": "OGM-GE",
+    "agm": "AGM",
+    "mla": "MLA",
+    "mmpareto": "MMPareto",
   }
   # D = 64 for every method: SaMoBal picks a modality per dimension, and at
   # the tiny default D = 16 its inference lost 0.05 to concat (docs/claims.md).
@@ -377,7 +383,7 @@ def _promobal(setting: str, seed: int, budget: Budget) -> Suite:
   )
   claims = tuple(
     Claim(f"ProMoBal's own prediction beats {label}", _beats("ProMoBal", label))
-    for label in ("concat", "sum", "OGM-GE")
+    for label in ("concat", "sum", "OGM-GE", "AGM", "MLA", "MMPareto")
   ) + (
     Claim(
       "the weak modality's own accuracy rises (linear probe on its"

@@ -67,6 +67,9 @@ def test_table_cells_are_mean_and_sample_std_and_verdict_uses_them(
   assert (tmp_path / "claims_toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+RUNS = ("promobal", "supervised_concat", "ogm_ge")
+
+
 def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
   lines = []
   run_claims(
@@ -75,12 +78,11 @@ def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
     seeds=1,
     budget="smoke",
     setting_names=("default",),
+    only=RUNS,
     log=lines.append,
   )
   seed0 = sorted((tmp_path / "promobal/default/seed0").glob("*/score.json"))
-  assert [p.parent.name for p in seed0] == sorted(
-    ["promobal", "supervised_concat", "supervised_sum", "ogm_ge"]
-  )
+  assert [p.parent.name for p in seed0] == sorted(RUNS)
   stamps = {p: p.stat().st_mtime_ns for p in seed0}
   lines.clear()
   path = run_claims(
@@ -89,15 +91,15 @@ def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
     seeds=2,
     budget="smoke",
     setting_names=("default",),
+    only=RUNS,
     log=lines.append,
   )
   assert {p: p.stat().st_mtime_ns for p in seed0} == stamps  # not redone
-  assert len(lines) == 8 and sum("seed 1" in line for line in lines) == 4
+  assert len(lines) == 6 and sum("seed 1" in line for line in lines) == 3
   text = path.read_text()
   for label in (
     "ProMoBal",
     "concat",
-    "sum",
     "OGM-GE",
     "random encoder (ProMoBal)",
     "raw input",
@@ -105,7 +107,11 @@ def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
     assert re.search(
       rf"^\| {re.escape(label)} \| \d\.\d{{3}} ± \d\.\d{{3}} \|", text, re.M
     ), label
-  assert len(re.findall(r"^- (HOLDS|FAILS): ", text, re.M)) == 5
+  assert "| sum |" not in text  # left out by only=
+  verdicts = re.findall(r"^- (HOLDS|FAILS): (.*)$", text, re.M)
+  assert len(verdicts) == 8
+  (about_sum,) = [v for v in verdicts if "beats sum" in v[1]]
+  assert about_sum[0] == "FAILS" and "not measured" in about_sum[1]
   assert "sel_rate/acc" in text and "own/fused" in text
   score = json.loads(
     (tmp_path / "promobal/default/seed1/promobal/score.json").read_text()
@@ -114,7 +120,9 @@ def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
   assert len(rates) == 2 and sum(rates) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("argv", [["--seeds", "0"], ["--settings", "nope"]])
+@pytest.mark.parametrize(
+  "argv", [["--seeds", "0"], ["--settings", "nope"], ["--runs", "nope"]]
+)
 def test_bad_claims_arguments_are_one_line_errors(tmp_path, capsys, argv):
   code = cli.main(
     [
