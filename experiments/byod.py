@@ -69,9 +69,9 @@ def get_config(arg=None):
     raise ConfigError(
       f"method must be one of {sorted(METHODS)}, got {arg.method!r}"
     )
+  # Without path= or modalities= the config still loads; training then
+  # stops at once with the npz source's one-line error naming what to set.
   modalities = _split(arg.modalities)
-  if not arg.path or not modalities:
-    raise ConfigError("byod.py needs path=FILE.npz and modalities=a+b")
   data = npz.default_config(arg.path, modalities)
   data.test_subjects = _split(arg.test_subjects, int)
   sections = METHODS[arg.method].default_config("tiny")
