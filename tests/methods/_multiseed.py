@@ -99,6 +99,7 @@ def train_seeds(
   batch_size: int = 32,
   learning_rate: float = 1e-2,
   batch_fn: BatchFn = uniform_batches,
+  step_key_offset: int = 1000,
 ) -> SeedRuns:
   """Trains one model per seed with Adam, all seeds in one vmapped step.
 
@@ -107,11 +108,14 @@ def train_seeds(
     config: the experiment config (its ``seed`` is not read).
     source: the training source.
     seeds: the seeds (init key ``key(seed)``, step key ``fold_in(key(seed +
-      1000), step)``, batches ``batch_fn(source, seed, step, batch_size)``).
+      step_key_offset), step)``, batches ``batch_fn(source, seed, step,
+      batch_size)``, first called for seed ``seeds[0]`` at step 0 to get the
+      example batch of ``init``).
     steps: updates per seed.
     batch_size: rows per batch.
     learning_rate: Adam learning rate.
     batch_fn: the batch stream.
+    step_key_offset: added to the seed for the step keys.
 
   Returns:
     A :class:`SeedRuns`.
@@ -119,7 +123,7 @@ def train_seeds(
   optimizer = optax.adam(learning_rate)
   example = batch_fn(source, seeds[0], 0, batch_size)
   init_keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-  step_keys = jax.vmap(jax.random.key)(jnp.asarray(seeds) + 1000)
+  step_keys = jax.vmap(jax.random.key)(jnp.asarray(seeds) + step_key_offset)
 
   @jax.jit
   def init(keys):

@@ -1,22 +1,19 @@
 """Learning checks over several seeds that compile once (method tests only).
 
 :func:`train_seeds` trains one method from ``len(seeds)`` initialisations
-with one jitted init and one jitted step, vmapped over the seeds (each seed
-has its own initialisation, step keys and batch stream), then probes the
-random and the trained encoders with one jitted ``embed``: three seeds cost
-one compilation, not three.
+with :func:`tests.methods._multiseed.train_seeds` (one jitted init and one
+vmapped step; each seed has its own initialisation, step keys and batch
+stream), then probes the random and the trained encoders with one jitted
+``embed``: three seeds cost one compilation, not three.
 """
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from msjax.data import pipeline, sequence_index_for
+from tests.methods import _multiseed as ms
 from tests.methods import _train_util as tu
 
 __all__ = [
@@ -91,14 +88,6 @@ def batch_stream(
   )
 
 
-def _stack(trees: list[Any]) -> Any:
-  return jax.tree.map(lambda *xs: np.stack(xs), *trees)
-
-
-def _unstack(tree: Any, i: int) -> Any:
-  return jax.tree.map(lambda x: x[i], tree)
-
-
 def train_seeds(
   method: Any,
   config: ml_collections.ConfigDict,
@@ -127,71 +116,33 @@ def train_seeds(
     One :class:`SeedRun` per seed.
   """
   train_src, test_src = tu.sources(config)
-  optimizer = optax.adam(learning_rate)
-  streams = [
-    batch_stream(train_src, batch_size, s, sequence_length) for s in seeds
-  ]
-  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-  example = streams[0](0)
-
-  @jax.jit
-  def init(keys: jax.Array) -> dict[str, Any]:
-    return jax.vmap(lambda k: method.init(k, config, example))(keys)
-
-  def one(
-    params: Any,
-    model_state: Mapping[str, Any],
-    opt_state: Any,
-    batch: dict,
-    key: jax.Array,
-    step: jax.Array,
-  ) -> tuple[Any, dict[str, Any], Any, jax.Array]:
-    def objective(p: Any) -> tuple[jax.Array, tuple[dict, dict]]:
-      return method.loss_fn(
-        {"params": p, **model_state},
-        batch,
-        jax.random.fold_in(key, step),
-        config,
-        step,
-      )
-
-    (loss, (new_state, _)), grads = jax.value_and_grad(objective, has_aux=True)(
-      params
-    )
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    params = method.post_update(params, config, step)
-    return params, {**model_state, **new_state}, opt_state, loss
-
-  step_fn = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None)))
-  variables = init(keys)
-  params = variables["params"]
-  model_state = {k: v for k, v in variables.items() if k != "params"}
-  opt_state = jax.vmap(optimizer.init)(params)
-  losses = []
-  for step in range(steps):
-    batch = _stack([stream(step) for stream in streams])
-    params, model_state, opt_state, loss = step_fn(
-      params, model_state, opt_state, batch, keys, jnp.int32(step)
-    )
-    losses.append(loss)
-  final = {"params": params, **model_state}
-  losses = np.asarray(jax.device_get(losses)).T  # [seeds, steps]
+  streams = {
+    s: batch_stream(train_src, batch_size, s, sequence_length) for s in seeds
+  }
+  runs = ms.train_seeds(
+    method,
+    config,
+    train_src,
+    tuple(seeds),
+    steps=steps,
+    batch_size=batch_size,
+    learning_rate=learning_rate,
+    batch_fn=lambda source, seed, step, size: streams[seed](step),
+    step_key_offset=0,
+  )
   num = len(seeds)
-  initial = [_unstack(variables, i) for i in range(num)]
-  trained = [_unstack(final, i) for i in range(num)]
   accs = tu.probe_accuracies(
-    method, initial + trained, config, train_src, test_src, key=probed
+    method, runs.initial + runs.final, config, train_src, test_src, key=probed
   )
   return [
     SeedRun(
       seed=seed,
       random_acc=accs[i],
       trained_acc=accs[num + i],
-      first_loss=float(np.mean(losses[i, :10])),
-      last_loss=float(np.mean(losses[i, -10:])),
-      initial=initial[i],
-      variables=trained[i],
+      first_loss=float(np.mean(runs.losses[i, :10])),
+      last_loss=float(np.mean(runs.losses[i, -10:])),
+      initial=runs.initial[i],
+      variables=runs.final[i],
     )
     for i, seed in enumerate(seeds)
   ]
