@@ -153,8 +153,8 @@ class OGMModel(nn.Module):
     width = self.feature_dim
     num = len(self.modalities)
     parts = [features[m] for m in self.modalities]
-    if self.is_initializing():
-      return classifier(jnp.concatenate(parts, -1)), {}
+    # Parameters come from supervised.init (the same tree), so the
+    # classifier exists before this call reads it.
     params = jax.lax.stop_gradient(classifier.variables["params"])
     weight, bias = params["weight"], params["bias"]
     partial = jnp.stack(

@@ -169,6 +169,21 @@ def loss_fn(
   return loss, (state, metrics)
 
 
+def _eval_outputs(
+  variables: dict[str, Any],
+  batch: dict,
+  config: ml_collections.ConfigDict,
+  fusion: str,
+) -> tuple[dict[str, jax.Array], jax.Array]:
+  """Eval-mode ``(features incl. "fused", logits [B, C])``."""
+  mods = _common.check_batch(batch, config)
+  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
+  outputs, _ = _common.run_model(
+    _model(config, fusion), variables, signals, train=False
+  )
+  return outputs
+
+
 def embed(
   variables: dict[str, Any],
   batch: dict,
@@ -177,12 +192,7 @@ def embed(
   fusion: str,
 ) -> dict[str, jax.Array]:
   """Eval-mode ``{m: [B, F]}`` and ``"fused"`` (``[B, M*F]`` or ``[B, F]``)."""
-  mods = _common.check_batch(batch, config)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  (out, _), _ = _common.run_model(
-    _model(config, fusion), variables, signals, train=False
-  )
-  return out
+  return _eval_outputs(variables, batch, config, fusion)[0]
 
 
 def predict(
@@ -193,9 +203,4 @@ def predict(
   fusion: str,
 ) -> dict[str, jax.Array]:
   """The model's own classifier in eval mode: ``{"fused": logits [B, C]}``."""
-  mods = _common.check_batch(batch, config)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  (_, logits), _ = _common.run_model(
-    _model(config, fusion), variables, signals, train=False
-  )
-  return {"fused": logits}
+  return {"fused": _eval_outputs(variables, batch, config, fusion)[1]}
