@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 
 from msjax.data import signal
+from msjax.data.loader import loader_options
 from msjax.data.sources import ArraySource
 
 __all__ = ["default_config", "load_npz", "save_npz", "split_members"]
@@ -76,6 +77,7 @@ def default_config(
       representation="raw",
       sample_rate_hz={},
       stft=dict(segment_s=1.0, hop_s=0.5, output="real_imag"),
+      **loader_options(),
     )
   )
 

@@ -37,6 +37,8 @@ from typing import Any, Literal, NamedTuple
 import ml_collections
 import numpy as np
 
+from msjax.data.loader import loader_options
+
 __all__ = [
   "PairSplit",
   "pair_ratio_split",
@@ -209,7 +211,8 @@ def pairing_config(
   """A `config.data` that applies a pair-ratio split to `base`'s train split.
 
   Keys: source ("paired"), modalities (copied from base), base, pair_ratio,
-  subset, unpaired, split_seed, record_path.
+  subset, unpaired, split_seed, record_path and the loader keys
+  (`msjax.data.loader.loader_options`; those of base are not read).
   """
   return ml_collections.ConfigDict(
     dict(
@@ -221,6 +224,7 @@ def pairing_config(
       unpaired=unpaired,
       split_seed=int(split_seed),
       record_path=record_path,
+      **loader_options(),
     )
   )
 

@@ -1,7 +1,8 @@
 """Deterministic, resumable, per-process batching of a `Source`.
 
 Every batch is a pure function of `(seed, step)`: the resumable position of an
-input pipeline is just the step. Two samplers:
+input pipeline is just the step. The batches are read by grain
+(`msjax.data.loader`); this module holds the samplers' definitions:
 
 * uniform: epoch `e` visits the examples in the order of
   `np.random.default_rng([seed, e]).permutation(N)`; step `s` takes the
@@ -23,6 +24,13 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from msjax.data.loader import (
+  ReadBatch,
+  StepIndices,
+  batch_dataset,
+  epoch_permutation,
+  iterate,
+)
 from msjax.data.sequences import (
   SequenceIndex,
   sequence_batch_indices,
@@ -39,9 +47,12 @@ __all__ = [
   "sequence_index",
   "sequence_batch_indices",
   "sequence_index_for",
+  "step_indices",
   "batch_at",
   "iterate_batches",
 ]
+
+_ENDLESS = 2**62  # the length of an endless batch dataset
 
 
 class Source(Protocol):
@@ -58,14 +69,6 @@ class Source(Protocol):
   def get(self, indices: np.ndarray) -> dict[str, Any]:
     """A host batch (numpy) of the given example indices."""
     ...
-
-
-def epoch_permutation(
-  num_examples: int, *, seed: int, epoch: int
-) -> np.ndarray:
-  """The visiting order of epoch `epoch`, `int64 [N]`."""
-  rng = np.random.default_rng([int(seed), int(epoch)])
-  return rng.permutation(num_examples)
 
 
 def global_batch_indices(
@@ -88,21 +91,10 @@ def global_batch_indices(
   Returns:
     B distinct indices; steps of one epoch are disjoint.
   """
-  if batch_size < 1 or batch_size > num_examples:
-    raise ValueError(
-      f"batch_size={batch_size} must be in [1, num_examples={num_examples}]; "
-      "lower the batch size or use more data."
-    )
-  if step < 0:
-    raise ValueError(f"step={step} must be >= 0.")
-  steps_per_epoch = num_examples // batch_size
-  epoch, position = divmod(int(step), steps_per_epoch)
-  order = (
-    epoch_permutation(num_examples, seed=seed, epoch=epoch)
-    if shuffle
-    else np.arange(num_examples)
+  sampler = StepIndices(
+    num_examples, batch_size=batch_size, seed=seed, shuffle=shuffle
   )
-  return order[position * batch_size : (position + 1) * batch_size]
+  return sampler.global_indices(step)
 
 
 def process_slice(
@@ -135,9 +127,8 @@ def process_slice(
   return global_indices[index * per : (index + 1) * per]
 
 
-def batch_at(
+def step_indices(
   source: Source,
-  step: int,
   *,
   batch_size: int,
   seed: int,
@@ -146,48 +137,42 @@ def batch_at(
   shuffle: bool = True,
   process_index: int | None = None,
   process_count: int | None = None,
-) -> dict[str, Any]:
+) -> StepIndices:
+  """The sampler of `batch_at` (process defaults: jax's)."""
+  return StepIndices(
+    source.num_examples,
+    batch_size=batch_size,
+    seed=seed,
+    sequences=sequences,
+    min_gap=min_gap,
+    shuffle=shuffle,
+    process_index=(
+      jax.process_index() if process_index is None else process_index
+    ),
+    process_count=(
+      jax.process_count() if process_count is None else process_count
+    ),
+  )
+
+
+def batch_at(source: Source, step: int, **kwargs: Any) -> dict[str, Any]:
   """This process's part of the global batch at `step` (host numpy).
+
+  The element `step` of the grain dataset `iterate_batches` reads.
 
   Args:
     source: the data source.
     step: training step.
-    batch_size: global batch size B (= S * L with `sequences`).
-    seed: data seed.
-    sequences: use the sequence sampler with this index.
-    min_gap: see `sequence_batch_indices`.
-    shuffle: uniform sampler only; False visits examples in order.
-    process_index: this process (default jax's).
-    process_count: process count (default jax's).
+    **kwargs: `step_indices`'s: batch_size (global B, = S * L with
+      sequences), seed, sequences (use the sequence sampler with this
+      index), min_gap (see `sequence_batch_indices`), shuffle (uniform
+      sampler only; False visits examples in order), process_index,
+      process_count (default jax's).
 
   Returns:
     `source.get(...)` of `B / process_count` examples.
   """
-  if sequences is None:
-    indices = global_batch_indices(
-      source.num_examples,
-      batch_size=batch_size,
-      seed=seed,
-      step=step,
-      shuffle=shuffle,
-    )
-  else:
-    if batch_size % sequences.length:
-      raise ValueError(
-        f"batch_size={batch_size} is not a multiple of sequence_length="
-        f"{sequences.length}."
-      )
-    indices = sequence_batch_indices(
-      sequences,
-      num_sequences=batch_size // sequences.length,
-      seed=seed,
-      step=step,
-      min_gap=min_gap,
-    )
-  local = process_slice(
-    indices, process_index=process_index, process_count=process_count
-  )
-  return source.get(local)
+  return ReadBatch(source, step_indices(source, **kwargs))(step)[1]
 
 
 def iterate_batches(
@@ -197,17 +182,19 @@ def iterate_batches(
   seed: int,
   start_step: int = 0,
   num_steps: int | None = None,
+  num_workers: int = 0,
+  prefetch: int = 2,
   **kwargs: Any,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
   """Yields `(step, batch_at(source, step, ...))` from `start_step` on.
 
-  Resuming at step s yields exactly what an uninterrupted run yields there.
-  `kwargs` are passed to `batch_at`.
+  Read by grain (`msjax.data.loader`) with `num_workers` worker processes
+  and `prefetch` batches read ahead. Resuming at step s yields exactly what
+  an uninterrupted run yields there. `kwargs` are passed to `step_indices`.
   """
-  step = start_step
-  while num_steps is None or step < start_step + num_steps:
-    yield (
-      step,
-      batch_at(source, step, batch_size=batch_size, seed=seed, **kwargs),
-    )
-    step += 1
+  end = _ENDLESS if num_steps is None else start_step + num_steps
+  sampler = step_indices(source, batch_size=batch_size, seed=seed, **kwargs)
+  dataset = batch_dataset(source, sampler, num_steps=end)
+  return iterate(
+    dataset, start_step=start_step, num_workers=num_workers, prefetch=prefetch
+  )

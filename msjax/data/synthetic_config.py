@@ -7,6 +7,7 @@ settings are dicts keyed by modality name.
 import ml_collections
 
 from msjax.data import synthetic_model as model
+from msjax.data.loader import loader_options
 
 __all__ = ["MODALITIES", "TASKS", "default_config", "validate_config"]
 
@@ -46,6 +47,7 @@ def default_config(smoke: bool = False) -> ml_collections.ConfigDict:
   c.stft = ml_collections.ConfigDict(
     dict(segment_s=1.0, hop_s=0.5, output="real_imag")
   )
+  c.update(loader_options())
   return c
 
 

@@ -1,8 +1,8 @@
 """Global device batches from a data source, checked before they reach XLA.
 
-Each process reads only its own block of the global batch (from
-:func:`msjax.data.pipeline.batch_at`, a pure function of ``(seed, step)``)
-and the blocks become one global array with
+Each process reads only its own block of the global batch (element ``step``
+of a grain dataset, a pure function of ``(seed, step)``:
+:mod:`msjax.data.loader`) and the blocks become one global array with
 ``jax.make_array_from_process_local_data``.
 """
 
@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from msjax.data import pipeline
+from msjax.data import loader, pipeline
 from msjax.train import sharding
 from msjax.train.errors import DataError
 
@@ -93,10 +93,19 @@ def check_batch(
 class BatchFeed:
   """Turns ``(seed, step)`` into a checked, sharded global batch.
 
+  The host batches come from the grain dataset of
+  :func:`msjax.data.loader.batch_dataset` (element ``s``: this process's
+  block at step ``s``), read ahead by ``config.data.num_workers`` grain
+  worker processes (0: ``config.data.prefetch`` threads of this process).
+  Asking for the steps in order reads them from the prefetching iterator;
+  any other step starts it again there, so the batch at a step never
+  depends on what was asked before. Call :meth:`close` at the end.
+
   Attributes:
     source: the data source.
     sharding: the batch sharding.
     batch_size: the global batch size.
+    dataset: the grain ``MapDataset`` of ``(step, host batch)``.
   """
 
   def __init__(
@@ -111,7 +120,9 @@ class BatchFeed:
 
     Args:
       source: a ``Source``.
-      config: the experiment config.
+      config: the experiment config (reads ``train.batch_size``,
+        ``train.total_steps``, ``train.sequence_length``,
+        ``train.check_batches``, ``data.num_workers``, ``data.prefetch``).
       mesh: the device mesh.
       seed: the data seed (default ``config.seed``).
     """
@@ -120,11 +131,18 @@ class BatchFeed:
     self.batch_size = config.train.batch_size
     self.seed = config.seed if seed is None else seed
     self.check = config.train.check_batches
+    self.num_workers = int(config.data.num_workers)
+    self.prefetch = int(config.data.prefetch)
+    if self.num_workers < 0 or self.prefetch < 0:
+      raise DataError(
+        f"data.num_workers={self.num_workers} and data.prefetch="
+        f"{self.prefetch} must be >= 0"
+      )
     self.shapes = {k: tuple(v) for k, v in source.element_shapes().items()}
-    self.sequences = None
+    sequences = None
     if config.train.sequence_length > 1:
       try:
-        self.sequences = pipeline.sequence_index_for(
+        sequences = pipeline.sequence_index_for(
           source, config.train.sequence_length
         )
       except ValueError as error:
@@ -144,22 +162,60 @@ class BatchFeed:
         f"train.batch_size={self.batch_size} cannot be split into"
         f" {count} contiguous per-process blocks on this mesh"
       )
+    try:
+      indices = pipeline.step_indices(
+        source, batch_size=self.batch_size, seed=self.seed, sequences=sequences
+      )
+    except ValueError as error:
+      raise DataError(f"train.batch_size: {error}") from None
+    self.dataset = loader.batch_dataset(
+      source, indices, num_steps=max(int(config.train.total_steps), 1)
+    )
+    self._iterator: Any = None
+    self._next_step = -1
+
+  def _read(self, step: int) -> dict:
+    """The host batch at ``step``: from the iterator when it is there."""
+    if step == self._next_step:
+      self._next_step += 1
+      read, batch = next(self._iterator)
+    else:
+      read, batch = self.dataset[step]
+    if read != step:  # the dataset's contract; a bug if it fails
+      raise RuntimeError(f"the input pipeline gave step {read} for {step}")
+    return batch
 
   def host_batch(self, step: int) -> dict:
     """This process's block of the global batch at ``step`` (numpy)."""
-    try:
-      batch = pipeline.batch_at(
-        self.source,
-        step,
-        batch_size=self.batch_size,
-        seed=self.seed,
-        sequences=self.sequences,
+    if not 0 <= step < len(self.dataset):
+      raise DataError(
+        f"step {step} is outside the {len(self.dataset)} steps of"
+        " train.total_steps"
       )
+    try:
+      batch = self._read(step)
     except ValueError as error:
       raise DataError(f"batch at step {step}: {error}") from None
     if self.check:
       check_batch(batch, self.shapes, first_sample=self.first_row, step=step)
     return batch
+
+  def start(self, step: int) -> None:
+    """Starts reading ahead from ``step`` (ends a previous iterator)."""
+    self.close()
+    self._iterator = loader.iterate(
+      self.dataset,
+      start_step=step,
+      num_workers=self.num_workers,
+      prefetch=self.prefetch,
+    )
+    self._next_step = step
+
+  def close(self) -> None:
+    """Stops the read-ahead threads or worker processes."""
+    iterator, self._iterator, self._next_step = self._iterator, None, -1
+    if iterator is not None and hasattr(iterator, "close"):
+      iterator.close()
 
   def global_batch(self, host_batch: dict) -> dict:
     """The global sharded array batch made from every process's block."""
@@ -172,5 +228,7 @@ class BatchFeed:
     return jax.tree.map(to_global, host_batch)
 
   def __call__(self, step: int) -> dict:
-    """The checked global batch at ``step``."""
+    """The checked global batch at ``step`` (read ahead from there on)."""
+    if step != self._next_step and 0 <= step < len(self.dataset):
+      self.start(step)
     return self.global_batch(self.host_batch(step))

@@ -406,6 +406,7 @@ def train_and_evaluate(
         chrono.resume()
     chrono.pause()
   finally:
+    feed.close()
     progress.close()
     writer.close()
     checkpointer.close()

@@ -169,6 +169,8 @@ def get_config(arg=None):
         num_examples=64,
         seed=0,
         nan_sample=-1,
+        num_workers=0,
+        prefetch=2,
       )
     ),
     model=sections.model,

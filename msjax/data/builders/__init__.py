@@ -11,6 +11,7 @@ from msjax.data.builders._base import (
   prepare,
   read_split,
 )
+from msjax.data.loader import loader_options
 
 __all__ = [
   "BUILDERS",
@@ -39,7 +40,13 @@ CONFIGS = {
 }
 
 #: config.data keys that select/locate data rather than change preparation.
-_NOT_OPTIONS = ("source", "data_dir", "manual_dir", "modalities")
+_NOT_OPTIONS = (
+  "source",
+  "data_dir",
+  "manual_dir",
+  "modalities",
+  *loader_options(),
+)
 
 
 def builder_for(data_config) -> WindowBuilder:

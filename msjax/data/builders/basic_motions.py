@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from msjax.data.builders._base import Example, WindowBuilder
+from msjax.data.loader import loader_options
 
 __all__ = ["BasicMotions", "aeon_data_dir", "default_config", "read_ts"]
 
@@ -40,6 +41,7 @@ def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
     dict(
       source="basic_motions",
+      **loader_options(),
       data_dir="~/tensorflow_datasets",
       manual_dir="",
       modalities=("acc", "gyro"),

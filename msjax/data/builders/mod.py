@@ -37,6 +37,7 @@ import numpy as np
 from msjax.data import signal
 from msjax.data.builders._base import Example, WindowBuilder
 from msjax.data.builders._common import represent, window_shape
+from msjax.data.loader import loader_options
 
 __all__ = [
   "NODES",
@@ -117,6 +118,7 @@ def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
     dict(
       source="mod_vehicle",
+      **loader_options(),
       data_dir="~/tensorflow_datasets",
       manual_dir="~/tensorflow_datasets/downloads/manual/mod_vehicle",
       modalities=("seismic", "audio"),

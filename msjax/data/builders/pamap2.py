@@ -39,6 +39,7 @@ from msjax.data.builders._common import (
   session_examples,
   window_shape,
 )
+from msjax.data.loader import loader_options
 
 __all__ = [
   "ACTIVITY_IDS",
@@ -80,6 +81,7 @@ def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
     dict(
       source="pamap2",
+      **loader_options(),
       data_dir="~/tensorflow_datasets",
       manual_dir="~/tensorflow_datasets/downloads/manual/pamap2",
       modalities=("hand_acc", "hand_gyro", "hand_mag"),

@@ -43,6 +43,7 @@ from msjax.data.builders._common import (
   session_examples,
   window_shape,
 )
+from msjax.data.loader import loader_options
 
 __all__ = [
   "ACTIVITIES",
@@ -82,6 +83,7 @@ def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
     dict(
       source="realworld_har",
+      **loader_options(),
       data_dir="~/tensorflow_datasets",
       manual_dir="~/tensorflow_datasets/downloads/manual/realworld_har",
       modalities=("waist_acc", "waist_gyro", "waist_mag", "waist_light"),

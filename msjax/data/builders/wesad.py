@@ -45,6 +45,7 @@ from msjax.data.builders._common import (
   session_examples,
   window_shape,
 )
+from msjax.data.loader import loader_options
 
 __all__ = ["TASKS", "Wesad", "default_config", "read_subject"]
 
@@ -67,6 +68,7 @@ def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
     dict(
       source="wesad",
+      **loader_options(),
       data_dir="~/tensorflow_datasets",
       manual_dir="~/tensorflow_datasets/downloads/manual/wesad",
       modalities=("wrist_bvp", "wrist_acc"),
