@@ -16,38 +16,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from msjax.kernels import _sinkhorn_impl as impl
+from msjax.kernels import ot
 
 EPS, ITERS = 0.05, 3
 
 
 def fast_only(s):
-  kernel, col, inv_row, _ = impl.equipartition_scaling(
-    s, epsilon=EPS, num_iters=ITERS
-  )
-  return kernel * col[..., None, :] * inv_row[..., :, None]
+  kernel, out = ot.equipartition_scalings(s, epsilon=EPS, num_iters=ITERS)
+  return kernel * out.u[..., None, :] / out.col_den[..., :, None]
 
 
 def log_only(s):
-  col, row_max, row_sum = impl.log_potentials(s, epsilon=EPS, num_iters=ITERS)
+  col, row_max, row_sum = ot.equipartition_potentials(
+    s, epsilon=EPS, num_iters=ITERS
+  )
   return jnp.exp(s / EPS + col - row_max) / row_sum
 
 
 def where_both(s):
-  kernel, col_scale, inv_row, ok = impl.equipartition_scaling(
+  kernel, out = ot.equipartition_scalings(s, epsilon=EPS, num_iters=ITERS)
+  ok = out.ok
+  col, row_max, row_sum = ot.equipartition_potentials(
     s, epsilon=EPS, num_iters=ITERS
   )
-  col, row_max, row_sum = impl.log_potentials(s, epsilon=EPS, num_iters=ITERS)
-  scaled = kernel * col_scale[..., None, :] * inv_row[..., :, None]
+  scaled = kernel * out.u[..., None, :] / out.col_den[..., :, None]
   logits = s / EPS + col - row_max
   return jnp.where(ok, scaled, jnp.exp(jnp.where(ok, 0.0, logits)) / row_sum)
 
 
 def main():
   variants = {
-    "msjax": functools.partial(
-      impl.equipartition, epsilon=EPS, num_iters=ITERS
-    ),
+    "msjax": functools.partial(ot.equipartition, epsilon=EPS, num_iters=ITERS),
     "fast_only": fast_only,
     "log_only": log_only,
     "where_both": where_both,

@@ -14,7 +14,7 @@ from msjax.kernels.density_ratio import (
   marginal_permutations,
   product_of_marginals,
 )
-from msjax.kernels.distillation import ProFDAux, batched_entropic_ot, pro_fd
+from msjax.kernels.distillation import ProFDAux, pro_fd
 from msjax.kernels.geometry import ca_loss, fc_rs
 from msjax.kernels.masking import (
   PatchMask,
@@ -26,6 +26,7 @@ from msjax.kernels.masking import (
   take_visible,
   unpatchify,
 )
+from msjax.kernels.ot import OTOut, batched_entropic_ot, entropic_ot
 from msjax.kernels.prototypes import MPPAux, mpp_loss
 from msjax.kernels.selection import (
   InferOut,
@@ -34,7 +35,7 @@ from msjax.kernels.selection import (
   samobal_infer,
   samobal_select,
 )
-from msjax.kernels.sinkhorn import OTOut, entropic_ot, sinkhorn_knopp
+from msjax.kernels.sinkhorn import sinkhorn_knopp
 from msjax.kernels.temporal import temporal_locality
 
 __all__ = [

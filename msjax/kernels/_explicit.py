@@ -5,14 +5,16 @@ recent ``jax.make_mesh``), some global-batch operations have no unambiguous
 output sharding: a batch x batch similarity of two batch-sharded operands, or
 a gather of table rows by batch-sharded indices. These helpers express such
 steps so they work identically without a mesh, under Auto and under Explicit
-axes. Pure ``jnp``; private to :mod:`msjax.kernels`.
+axes (and :func:`contraction_sharding` names the output sharding that a
+contraction over an Explicit axis needs). Pure ``jnp``; private to
+:mod:`msjax.kernels`.
 """
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import AxisType, PartitionSpec
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-__all__ = ["replicate_explicit", "take_rows"]
+__all__ = ["contraction_sharding", "replicate_explicit", "take_rows"]
 
 
 def replicate_explicit(x: jax.Array) -> jax.Array:
@@ -64,3 +66,46 @@ def take_rows(table: jax.Array, index: jax.Array) -> jax.Array:
   """
   onehot = jax.nn.one_hot(index, table.shape[0], dtype=table.dtype)
   return jnp.matmul(onehot, table, precision=jax.lax.Precision.HIGHEST)
+
+
+def contraction_sharding(x: jax.Array, keep: tuple[int | None, ...]) -> dict:
+  """``out_sharding`` for a contraction of ``x`` under Explicit sharding.
+
+  With an Explicit mesh axis on a contracted dimension, JAX asks for the
+  output sharding of ``einsum``/``dot_general``; the result of a
+  batch contraction is the partial sums reduced over devices, so it keeps
+  only the kept dimensions' specs. Returns ``{}`` outside Explicit meshes.
+
+  Args:
+    x: the operand whose dimensions are contracted or kept.
+    keep: for every output dimension, the ``x`` dimension whose sharding
+      it keeps, or ``None`` for an unsharded output dimension.
+
+  Returns:
+    ``{"out_sharding": NamedSharding}`` or ``{}``.
+  """
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or not getattr(mesh, "axis_names", ()):
+    return {}
+  explicit = {
+    name
+    for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
+    if kind == AxisType.Explicit
+  }
+  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
+
+  def names(entry):
+    if entry is None:
+      return set()
+    return set(entry) if isinstance(entry, tuple) else {entry}
+
+  contracted = set(range(x.ndim)) - set(keep)
+  if not any(names(spec[axis]) & explicit for axis in contracted):
+    return {}
+  return {
+    "out_sharding": NamedSharding(
+      mesh,
+      PartitionSpec(*(None if axis is None else spec[axis] for axis in keep)),
+    )
+  }

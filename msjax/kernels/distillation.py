@@ -1,22 +1,11 @@
 """Pro-FD: prototype-fusion distillation with entropic OT (SPEC §3.4).
 
 The per-sample OT problems share one ``[C, C]`` cost, so they are solved
-together: the log-domain Sinkhorn updates of :func:`entropic_ot` run on
-``[B, C]`` potentials in one fused, unrolled loop (no per-sample ``vmap``
-of a scan). Each log-sum-exp is evaluated as a max-shifted matrix product
-with the fixed kernel ``exp(-cost / eps)`` when the spread of
-``cost / eps`` makes that exact in floating point (always for Pro-FD's
-``cost in [0, 2]`` with ``eps >= 0.025`` in float32), and as a plain
-``[B, C, C]`` log-sum-exp (a ``lax.scan``) otherwise, chosen inside the
-graph. That choice is wrapped in a ``custom_vjp`` whose backward pass
-recomputes the chosen branch and differentiates its unrolled iterations:
-exactly the unrolled gradient, reverse mode only (no ``jax.jvp``).
-:func:`batched_entropic_ot` is that solver; it equals
-``jax.vmap(entropic_ot, in_axes=(0, 0, None))`` on the same histograms.
+together by :func:`msjax.kernels.ot.shared_cost_ot` (the one OT solver:
+kernel-domain rounds as ``[B, C] x [C, C]`` matrix products, log domain
+where those are inexact, unrolled gradients).
 """
 
-import functools
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -25,9 +14,9 @@ from jax.typing import ArrayLike
 
 from msjax.kernels._explicit import take_rows
 from msjax.kernels._util import DOT_PRECISION, as_float, check_rank
-from msjax.kernels.sinkhorn import OTOut
+from msjax.kernels.ot import check_ot_hyper, shared_cost_ot
 
-__all__ = ["ProFDAux", "batched_entropic_ot", "pro_fd"]
+__all__ = ["ProFDAux", "pro_fd"]
 
 
 class ProFDAux(NamedTuple):
@@ -44,227 +33,6 @@ class ProFDAux(NamedTuple):
   psi_ref: jax.Array
   psi_fus: jax.Array
   cost: jax.Array
-
-
-def _check_ot_hyper(epsilon: float, num_iters: int) -> None:
-  if not float(epsilon) > 0:
-    raise ValueError(f"epsilon must be > 0, got {epsilon}.")
-  if int(num_iters) != num_iters or num_iters < 1:
-    raise ValueError(f"num_iters must be an integer >= 1, got {num_iters}.")
-
-
-# Largest spread of -cost/eps for which exp(-cost/eps - max) cannot underflow
-# (float32 underflows below exp(-87), float64 below exp(-708)).
-_KERNEL_RANGE = {jnp.dtype(jnp.float32): 80.0, jnp.dtype(jnp.float64): 700.0}
-
-
-def _sinkhorn_log_domain(
-  log_a: jax.Array, log_b: jax.Array, neg_cost: jax.Array, num_iters: int
-) -> tuple[jax.Array, jax.Array]:
-  """Scaled potentials ``(F, G)`` by plain log-domain updates (any cost).
-
-  The fallback path: a ``lax.scan`` (not unrolled), to keep compile time low.
-  """
-
-  def round_(
-    carry: tuple[jax.Array, jax.Array], _: None
-  ) -> tuple[tuple[jax.Array, jax.Array], None]:
-    _, pot_g = carry
-    pot_f = log_a - jax.nn.logsumexp(pot_g[:, None, :] + neg_cost, axis=2)
-    pot_g = log_b - jax.nn.logsumexp(pot_f[:, :, None] + neg_cost, axis=1)
-    return (pot_f, pot_g), None
-
-  init = (jnp.zeros_like(log_a), jnp.zeros_like(log_b))
-  (pot_f, pot_g), _ = jax.lax.scan(round_, init, None, length=num_iters)
-  return pot_f, pot_g
-
-
-def _sinkhorn_kernel_domain(
-  log_a: jax.Array, log_b: jax.Array, neg_cost: jax.Array, num_iters: int
-) -> tuple[jax.Array, jax.Array]:
-  """Scaled potentials ``(F, G)``, each ``lse`` as a stabilised matmul.
-
-  ``lse_j(G_j + k_ij) = m + k_max + log(exp(G - m) @ exp(k - k_max)^T)`` with
-  ``m = max_j G_j``: the same value as the log-domain update (the maximal
-  term is at least ``exp(k_min - k_max)``, which does not underflow when the
-  spread of ``k = -cost / eps`` is within ``_KERNEL_RANGE``), but only
-  ``[N, C]`` exponentials per update instead of ``[N, C, C]``.
-  """
-  k_max = jnp.max(neg_cost)
-  kernel = jnp.exp(neg_cost - k_max)  # [C, C], entries in (0, 1]
-
-  def shifted_lse(pot: jax.Array, mat: jax.Array) -> jax.Array:
-    shift = jax.lax.stop_gradient(jnp.max(pot, axis=1, keepdims=True))
-    return (
-      shift
-      + k_max
-      + jnp.log(jnp.matmul(jnp.exp(pot - shift), mat, precision=DOT_PRECISION))
-    )
-
-  pot_f = jnp.zeros_like(log_a)
-  pot_g = jnp.zeros_like(log_b)
-  for _ in range(num_iters):
-    pot_f = log_a - shifted_lse(pot_g, kernel.T)
-    pot_g = log_b - shifted_lse(pot_f, kernel)
-  return pot_f, pot_g
-
-
-def _kernel_domain_ok(neg_cost: jax.Array) -> jax.Array:
-  """Whether the kernel-domain updates are exact for this cost (traced)."""
-  limit = _KERNEL_RANGE.get(jnp.dtype(neg_cost.dtype), 80.0)
-  spread = jnp.max(neg_cost) - jnp.min(neg_cost)
-  return jax.lax.stop_gradient(spread) <= limit
-
-
-def _sinkhorn_dispatch(
-  log_a: jax.Array, log_b: jax.Array, neg_cost: jax.Array, num_iters: int
-) -> tuple[jax.Array, jax.Array]:
-  return jax.lax.cond(
-    _kernel_domain_ok(neg_cost),
-    lambda ops: _sinkhorn_kernel_domain(*ops, num_iters),
-    lambda ops: _sinkhorn_log_domain(*ops, num_iters),
-    (log_a, log_b, neg_cost),
-  )
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _sinkhorn_auto(
-  log_a: jax.Array, log_b: jax.Array, neg_cost: jax.Array, num_iters: int
-) -> tuple[jax.Array, jax.Array]:
-  """Kernel- or log-domain potentials, picked inside the graph.
-
-  The reverse pass recomputes the picked branch and differentiates its
-  unrolled iterations, so the gradient is exactly that of the unrolled
-  loop; a plain ``lax.cond`` would instead carry both branches'
-  ``num_iters`` residuals through the backward pass (measured 10-20x
-  slower at B=256, C=31). Reverse mode only (no ``jvp``).
-  """
-  return _sinkhorn_dispatch(log_a, log_b, neg_cost, num_iters)
-
-
-def _sinkhorn_auto_fwd(
-  log_a: jax.Array, log_b: jax.Array, neg_cost: jax.Array, num_iters: int
-) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, ...]]:
-  pots = _sinkhorn_dispatch(log_a, log_b, neg_cost, num_iters)
-  return pots, (log_a, log_b, neg_cost)
-
-
-def _sinkhorn_auto_bwd(
-  num_iters: int,
-  residuals: tuple[jax.Array, ...],
-  cotangents: tuple[jax.Array, jax.Array],
-) -> tuple[jax.Array, ...]:
-  def pullback(
-    solver: Callable[..., tuple[jax.Array, jax.Array]],
-  ) -> Callable[..., tuple[jax.Array, ...]]:
-    def run(cts: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
-      _, vjp = jax.vjp(lambda *ops: solver(*ops, num_iters), *residuals)
-      return vjp(cts)
-
-    return run
-
-  return jax.lax.cond(
-    _kernel_domain_ok(residuals[2]),
-    pullback(_sinkhorn_kernel_domain),
-    pullback(_sinkhorn_log_domain),
-    cotangents,
-  )
-
-
-_sinkhorn_auto.defvjp(_sinkhorn_auto_fwd, _sinkhorn_auto_bwd)
-
-
-def _sinkhorn_batched(
-  log_a: jax.Array,
-  log_b: jax.Array,
-  cost: jax.Array,
-  epsilon: float,
-  num_iters: int,
-  method: str = "auto",
-) -> OTOut:
-  """Batched Sinkhorn on ``[N, C]`` log-histograms with a shared cost.
-
-  Works on the scaled potentials ``F = f / eps``, ``G = g / eps``::
-
-    F = log a - lse_j(G_j - cost_ij / eps)
-    G = log b - lse_i(F_i - cost_ij / eps)
-
-  which is the SPEC iteration divided by ``eps``. The loop is unrolled
-  (``num_iters`` is static) so XLA fuses each update. ``method``:
-  ``"kernel"`` (stabilised matmuls), ``"log"`` (plain log-domain) or
-  ``"auto"`` (kernel when the spread of ``cost / eps`` allows it, checked
-  inside the graph, log-domain otherwise; reverse-mode differentiable).
-  """
-  neg_cost = -cost / epsilon  # [C, C]
-  args = (log_a, log_b, neg_cost)
-
-  if method == "kernel":
-    pot_f, pot_g = _sinkhorn_kernel_domain(*args, num_iters)
-  elif method == "log":
-    pot_f, pot_g = _sinkhorn_log_domain(*args, num_iters)
-  elif method == "auto":
-    pot_f, pot_g = _sinkhorn_auto(*args, num_iters)
-  else:
-    raise ValueError(
-      f"method must be 'auto', 'kernel' or 'log', got {method!r}."
-    )
-  plan = jnp.exp(pot_f[:, :, None] + pot_g[:, None, :] + neg_cost)
-  value = jnp.sum(plan * cost, axis=(1, 2))
-  return OTOut(value=value, T=plan, f=epsilon * pot_f, g=epsilon * pot_g)
-
-
-def batched_entropic_ot(
-  a: ArrayLike,
-  b: ArrayLike,
-  cost: ArrayLike,
-  *,
-  epsilon: float = 0.1,
-  num_iters: int = 20,
-) -> OTOut:
-  """``N`` entropic OT problems with a shared cost (SPEC §3.4), batched.
-
-  Same result as ``jax.vmap(entropic_ot, in_axes=(0, 0, None))(a, b, cost)``
-  (log-domain Sinkhorn from zero potentials, ``num_iters`` rounds,
-  differentiated by unrolling), computed as one fused batched iteration.
-
-  Args:
-    a: ``[N, C]`` source histograms (positive rows summing to 1).
-    b: ``[N, C]`` target histograms (positive rows summing to 1).
-    cost: ``[C, C]`` ground cost shared by all problems.
-    epsilon: absolute entropic regularisation (> 0).
-    num_iters: number of (f, g) update rounds (>= 1).
-
-  Returns:
-    :class:`OTOut` with batched fields ``(value [N], T [N, C, C], f [N, C],
-    g [N, C])``.
-
-  Raises:
-    ValueError: on shapes other than ``[N, C]``, ``[N, C]``, ``[C, C]``,
-      ``epsilon <= 0`` or ``num_iters < 1``.
-
-  Example:
-    >>> u = jnp.full((2, 3), 1 / 3)
-    >>> batched_entropic_ot(u, u, 1.0 - jnp.eye(3)).value.shape
-    (2,)
-  """
-  a = as_float(a, "a")
-  b = as_float(b, "b")
-  cost = as_float(cost, "cost")
-  check_rank(a, 2, "a", "[N, C]")
-  check_rank(b, 2, "b", "[N, C]")
-  check_rank(cost, 2, "cost", "[C, C]")
-  num = a.shape[1]
-  if b.shape != a.shape or cost.shape != (num, num):
-    raise ValueError(
-      f"a [N, C], b [N, C] and cost [C, C] must agree, got shapes"
-      f" a {tuple(a.shape)}, b {tuple(b.shape)}, cost {tuple(cost.shape)}."
-    )
-  _check_ot_hyper(epsilon, num_iters)
-  dtype = jnp.result_type(a, b, cost)
-  a, b, cost = a.astype(dtype), b.astype(dtype), cost.astype(dtype)
-  return _sinkhorn_batched(
-    jnp.log(a), jnp.log(b), cost, float(epsilon), int(num_iters)
-  )
 
 
 def pro_fd(
@@ -285,9 +53,10 @@ def pro_fd(
     cost[c, c'] = 1 - sg(P[c]) . sg(P[c'])
     L_fus       = mean_b OT_eps(psi_ref[b], psi_fus[b]; cost)
 
-  ``OT_eps`` is :func:`~msjax.kernels.sinkhorn.entropic_ot` (log-domain
+  ``OT_eps`` is :func:`~msjax.kernels.ot.entropic_ot` (log-domain
   Sinkhorn from zero potentials, ``num_iters`` rounds, unrolled for the
-  gradient), solved for the whole batch at once; ``log psi`` enters the
+  gradient), solved for the whole batch at once by
+  :func:`~msjax.kernels.ot.shared_cost_ot`; ``log psi`` enters the
   updates as a ``log_softmax`` (the same value, no ``log(0)``). Gradients
   reach ``z_fus`` and ``P`` only through ``psi_fus``.
 
@@ -336,7 +105,7 @@ def pro_fd(
     )
   if not float(tau_fd) > 0:
     raise ValueError(f"tau_fd must be > 0, got {tau_fd}.")
-  _check_ot_hyper(epsilon, num_iters)
+  check_ot_hyper(epsilon, num_iters)
   dtype = jnp.result_type(z_fus, prototypes)
   z_fus, prototypes = z_fus.astype(dtype), prototypes.astype(dtype)
 
@@ -349,7 +118,15 @@ def pro_fd(
   log_fus = jax.nn.log_softmax(
     jnp.matmul(z_fus, prototypes.T, precision=DOT_PRECISION) / tau_fd, axis=1
   )
-  ot = _sinkhorn_batched(log_ref, log_fus, cost, float(epsilon), int(num_iters))
+  # cost is built from sg(P): its cotangent is not computed.
+  ot = shared_cost_ot(
+    log_ref,
+    log_fus,
+    cost,
+    epsilon=epsilon,
+    num_iters=num_iters,
+    cost_grad=False,
+  )
   aux = ProFDAux(
     per_sample=ot.value,
     psi_ref=jnp.exp(log_ref),

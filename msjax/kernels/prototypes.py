@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from msjax.kernels._sinkhorn_impl import contraction_sharding
+from msjax.kernels._explicit import contraction_sharding
 from msjax.kernels._util import DOT_PRECISION, as_float, check_rank
 from msjax.kernels.sinkhorn import sinkhorn_knopp
 

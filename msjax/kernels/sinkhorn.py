@@ -1,39 +1,18 @@
-"""Sinkhorn-Knopp equipartition codes and entropic optimal transport.
+"""Sinkhorn-Knopp equipartition codes (SPEC §1), SwAV's prototype targets.
 
-* :func:`sinkhorn_knopp` (SPEC §1): SwAV's equipartition codes, exactly the
-  log-domain iteration of the SPEC, computed by a fast stabilised
-  kernel-domain path with an in-graph log-domain fallback.
-* :func:`entropic_ot` (SPEC §3.4): one entropic OT problem between two
-  histograms, log-domain Sinkhorn from zero potentials, differentiated by
-  unrolling a fixed number of iterations.
+:func:`sinkhorn_knopp` is exactly the log-domain iteration of the SPEC,
+computed by the OT solver of :mod:`msjax.kernels.ot` (kernel domain, with
+its in-graph log-domain fallback). Entropic OT between histograms
+(SPEC §3.4) is :func:`msjax.kernels.ot.entropic_ot`.
 """
 
-from typing import NamedTuple
-
 import jax
-import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from msjax.kernels._sinkhorn_impl import equipartition
-from msjax.kernels._util import as_float, check_rank, lse
+from msjax.kernels._util import as_float, check_rank
+from msjax.kernels.ot import equipartition
 
-__all__ = ["OTOut", "entropic_ot", "sinkhorn_knopp"]
-
-
-class OTOut(NamedTuple):
-  """Result of :func:`entropic_ot` (SPEC §3.4).
-
-  Attributes:
-    value: ``[]`` transport cost ``sum_ij T_ij cost_ij``.
-    T: ``[C, C]`` entropic transport plan.
-    f: ``[C]`` final source potential.
-    g: ``[C]`` final target potential.
-  """
-
-  value: jax.Array
-  T: jax.Array
-  f: jax.Array
-  g: jax.Array
+__all__ = ["sinkhorn_knopp"]
 
 
 def sinkhorn_knopp(
@@ -103,82 +82,3 @@ def sinkhorn_knopp(
     axis_name=axis_name,
   )
   return jax.lax.stop_gradient(codes)
-
-
-def entropic_ot(
-  a: ArrayLike,
-  b: ArrayLike,
-  cost: ArrayLike,
-  *,
-  epsilon: float = 0.1,
-  num_iters: int = 20,
-) -> OTOut:
-  """Entropic OT between histograms ``a`` and ``b`` (SPEC §3.4).
-
-  Log-domain Sinkhorn from zero potentials, alternating::
-
-    f_i = eps * log a_i - eps * lse_j((g_j - cost_ij) / eps)
-    g_j = eps * log b_j - eps * lse_i((f_i - cost_ij) / eps)
-
-  for ``num_iters`` rounds; plan ``T_ij = exp((f_i + g_j - cost_ij) / eps)``
-  and value ``sum_ij T_ij cost_ij``. Gradients flow by unrolling the
-  iterations (through ``log a`` and ``log b`` and ``cost``). One problem;
-  use ``jax.vmap`` for a batch.
-
-  Args:
-    a: ``[C]`` source histogram (positive, summing to 1).
-    b: ``[C]`` target histogram (positive, summing to 1).
-    cost: ``[C, C]`` ground cost.
-    epsilon: absolute entropic regularisation (> 0).
-    num_iters: number of (f, g) update rounds (>= 1).
-
-  Returns:
-    :class:`OTOut` ``(value [], T [C, C], f [C], g [C])``.
-
-  Raises:
-    ValueError: on shapes other than ``[C]``, ``[C]``, ``[C, C]``, on
-      ``epsilon <= 0`` or ``num_iters < 1``.
-
-  Example:
-    >>> out = entropic_ot(jnp.full(3, 1 / 3), jnp.full(3, 1 / 3),
-    ...                   1.0 - jnp.eye(3))
-    >>> bool(out.value < 0.1)
-    True
-
-  References:
-    Cuturi, "Sinkhorn Distances", NeurIPS 2013; Peyre & Cuturi,
-    "Computational Optimal Transport", 2019, §4.4 (log-domain updates).
-  """
-  a = as_float(a, "a")
-  b = as_float(b, "b")
-  cost = as_float(cost, "cost")
-  check_rank(a, 1, "a", "[C]")
-  check_rank(b, 1, "b", "[C]")
-  check_rank(cost, 2, "cost", "[C, C]")
-  num = a.shape[0]
-  if b.shape != (num,) or cost.shape != (num, num):
-    raise ValueError(
-      f"a [C], b [C] and cost [C, C] must agree on C, got shapes"
-      f" a {tuple(a.shape)}, b {tuple(b.shape)}, cost {tuple(cost.shape)}."
-    )
-  if not float(epsilon) > 0:
-    raise ValueError(f"epsilon must be > 0, got {epsilon}.")
-  if int(num_iters) != num_iters or num_iters < 1:
-    raise ValueError(f"num_iters must be an integer >= 1, got {num_iters}.")
-  dtype = jnp.result_type(a, b, cost)
-  a, b, cost = a.astype(dtype), b.astype(dtype), cost.astype(dtype)
-  eps = jnp.asarray(epsilon, dtype)
-  log_a, log_b = jnp.log(a), jnp.log(b)
-  neg_cost = -cost / eps
-
-  def round_(carry, _):
-    _, g = carry
-    f = eps * log_a - eps * lse(g[None, :] / eps + neg_cost, axis=1)[:, 0]
-    g = eps * log_b - eps * lse(f[:, None] / eps + neg_cost, axis=0)[0]
-    return (f, g), None
-
-  zeros = jnp.zeros((num,), dtype)
-  (f, g), _ = jax.lax.scan(round_, (zeros, zeros), None, length=int(num_iters))
-  plan = jnp.exp((f[:, None] + g[None, :]) / eps + neg_cost)
-  value = jnp.sum(plan * cost)
-  return OTOut(value=value, T=plan, f=f, g=g)

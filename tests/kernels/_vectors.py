@@ -3,8 +3,9 @@
 The vectors come from msjax's own float64 numpy reference of the SPEC
 (``tests/reference``, computed at test time from fixed seeds). Test modules run
 each vector test in float32 (``x_*_f32`` inputs, per-key tolerances derived by
-the reference) and in float64 (``x_*`` inputs, tight fixed tolerances). Import the ``precision`` fixture into a test module to
-parametrize its tests over both.
+the reference) and in float64 (``x_*`` inputs, tight fixed tolerances).
+Import the ``precision`` fixture into a test module to parametrize its tests
+over both.
 """
 
 import jax

@@ -1,4 +1,4 @@
-"""Tests of msjax.kernels.distillation: Pro-FD and its batched OT (§3.4)."""
+"""Tests of Pro-FD and the batched OT solver of msjax.kernels.ot (§3.4)."""
 
 import functools
 
@@ -7,12 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from msjax.kernels.distillation import (
-  _sinkhorn_batched,
-  batched_entropic_ot,
-  pro_fd,
-)
-from msjax.kernels.sinkhorn import entropic_ot
+from msjax.kernels import ot
+from msjax.kernels.distillation import pro_fd
+from msjax.kernels.ot import batched_entropic_ot, entropic_ot
 from tests.conftest import load_vectors
 from tests.kernels import _vectors
 from tests.kernels._vectors import assert_vectors, central_fd, suffix, unit
@@ -84,31 +81,66 @@ def test_batched_ot_vectors(precision):
   (_, out), grads = jax.value_and_grad(weighted, argnums=(0, 1), has_aux=True)(
     vec["x_a" + sfx], vec["x_b" + sfx]
   )
-  actual = {f"out_{k}": v for k, v in out._asdict().items()}
+  actual = {f"out_{k}": getattr(out, k) for k in ("value", "T", "f", "g")}
   actual.update(grad_a=grads[0], grad_b=grads[1])
   assert_vectors("ot_eps_basic", precision, actual)
 
 
-# ------------------------------------- batched solver == vmap(entropic_ot)
+# ------------------------- both evaluations == the SPEC's updates, as written
 
 
-@pytest.mark.parametrize("method", ["kernel", "log"])  # auto: vectors
-def test_batched_solver_equals_vmap_entropic_ot(x64, method):
+def _spec_updates(a, b, cost, epsilon, num_iters):
+  """SPEC §3.4's updates, batched by broadcasting (independent of msjax)."""
+  lse = jax.scipy.special.logsumexp
+  f = jnp.zeros_like(a)
+  g = jnp.zeros_like(b)
+  for _ in range(num_iters):
+    f = epsilon * jnp.log(a) - epsilon * lse(
+      (g[:, None, :] - cost) / epsilon, axis=2
+    )
+    g = epsilon * jnp.log(b) - epsilon * lse(
+      (f[:, :, None] - cost) / epsilon, axis=1
+    )
+  plan = jnp.exp((f[:, :, None] + g[:, None, :] - cost) / epsilon)
+  return f, g, jnp.sum(plan * cost, axis=(1, 2))
+
+
+def _kernel_domain(log_a, log_b, cost, epsilon, num_iters):
+  (pot_f, pot_g, value), ok = ot._ot_kernel_domain(
+    log_a, log_b, cost, epsilon, num_iters
+  )
+  assert bool(ok)
+  return pot_f, pot_g, value
+
+
+@pytest.mark.parametrize(
+  "evaluation",
+  [_kernel_domain, ot._ot_log_domain, None],
+  ids=["kernel", "log", "auto"],
+)
+def test_solver_equals_spec_updates(x64, evaluation):
   a, b, cost = _random_histograms(1)
+  weights = np.arange(1, 6)
 
-  def batched(a, b, cost):
-    out = _sinkhorn_batched(jnp.log(a), jnp.log(b), cost, 0.05, 7, method)
-    return jnp.sum(out.value * np.arange(1, 6)), out
+  def solver(a, b, cost):
+    if evaluation is None:
+      out = ot.shared_cost_ot(
+        jnp.log(a), jnp.log(b), cost, epsilon=0.05, num_iters=7
+      )
+      pot_f, pot_g, value = out.f / 0.05, out.g / 0.05, out.value
+    else:
+      pot_f, pot_g, value = evaluation(jnp.log(a), jnp.log(b), cost, 0.05, 7)
+    return jnp.sum(value * weights), (0.05 * pot_f, 0.05 * pot_g, value)
 
-  def vmapped(a, b, cost):
-    out = _vmapped(a, b, cost, epsilon=0.05, num_iters=7)
-    return jnp.sum(out.value * np.arange(1, 6)), out
+  def reference(a, b, cost):
+    f, g, value = _spec_updates(a, b, cost, 0.05, 7)
+    return jnp.sum(value * weights), (f, g, value)
 
-  (_, out), grads = jax.value_and_grad(
-    batched, argnums=(0, 1, 2), has_aux=True
-  )(a, b, cost)
+  (_, out), grads = jax.value_and_grad(solver, argnums=(0, 1, 2), has_aux=True)(
+    a, b, cost
+  )
   (_, ref), ref_grads = jax.value_and_grad(
-    vmapped, argnums=(0, 1, 2), has_aux=True
+    reference, argnums=(0, 1, 2), has_aux=True
   )(a, b, cost)
   for got, want in zip(out, ref, strict=True):
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
@@ -116,26 +148,52 @@ def test_batched_solver_equals_vmap_entropic_ot(x64, method):
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
 
 
-def test_auto_falls_back_to_log_domain_for_wide_costs(x64):
-  # spread(cost) / eps = 2 * 60 / 0.1 = 1200 nats: exp(-cost / eps)
-  # underflows even in float64, the kernel-domain form gives inf/NaN.
-  a, b, cost = _random_histograms(2, spread=60.0)
+def test_batched_equals_vmapped_single_problem():
+  a, b, cost = (np.asarray(x, np.float32) for x in _random_histograms(7))
+  out = _batched(a, b, cost, epsilon=0.1, num_iters=20)
+  ref = _vmapped(a, b, cost, epsilon=0.1, num_iters=20)
+  for got, want in zip(out, ref, strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
-  def auto(a, b):
-    return _sinkhorn_batched(jnp.log(a), jnp.log(b), cost, 0.1, 6, "auto")
 
-  def ref(a, b):
-    return _vmapped(a, b, cost, epsilon=0.1, num_iters=6)
+def test_falls_back_to_log_domain_where_the_kernel_underflows(x64):
+  # Target class 0 costs 300 more than any other from every source: its
+  # column of exp(-cost / eps) lies ~3000 nats below every row's maximum,
+  # beyond float64's range, so the kernel domain is inexact. (Pro-FD's
+  # costs 1 - cos have a zero diagonal, the row maxima: the kernel domain
+  # stays exact there even for spreads of thousands of nats.)
+  a, b, cost = _random_histograms(2)
+  cost = cost.copy()
+  cost[:, 0] += 300.0
+  _, ok = ot._ot_kernel_domain(jnp.log(a), jnp.log(b), cost, 0.1, 6)
+  assert not bool(ok)
 
-  value, grad = jax.value_and_grad(lambda b: jnp.sum(auto(a, b).value))(b)
-  ref_value, ref_grad = jax.value_and_grad(lambda b: jnp.sum(ref(a, b).value))(
-    b
-  )
+  def auto(b):
+    out = ot.shared_cost_ot(
+      jnp.log(a), jnp.log(b), cost, epsilon=0.1, num_iters=6
+    )
+    return jnp.sum(out.value)
+
+  def ref(b):
+    return jnp.sum(_spec_updates(a, b, cost, 0.1, 6)[2])
+
+  value, grad = jax.value_and_grad(auto)(b)
+  ref_value, ref_grad = jax.value_and_grad(ref)(b)
   np.testing.assert_allclose(value, ref_value, rtol=1e-9)
   np.testing.assert_allclose(grad, ref_grad, rtol=1e-7, atol=1e-9)
-  assert (cost.max() - cost.min()) / 0.1 > 700.0  # beyond the float64 limit
-  log = _sinkhorn_batched(jnp.log(a), jnp.log(b), cost, 0.1, 6, "log")
-  np.testing.assert_allclose(value, jnp.sum(log.value), rtol=1e-12)
+
+
+def test_errors_and_converged_report_the_row_marginals(x64):
+  a, b, cost = _random_histograms(3)
+  for num_iters, converged in ((1, False), (300, True)):
+    out = batched_entropic_ot(a, b, cost, epsilon=0.05, num_iters=num_iters)
+    # Columns are exact after the last (g) update; rows carry the error.
+    np.testing.assert_allclose(out.T.sum(axis=1), b, rtol=1e-9)
+    errors = np.abs(np.asarray(out.T).sum(axis=2) - a).sum(axis=1)
+    np.testing.assert_allclose(out.errors, errors, rtol=1e-6, atol=1e-12)
+    assert np.all(np.asarray(out.converged) == converged), out.errors
+  grad = jax.grad(lambda b: jnp.sum(batched_entropic_ot(a, b, cost).errors))(b)
+  np.testing.assert_array_equal(grad, 0.0)
 
 
 # ------------------------------------------------------------- invariants

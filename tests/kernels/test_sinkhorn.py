@@ -1,4 +1,4 @@
-"""Tests of msjax.kernels.sinkhorn: sinkhorn_knopp (SPEC §1), entropic_ot."""
+"""Tests of sinkhorn_knopp (SPEC §1) and entropic_ot (SPEC §3.4)."""
 
 import functools
 
@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from msjax.kernels import _sinkhorn_impl as impl
-from msjax.kernels.sinkhorn import OTOut, entropic_ot, sinkhorn_knopp
+from msjax.kernels import ot
+from msjax.kernels.ot import OTOut, entropic_ot
+from msjax.kernels.sinkhorn import sinkhorn_knopp
 from tests.conftest import load_tolerances, load_vectors
 
 # Jitted once per (shape, hyperparameters): eager dispatch compiles per op.
@@ -101,9 +102,9 @@ def test_fast_path_matches_log_domain(shape, epsilon, num_iters):
 
   @jax.jit
   def both(scores):
-    kernel, col_scale, inv_row, ok = impl.equipartition_scaling(scores, **hp)
-    fast = kernel * col_scale[..., None, :] * inv_row[..., :, None]
-    return fast, ok, impl.equipartition_log(scores, **hp)
+    kernel, out = ot.equipartition_scalings(scores, **hp)
+    fast = kernel * out.u[..., None, :] / out.col_den[..., :, None]
+    return fast, out.ok, ot.equipartition_log(scores, **hp)
 
   fast, ok, slow = both(scores)
   assert bool(ok), "these inputs must take the fast path"
@@ -127,10 +128,10 @@ def _hard_scores():
 
 def test_fallback_triggers_and_matches_reference(x64):
   scores = _hard_scores()
-  *_, ok = jax.jit(
-    functools.partial(impl.equipartition_scaling, epsilon=0.05, num_iters=3)
+  _, out = jax.jit(
+    functools.partial(ot.equipartition_scalings, epsilon=0.05, num_iters=3)
   )(scores)
-  assert not bool(ok)
+  assert not bool(out.ok)
   codes = jax.jit(lambda s: sinkhorn_knopp(s, num_iters=3))(scores)
   assert codes.dtype == jnp.float32
   assert np.all(np.isfinite(codes))
@@ -140,7 +141,7 @@ def test_fallback_triggers_and_matches_reference(x64):
   np.testing.assert_allclose(codes, ref, rtol=1e-4, atol=1e-6)
   # The fallback and the plain log-domain evaluation are the same thing.
   slow = jax.jit(
-    functools.partial(impl.equipartition_log, epsilon=0.05, num_iters=3)
+    functools.partial(ot.equipartition_log, epsilon=0.05, num_iters=3)
   )(jnp.asarray(scores))
   np.testing.assert_allclose(codes, slow, rtol=1e-4, atol=1e-7)
 
@@ -148,7 +149,7 @@ def test_fallback_triggers_and_matches_reference(x64):
 def test_log_potentials_equal_literal_log_domain(x64):
   scores = np.random.default_rng(5).normal(size=(2, 9, 13)) * 20.0
   hp = dict(epsilon=0.05, num_iters=4)
-  col, row_max, row_sum = impl.log_potentials(jnp.asarray(scores), **hp)
+  col, row_max, row_sum = ot.equipartition_potentials(jnp.asarray(scores), **hp)
   codes = np.exp(scores / 0.05 + np.asarray(col) - row_max) / row_sum
   np.testing.assert_allclose(
     codes, _np_log_sinkhorn(scores, **hp), rtol=1e-9, atol=1e-12
