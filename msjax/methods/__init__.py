@@ -1,14 +1,10 @@
 """Methods behind one interface (docs/architecture.md).
 
-Each value of :data:`METHODS` exposes ``default_config(size)``,
-``init(rng, config, example_batch)``,
-``loss_fn(variables, batch, rng, config, step)``,
-``embed(variables, batch, config)``, ``param_labels(params, config)`` and
-``post_update(params, config, step)``; optionally
-``requires_paired_rows(config)``.
+Every value of :data:`METHODS` is a :class:`Method`: the required
+``default_config``, ``init``, ``loss_fn`` and ``embed``, and the optional
+hooks ``param_labels``, ``post_update``, ``requires_paired_rows``,
+``init_from_pretrained`` and ``predict`` with their defaults filled in.
 """
-
-from types import ModuleType
 
 from msjax.methods import (
   agm,
@@ -28,7 +24,6 @@ from msjax.methods import (
   tstcc,
 )
 from msjax.methods.baselines import (
-  MethodEntry,
   clip,
   joint,
   simclr,
@@ -36,30 +31,42 @@ from msjax.methods.baselines import (
   supervised_concat,
   supervised_sum,
 )
+from msjax.methods.interface import Method
 
-__all__ = ["METHODS", "MethodEntry"]
+__all__ = ["METHODS", "Method"]
 
-#: Method name (``config.method``) -> method module or namespace.
-METHODS: dict[str, ModuleType | MethodEntry] = {
-  "protomm": protomm,
-  "promobal": promobal,
-  "infomae": infomae,
+#: InfoMAE (SPEC §4) as a :class:`Method`.
+_INFOMAE = Method(
+  default_config=infomae.default_config,
+  init=infomae.init,
+  loss_fn=infomae.loss_fn,
+  embed=infomae.embed,
+  param_labels=infomae.param_labels,
+  requires_paired_rows=infomae.requires_paired_rows,
+  init_from_pretrained=infomae.init_from_pretrained,
+)
+
+#: Method name (``config.method``) -> its functions.
+METHODS: dict[str, Method] = {
+  "protomm": protomm.METHOD,
+  "promobal": promobal.METHOD,
+  "infomae": _INFOMAE,
   "supervised_concat": supervised_concat,
   "supervised_sum": supervised_sum,
   "clip": clip,
   "simclr": simclr,
   "joint": joint,
   "slip": slip,
-  "ogm_ge": ogm_ge,
-  "agm": agm,
-  "mla": mla,
-  "mmpareto": mmpareto,
-  "tnc": tnc,
-  "tstcc": tstcc,
-  "mae": mae,
-  "focal": focal,
-  "gmc": gmc,
-  "cocoa": cocoa,
-  "cav_mae": cav_mae,
-  "moco": moco,
+  "ogm_ge": ogm_ge.METHOD,
+  "agm": agm.METHOD,
+  "mla": mla.METHOD,
+  "mmpareto": mmpareto.METHOD,
+  "tnc": tnc.METHOD,
+  "tstcc": tstcc.METHOD,
+  "mae": mae.METHOD,
+  "focal": focal.METHOD,
+  "gmc": gmc.METHOD,
+  "cocoa": cocoa.METHOD,
+  "cav_mae": cav_mae.METHOD,
+  "moco": moco.METHOD,
 }

@@ -7,8 +7,7 @@
 * PRNG streams (``augment``, ``dropout``, ``gumbel``) derived from the step key;
 * augmented views made on device with :mod:`msjax.data.augment`;
 * running a Flax module in training mode and returning its new non-param
-  collections (``batch_stats``);
-* the default optional interface (``param_labels``, ``post_update``).
+  collections (``batch_stats``).
 """
 
 from collections.abc import Callable, Mapping
@@ -25,17 +24,14 @@ from msjax.nn import ResNet1DTiny, ResNet2DTiny, ResNet18, ResNet26_1D
 __all__ = [
   "ENCODERS",
   "ModalityEncoders",
-  "all_main_labels",
   "augment_config",
   "check_batch",
   "check_choice",
-  "identity_post_update",
   "init_variables",
   "make_views",
   "modalities",
   "rng_streams",
   "run_model",
-  "unpaired_rows_accepted",
 ]
 
 #: Encoder names for ``config.model.encoder``: name -> (constructor, input
@@ -300,23 +296,3 @@ def run_model(
     return result, {}
   out, state = result
   return out, dict(state)
-
-
-def all_main_labels(params: Any, config: ml_collections.ConfigDict) -> Any:
-  """Optimiser group of every parameter leaf: ``"main"``."""
-  del config
-  return jax.tree.map(lambda _: "main", params)
-
-
-def identity_post_update(
-  params: Any, config: ml_collections.ConfigDict, step: jax.Array
-) -> Any:
-  """No post-update projection: returns ``params``."""
-  del config, step
-  return params
-
-
-def unpaired_rows_accepted(config: ml_collections.ConfigDict) -> bool:
-  """``requires_paired_rows`` of a per-modality objective: ``False``."""
-  del config
-  return False

@@ -44,9 +44,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.methods import _balancing, _common
+from msjax.methods import _balancing, _common, interface
 
 __all__ = [
+  "METHOD",
   "STATE",
   "AGMModel",
   "default_config",
@@ -54,17 +55,12 @@ __all__ = [
   "init",
   "loss_fn",
   "modulation",
-  "param_labels",
-  "post_update",
   "predict",
 ]
 
 #: The variable collection holding the running mono-modal scores.
 STATE = "agm"
 _MIN_PROB = 1e-8
-
-param_labels = _common.all_main_labels
-post_update = _common.identity_post_update
 
 
 def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
@@ -251,3 +247,13 @@ def embed(
     train=False,
   )
   return _balancing.embed_features(features, mods)
+
+
+#: agm's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  predict=predict,
+)

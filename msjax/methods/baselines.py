@@ -1,7 +1,7 @@
 """The baselines as method entries with the full method interface.
 
-Each entry is a :class:`MethodEntry` (a module-like namespace) whose
-functions are those of :mod:`msjax.methods.supervised` or
+Each entry is a :class:`~msjax.methods.interface.Method` whose functions
+are those of :mod:`msjax.methods.supervised` or
 :mod:`msjax.methods.selfsup` with the variant bound:
 
 * :data:`supervised_concat`, :data:`supervised_sum`: supervised late fusion
@@ -14,13 +14,10 @@ functions are those of :mod:`msjax.methods.supervised` or
 """
 
 import functools
-from collections.abc import Callable
-from typing import NamedTuple
 
-from msjax.methods import _common, selfsup, supervised
+from msjax.methods import interface, selfsup, supervised
 
 __all__ = [
-  "MethodEntry",
   "clip",
   "joint",
   "simclr",
@@ -30,37 +27,9 @@ __all__ = [
 ]
 
 
-class MethodEntry(NamedTuple):
-  """The method interface of docs/architecture.md as a namespace.
-
-  Attributes:
-    default_config: ``(size="tiny") -> ConfigDict(model, loss)``.
-    init: ``(rng, config, example_batch) -> variables``.
-    loss_fn: ``(variables, batch, rng, config, step) -> (loss, (state,
-      metrics))``.
-    embed: ``(variables, batch, config) -> {"fused", <modality>...}``.
-    param_labels: ``(params, config) -> pytree of "main"``.
-    post_update: ``(params, config, step) -> params`` (identity).
-    requires_paired_rows: ``(config) -> bool``, whether every row of a batch
-      must be a synchronized multimodal sample; ``None``: always (see
-      ``msjax.train.runtime.requires_paired_rows``).
-    predict: ``(variables, batch, config) -> {"fused": logits [B, C], ...}``,
-      the method's own classifier (supervised methods), or ``None``.
-  """
-
-  default_config: Callable
-  init: Callable
-  loss_fn: Callable
-  embed: Callable
-  param_labels: Callable = _common.all_main_labels
-  post_update: Callable = _common.identity_post_update
-  requires_paired_rows: Callable | None = None
-  predict: Callable | None = None
-
-
-def _supervised(fusion: str) -> MethodEntry:
+def _supervised(fusion: str) -> interface.Method:
   bind = functools.partial(functools.partial, fusion=fusion)
-  return MethodEntry(
+  return interface.Method(
     default_config=supervised.default_config,
     init=bind(supervised.init),
     loss_fn=bind(supervised.loss_fn),
@@ -69,17 +38,17 @@ def _supervised(fusion: str) -> MethodEntry:
   )
 
 
-def _selfsup(variant: str) -> MethodEntry:
+def _selfsup(variant: str) -> interface.Method:
   bind = functools.partial(functools.partial, variant=variant)
-  return MethodEntry(
+  return interface.Method(
     default_config=bind(selfsup.default_config),
     init=bind(selfsup.init),
     loss_fn=bind(selfsup.loss_fn),
     embed=bind(selfsup.embed),
     # SimCLR has no term that relates two modalities.
-    requires_paired_rows=_common.unpaired_rows_accepted
+    requires_paired_rows=interface.unpaired_rows_accepted
     if variant == "simclr"
-    else None,
+    else interface.always_paired,
   )
 
 

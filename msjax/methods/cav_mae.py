@@ -58,19 +58,18 @@ from msjax.kernels.masking import (
   restore_order,
   take_visible,
 )
-from msjax.methods import _common
+from msjax.methods import _common, interface
 from msjax.nn import TransformerBlock
 
 __all__ = [
+  "METHOD",
   "CAVMAEModel",
   "cav_mae_loss",
   "default_config",
   "embed",
   "init",
   "loss_fn",
-  "param_labels",
   "patchify_1d",
-  "post_update",
 ]
 
 _INIT = nn.initializers.normal(0.02)
@@ -456,7 +455,10 @@ def embed(
   return {"fused": jnp.concatenate([feats[m] for m in mods], -1), **feats}
 
 
-#: Every parameter is in the ``"main"`` optimiser group.
-param_labels = _common.all_main_labels
-#: No post-update projection.
-post_update = _common.identity_post_update
+#: cav_mae's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+)

@@ -38,18 +38,17 @@ import jax.numpy as jnp
 import ml_collections
 
 from msjax.kernels._util import DOT_PRECISION, l2_normalize
-from msjax.methods import _common
+from msjax.methods import _common, interface
 from msjax.nn import MLPProjector
 
 __all__ = [
+  "METHOD",
   "COCOAModel",
   "cocoa_loss",
   "default_config",
   "embed",
   "init",
   "loss_fn",
-  "param_labels",
-  "post_update",
 ]
 
 
@@ -230,7 +229,10 @@ def embed(
   return {"fused": jnp.concatenate([h[m] for m in mods], -1), **h}
 
 
-#: Every parameter is in the ``"main"`` optimiser group.
-param_labels = _common.all_main_labels
-#: No post-update projection.
-post_update = _common.identity_post_update
+#: cocoa's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+)

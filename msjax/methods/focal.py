@@ -50,10 +50,11 @@ import ml_collections
 
 from msjax.kernels._util import l2_normalize
 from msjax.kernels.contrastive import nt_xent
-from msjax.methods import _common
+from msjax.methods import _common, interface
 from msjax.nn import MLPProjector
 
 __all__ = [
+  "METHOD",
   "FOCALModel",
   "FOCALTerms",
   "default_config",
@@ -62,8 +63,6 @@ __all__ = [
   "init",
   "loss_fn",
   "orthogonality",
-  "param_labels",
-  "post_update",
   "sequence_contrast",
   "temporal_ranking",
 ]
@@ -361,7 +360,10 @@ def embed(
   return {"fused": jnp.concatenate([h[m] for m in mods], -1), **h}
 
 
-#: Every parameter is in the ``"main"`` optimiser group.
-param_labels = _common.all_main_labels
-#: No post-update projection.
-post_update = _common.identity_post_update
+#: focal's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+)

@@ -31,20 +31,16 @@ from typing import Any
 import jax
 import ml_collections
 
-from msjax.methods import _common, infomae
+from msjax.methods import _common, infomae, interface
 
 __all__ = [
+  "METHOD",
   "default_config",
   "embed",
   "init",
   "loss_fn",
   "param_labels",
-  "post_update",
-  "requires_paired_rows",
 ]
-
-post_update = _common.identity_post_update
-requires_paired_rows = _common.unpaired_rows_accepted
 
 
 def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
@@ -116,3 +112,14 @@ def param_labels(params: Any, config: ml_collections.ConfigDict) -> Any:
   """Every leaf ``"main"``."""
   _check(config)
   return infomae.param_labels(params, config)
+
+
+#: mae's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  param_labels=param_labels,
+  requires_paired_rows=interface.unpaired_rows_accepted,
+)

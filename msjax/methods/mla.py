@@ -48,17 +48,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.methods import _balancing, _common
+from msjax.methods import _balancing, _common, interface
 
 __all__ = [
+  "METHOD",
   "STATE",
   "MLAModel",
   "default_config",
   "embed",
   "init",
   "loss_fn",
-  "param_labels",
-  "post_update",
   "predict",
   "projected_dense",
   "update_projector",
@@ -66,9 +65,6 @@ __all__ = [
 
 #: The variable collection holding the per-modality head projectors.
 STATE = "mla"
-
-param_labels = _common.all_main_labels
-post_update = _common.identity_post_update
 
 
 def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
@@ -306,3 +302,13 @@ def embed(
     train=False,
   )
   return _balancing.embed_features(features, mods)
+
+
+#: mla's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  predict=predict,
+)

@@ -42,10 +42,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.methods import _balancing, _common
+from msjax.methods import _balancing, _common, interface
 from msjax.nn import LinearClassifier
 
 __all__ = [
+  "METHOD",
   "MMParetoModel",
   "default_config",
   "embed",
@@ -53,16 +54,11 @@ __all__ = [
   "init",
   "integrate",
   "loss_fn",
-  "param_labels",
-  "post_update",
   "predict",
 ]
 
 _MIN_WEIGHT = 1e-3
 _TINY = 1e-30
-
-param_labels = _common.all_main_labels
-post_update = _common.identity_post_update
 
 
 def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
@@ -284,3 +280,13 @@ def embed(
     train=False,
   )
   return _balancing.embed_features(features, mods)
+
+
+#: mmpareto's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  predict=predict,
+)

@@ -48,10 +48,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from msjax.kernels._util import DOT_PRECISION, l2_normalize, lse
-from msjax.methods import _common
+from msjax.methods import _common, interface
 from msjax.nn import MLPProjector
 
 __all__ = [
+  "METHOD",
   "MOMENTUM",
   "MoCoModel",
   "default_config",
@@ -59,9 +60,6 @@ __all__ = [
   "init",
   "loss_fn",
   "moco_contrastive",
-  "param_labels",
-  "post_update",
-  "requires_paired_rows",
 ]
 
 #: The variable collection holding the momentum (key) parameters.
@@ -295,9 +293,11 @@ def embed(
   return {"fused": jnp.concatenate([h[m] for m in mods], -1), **h}
 
 
-#: Every parameter is in the ``"main"`` optimiser group.
-param_labels = _common.all_main_labels
-#: No post-update projection.
-post_update = _common.identity_post_update
-#: Per-modality objective: unpaired rows are accepted.
-requires_paired_rows = _common.unpaired_rows_accepted
+#: moco's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  requires_paired_rows=interface.unpaired_rows_accepted,
+)

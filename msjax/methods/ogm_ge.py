@@ -39,18 +39,17 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from msjax.methods import _common, supervised
+from msjax.methods import _common, interface, supervised
 from msjax.nn import LinearClassifier
 
 __all__ = [
+  "METHOD",
   "OGMModel",
   "default_config",
   "embed",
   "init",
   "loss_fn",
   "modulation_coefficients",
-  "param_labels",
-  "post_update",
   "predict",
 ]
 
@@ -252,5 +251,12 @@ def loss_fn(
 
 embed = functools.partial(supervised.embed, fusion="concat")
 predict = functools.partial(supervised.predict, fusion="concat")
-param_labels = _common.all_main_labels
-post_update = _common.identity_post_update
+
+#: ogm_ge's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  predict=predict,
+)

@@ -41,18 +41,17 @@ from msjax.kernels.contrastive import pro_ucl
 from msjax.kernels.distillation import pro_fd
 from msjax.kernels.geometry import ca_loss, fc_rs
 from msjax.kernels.selection import samobal_infer
-from msjax.methods import _common
+from msjax.methods import _common, interface
 from msjax.nn import LinearClassifier, PrototypeBank, SaMoBalFusion
 
 __all__ = [
+  "METHOD",
   "LAMBDAS",
   "ProMoBalModel",
   "default_config",
   "embed",
   "init",
   "loss_fn",
-  "param_labels",
-  "post_update",
   "predict",
 ]
 
@@ -308,8 +307,11 @@ def predict(
   return {"fused": fused, **{m: out["logits"][i] for i, m in enumerate(mods)}}
 
 
-#: Every parameter is in the ``"main"`` optimiser group.
-param_labels = _common.all_main_labels
-
-#: The class prototypes are normalised where they are used (no projection).
-post_update = _common.identity_post_update
+#: promobal's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  predict=predict,
+)

@@ -35,16 +35,16 @@ import ml_collections
 
 from msjax.kernels._util import l2_normalize
 from msjax.kernels.prototypes import mpp_loss
-from msjax.methods import _common
+from msjax.methods import _common, interface
 from msjax.nn import MLPProjector, PrototypeBank
 
 __all__ = [
+  "METHOD",
   "ProtoMMModel",
   "default_config",
   "embed",
   "init",
   "loss_fn",
-  "param_labels",
   "post_update",
   "soft_assignments",
 ]
@@ -294,5 +294,11 @@ def post_update(
   }
 
 
-#: Every parameter is in the ``"main"`` optimiser group.
-param_labels = _common.all_main_labels
+#: protomm's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  post_update=post_update,
+)

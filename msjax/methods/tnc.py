@@ -38,9 +38,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.methods import _balancing, _common
+from msjax.methods import _balancing, _common, interface
 
 __all__ = [
+  "METHOD",
   "PairDiscriminator",
   "TNCModel",
   "default_config",
@@ -48,15 +49,8 @@ __all__ = [
   "init",
   "loss_fn",
   "neighbour_masks",
-  "param_labels",
-  "post_update",
-  "requires_paired_rows",
   "tnc_loss",
 ]
-
-param_labels = _common.all_main_labels
-post_update = _common.identity_post_update
-requires_paired_rows = _common.unpaired_rows_accepted
 
 
 def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
@@ -303,3 +297,13 @@ def embed(
     pairs=False,
   )
   return _balancing.embed_features(features, mods)
+
+
+#: tnc's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  requires_paired_rows=interface.unpaired_rows_accepted,
+)

@@ -44,26 +44,20 @@ import jax.numpy as jnp
 import ml_collections
 
 from msjax.kernels.contrastive import nt_xent
-from msjax.methods import _balancing, _common
+from msjax.methods import _balancing, _common, interface
 from msjax.nn import MLPProjector
 
 __all__ = [
+  "METHOD",
   "ContextTransformer",
   "TSTCCModel",
   "default_config",
   "embed",
   "init",
   "loss_fn",
-  "param_labels",
-  "post_update",
-  "requires_paired_rows",
   "temporal_contrast",
   "tstcc_objective",
 ]
-
-param_labels = _common.all_main_labels
-post_update = _common.identity_post_update
-requires_paired_rows = _common.unpaired_rows_accepted
 
 
 def _augment(ops: tuple[str, ...], **params: dict) -> ml_collections.ConfigDict:
@@ -422,3 +416,13 @@ def embed(
     train=False,
   )
   return _balancing.embed_features({m: out[m]["features"] for m in mods}, mods)
+
+
+#: tstcc's functions as the method interface.
+METHOD = interface.Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  requires_paired_rows=interface.unpaired_rows_accepted,
+)

@@ -7,6 +7,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from msjax.methods.interface import Method
+
 __all__ = ["embed_source", "make_embed_fn"]
 
 
@@ -16,7 +18,7 @@ def _limit(source: Any, max_examples: int) -> np.ndarray:
 
 
 def make_embed_fn(
-  method: Any, config: ml_collections.ConfigDict
+  method: Method, config: ml_collections.ConfigDict
 ) -> Callable[[dict, dict], dict]:
   """``jit(embed)`` for one config, to reuse across sources and models."""
   return jax.jit(

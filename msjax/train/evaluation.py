@@ -25,6 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from msjax.methods.interface import Method
 from msjax.train import config_lib, diagnostics, fine_tune, probes, runtime
 from msjax.train.checkpoint import Checkpointer
 from msjax.train.classification_metrics import classification_metrics
@@ -141,7 +142,7 @@ def raw_input_scores(
 
 
 def own_classifier_scores(
-  method: Any,
+  method: Method,
   variables: dict,
   config: ml_collections.ConfigDict,
   test_source: Any,
@@ -157,7 +158,7 @@ def own_classifier_scores(
   Returns:
     ``{"fused" | <modality>: {"accuracy", "macro_f1", "map"}}`` or None.
   """
-  predict = getattr(method, "predict", None)
+  predict = method.predict
   if predict is None:
     return None
   predict_fn = jax.jit(lambda v, b: predict(v, b, config))
@@ -170,7 +171,7 @@ def own_classifier_scores(
 
 
 def evaluate_variables(
-  method: Any,
+  method: Method,
   variables: dict,
   config: ml_collections.ConfigDict,
   sources: tuple[Any, Any],
@@ -180,7 +181,7 @@ def evaluate_variables(
   """Scores one model on every selected embedding.
 
   Args:
-    method: the method module.
+    method: the method.
     variables: the model variables.
     config: the experiment config.
     sources: ``(train_source, test_source)``.
@@ -239,7 +240,7 @@ def evaluate(
   workdir: str,
   *,
   config: ml_collections.ConfigDict | None = None,
-  method: Any = None,
+  method: Method | None = None,
   make_source: runtime.SourceFactory | None = None,
 ) -> dict[str, Any]:
   """Runs ``config.eval.protocol`` on the latest checkpoint of ``workdir``.
@@ -247,7 +248,7 @@ def evaluate(
   Args:
     workdir: the run directory (its ``config.json`` is used by default).
     config: the experiment config (default: the saved one).
-    method: the method module (default ``METHODS[config.method]``).
+    method: the method (default ``METHODS[config.method]``).
     make_source: the data factory (default ``msjax.data.make_source``).
 
   Returns:

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from msjax.data import pipeline
+from msjax.methods.interface import Method
 from msjax.train.classification_metrics import classification_metrics
 
 __all__ = ["fine_tune_all", "fine_tune_one"]
@@ -27,7 +28,7 @@ def _labelled(source: Any, limit: int) -> np.ndarray:
 
 
 def fine_tune_one(
-  method: Any,
+  method: Method,
   variables: dict,
   config: ml_collections.ConfigDict,
   sources: tuple[Any, Any],
@@ -87,7 +88,7 @@ def fine_tune_one(
 
 
 def fine_tune_all(
-  method: Any,
+  method: Method,
   variables: dict,
   config: ml_collections.ConfigDict,
   sources: tuple[Any, Any],

@@ -21,7 +21,6 @@ __all__ = [
   "make_optimizer",
   "make_schedule",
   "make_transform",
-  "param_labels",
 ]
 
 MAIN = "main"
@@ -109,13 +108,6 @@ def group_section(
   if label != MAIN and label in optim.groups:
     return optim.groups[label]
   return optim
-
-
-def param_labels(method: Any, params: Any, config: Any) -> Any:
-  """The method's parameter labels, or ``"main"`` for every leaf."""
-  if hasattr(method, "param_labels"):
-    return method.param_labels(params, config)
-  return jax.tree.map(lambda _: MAIN, params)
 
 
 def make_optimizer(

@@ -31,6 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from msjax.methods import METHODS, Method
 from msjax.train.errors import ConfigError, DataError
 
 __all__ = [
@@ -220,9 +221,7 @@ def _check_shared_workdir(workdir: str) -> None:
   )
   multihost_utils.sync_global_devices("msjax workdir check: written")
   count = jax.process_count()
-  seen = {
-    int(p.name.split("-")[1]) for p in directory.glob("process-*")
-  }
+  seen = {int(p.name.split("-")[1]) for p in directory.glob("process-*")}
   ok = np.asarray(seen == set(range(count)), np.int32)
   flags = np.asarray(multihost_utils.process_allgather(ok)).reshape(-1)
   multihost_utils.sync_global_devices("msjax workdir check: read")
@@ -350,21 +349,18 @@ def has_labels(source: Any) -> bool:
   return bool(np.any(np.asarray(labels) >= 0))
 
 
-def get_method(name: str) -> Any:
-  """The method module ``METHODS[name]``."""
-  from msjax.methods import METHODS  # noqa: PLC0415 (methods load lazily)
-
+def get_method(name: str) -> Method:
+  """The method ``METHODS[name]``."""
   if name not in METHODS:
     raise ConfigError(f"unknown method {name!r}; known: {sorted(METHODS)}")
   return METHODS[name]
 
 
 def requires_paired_rows(
-  method: Any, config: ml_collections.ConfigDict
+  method: Method, config: ml_collections.ConfigDict
 ) -> bool:
-  """The method's ``requires_paired_rows(config)`` (``True`` if absent)."""
-  hook = getattr(method, "requires_paired_rows", None)
-  return True if hook is None else bool(hook(config))
+  """The method's ``requires_paired_rows(config)`` as a ``bool``."""
+  return bool(method.requires_paired_rows(config))
 
 
 def open_source(

@@ -16,13 +16,12 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
+from msjax.methods.interface import Method
 from msjax.train import optim, sharding
 
 __all__ = [
   "TrainSetup",
-  "create_state",
   "init_variables",
-  "make_train_step",
   "step_key",
   "train_step",
 ]
@@ -35,7 +34,9 @@ def step_key(seed: int, step: jax.Array) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), step)
 
 
-def init_variables(method: Any, config: Any, example_batch: dict) -> dict:
+def init_variables(
+  method: Method, config: ml_collections.ConfigDict, example_batch: dict
+) -> dict:
   """Initial variables from the seed (init key = ``fold_in(key, -1)``)."""
   init_key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)
   return method.init(init_key, config, example_batch)
@@ -61,7 +62,7 @@ class TrainSetup:
 
   def __init__(
     self,
-    method: Any,
+    method: Method,
     config: ml_collections.ConfigDict,
     mesh: Mesh,
     example_batch: dict,
@@ -70,7 +71,7 @@ class TrainSetup:
     """Traces the initialisation abstractly and jits init and step.
 
     Args:
-      method: the method module.
+      method: the method.
       config: the experiment config.
       mesh: the device mesh.
       example_batch: a host batch (numpy) with the global batch shape.
@@ -101,7 +102,7 @@ class TrainSetup:
         jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), zeros),
       )
     )
-    labels = optim.param_labels(method, abstract_variables["params"], config)
+    labels = method.param_labels(abstract_variables["params"], config)
     self.optimizer, self.schedules = optim.make_optimizer(config, labels)
     abstract = jax.eval_shape(init)
     self.state_sharding = sharding.state_shardings(
@@ -130,16 +131,11 @@ class TrainSetup:
     )
 
 
-def create_state(setup: TrainSetup) -> State:
-  """A freshly initialised state, born sharded."""
-  return setup.init_fn()
-
-
 def train_step(
   state: State,
   batch: dict,
   *,
-  method: Any,
+  method: Method,
   config: ml_collections.ConfigDict,
   optimizer: optax.GradientTransformation,
   schedules: dict[str, Callable],
@@ -149,7 +145,7 @@ def train_step(
   Args:
     state: the train state.
     batch: the global batch (sharded along its leading axis).
-    method: the method module (``loss_fn``, optional ``post_update``).
+    method: the method (``loss_fn``, ``post_update``).
     config: the experiment config.
     optimizer: the optax transformation.
     schedules: learning-rate schedules by group, reported as ``lr/<group>``.
@@ -172,8 +168,7 @@ def train_step(
     grads, state["opt_state"], state["params"]
   )
   params = optax.apply_updates(state["params"], updates)
-  if hasattr(method, "post_update"):
-    params = method.post_update(params, config, step)
+  params = method.post_update(params, config, step)
   merged_state = {**state["model_state"], **model_state}
   out = {
     "loss": loss,
@@ -192,13 +187,3 @@ def train_step(
     "opt_state": opt_state,
   }
   return new_state, out
-
-
-def make_train_step(
-  method: Any,
-  config: ml_collections.ConfigDict,
-  mesh: Mesh,
-  example_batch: dict,
-) -> TrainSetup:
-  """Shorthand for :class:`TrainSetup` without parameter loading."""
-  return TrainSetup(method, config, mesh, example_batch)

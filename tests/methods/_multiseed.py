@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from msjax.data import pipeline
+from msjax.methods import Method
 from tests.methods import _train_util as tu
 
 __all__ = ["SeedRuns", "sequence_batches", "train_seeds", "uniform_batches"]
@@ -38,7 +39,7 @@ class SeedRuns(NamedTuple):
 
   def probe_margins(
     self,
-    method: Any,
+    method: Method,
     config: ml_collections.ConfigDict,
     train_source: Any,
     test_source: Any,
@@ -90,7 +91,7 @@ def _stack(trees: list[Any]) -> Any:
 
 
 def train_seeds(
-  method: Any,
+  method: Method,
   config: ml_collections.ConfigDict,
   source: Any,
   seeds: tuple[int, ...],
@@ -104,7 +105,7 @@ def train_seeds(
   """Trains one model per seed with Adam, all seeds in one vmapped step.
 
   Args:
-    method: a METHODS value.
+    method: a :class:`msjax.methods.Method`.
     config: the experiment config (its ``seed`` is not read).
     source: the training source.
     seeds: the seeds (init key ``key(seed)``, step key ``fold_in(key(seed +

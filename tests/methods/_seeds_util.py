@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from msjax.data import pipeline, sequence_index_for
+from msjax.methods import Method
 from tests.methods import _multiseed as ms
 from tests.methods import _train_util as tu
 
@@ -28,7 +29,7 @@ __all__ = [
 SEEDS = (0, 1, 2)
 
 
-def learning_config(method: Any) -> ml_collections.ConfigDict:
+def learning_config(method: Method) -> ml_collections.ConfigDict:
   """:func:`tu.experiment_config` on 64 sessions (1024 windows).
 
   Twice the sessions of the default test data: 256 test windows, so one
@@ -89,7 +90,7 @@ def batch_stream(
 
 
 def train_seeds(
-  method: Any,
+  method: Method,
   config: ml_collections.ConfigDict,
   *,
   seeds: tuple[int, ...] = SEEDS,
@@ -102,7 +103,7 @@ def train_seeds(
   """Trains one model per seed with Adam (seeds vmapped); probes ``probed``.
 
   Args:
-    method: a METHODS value.
+    method: a :class:`msjax.methods.Method`.
     config: the experiment config (``config.seed`` is not read).
     seeds: one run per seed: init key ``key(seed)``, step keys
       ``fold_in(key(seed), step)``, its own batch stream.

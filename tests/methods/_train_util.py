@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from msjax.data import synthetic
+from msjax.methods import Method
 from msjax.train.probes import linear_probe
 
 __all__ = [
@@ -65,9 +66,9 @@ def data_config(task: str = "shared") -> ml_collections.ConfigDict:
 
 
 def experiment_config(
-  method: Any, size: str = "tiny", task: str = "shared", seed: int = 0
+  method: Method, size: str = "tiny", task: str = "shared", seed: int = 0
 ) -> ml_collections.ConfigDict:
-  """``seed``, ``data``, ``model``, ``loss`` for a METHODS value."""
+  """``seed``, ``data``, ``model``, ``loss`` for a method."""
   config = method.default_config(size)
   config.seed = seed
   config.data = data_config(task)
@@ -91,7 +92,7 @@ def fixed_batch(source: Any, batch_size: int, seed: int = 0) -> dict:
 
 
 def make_step(
-  method: Any, config: ml_collections.ConfigDict, optimizer: Any
+  method: Method, config: ml_collections.ConfigDict, optimizer: Any
 ) -> Any:
   """A jitted ``(params, state, opt_state, batch, step) -> ...`` update."""
   base_key = jax.random.key(config.seed)
@@ -122,14 +123,14 @@ def make_step(
   return step_fn
 
 
-def init(method: Any, config: Any, example_batch: dict) -> dict[str, Any]:
+def init(method: Method, config: Any, example_batch: dict) -> dict[str, Any]:
   """``method.init`` under ``jit`` (one compile, no eager op dispatch)."""
   fn = jax.jit(lambda key, batch: method.init(key, config, batch))
   return fn(jax.random.key(config.seed), example_batch)
 
 
 def train(
-  method: Any,
+  method: Method,
   config: ml_collections.ConfigDict,
   source: Any,
   *,
@@ -142,7 +143,7 @@ def train(
   """Trains with Adam on random batches (numpy stream seeded by config.seed).
 
   Args:
-    method: a METHODS value.
+    method: a :class:`msjax.methods.Method`.
     config: the experiment config.
     source: the training source.
     steps: number of updates.
@@ -181,7 +182,7 @@ def train(
   return TrainResult(final, losses, host, snapshots)
 
 
-def jitted(method: Any, config: Any, name: str) -> Any:
+def jitted(method: Method, config: Any, name: str) -> Any:
   """``method.<name>`` with ``config`` bound, jitted once per (method, config).
 
   ``name`` is ``"embed"`` (``fn(variables, batch)``) or ``"loss_fn"``
@@ -201,7 +202,7 @@ _JITTED: dict[tuple[int, int, str], Any] = {}
 
 
 def embed_source(
-  method: Any,
+  method: Method,
   variables_list: list[dict[str, Any]],
   config: Any,
   source: Any,
@@ -226,7 +227,7 @@ def embed_source(
 
 
 def probe_accuracies(
-  method: Any,
+  method: Method,
   variables_list: list[dict[str, Any]],
   config: ml_collections.ConfigDict,
   train_source: Any,

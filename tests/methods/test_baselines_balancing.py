@@ -128,7 +128,7 @@ def test_registered_with_interface_and_state(cases):
 
 def test_one_modality_is_rejected(cases):
   case = cases["agm"]
-  config = tu.experiment_config(agm)
+  config = tu.experiment_config(agm.METHOD)
   config.data.modalities = ("ppg",)
   for method in (agm, mla, mmpareto):
     with pytest.raises(ValueError, match=">= 2 modalities"):
@@ -319,7 +319,7 @@ def test_mla_predict_is_the_entropy_weighted_fusion(cases):
   out = jax.jit(lambda v, b: mla.predict(v, b, case.config))(
     case.variables, case.batch
   )
-  emb = tu.jitted(mla, case.config, "embed")(case.variables, case.batch)
+  emb = tu.jitted(mla.METHOD, case.config, "embed")(case.variables, case.batch)
   params = case.variables["params"]
   w = np.asarray(params["head_weight"], np.float64)
   b = np.asarray(params["head_bias"], np.float64)

@@ -72,10 +72,10 @@ def test_tnc_neighbourhoods():
 
 @pytest.fixture(scope="module")
 def tnc_case():
-  config = tu.experiment_config(tnc)
+  config = tu.experiment_config(tnc.METHOD)
   train_src, test_src = tu.sources(config)
   batch = ms.sequence_batches(TNC_SEQ)(train_src, 0, 0, 16)
-  variables = tu.init(tnc, config, batch)
+  variables = tu.init(tnc.METHOD, config, batch)
   return config, batch, variables, (train_src, test_src)
 
 
@@ -116,7 +116,7 @@ def test_tnc_loss_matches_numpy(tnc_case):
       ]
     )
     want[m] = _tnc_reference(logits, c.seq_len, c.weight, c.radius, c.far)
-  loss, (_, metrics) = tu.jitted(tnc, config, "loss_fn")(
+  loss, (_, metrics) = tu.jitted(tnc.METHOD, config, "loss_fn")(
     variables, batch, jax.random.key(0), jnp.int32(0)
   )
   for m in mods:
@@ -212,10 +212,10 @@ def test_tstcc_objective_gradient_finite_differences(x64):
 
 @pytest.fixture(scope="module")
 def tstcc_case():
-  config = tu.experiment_config(tstcc)
+  config = tu.experiment_config(tstcc.METHOD)
   train_src, test_src = tu.sources(config)
   batch = tu.fixed_batch(train_src, 8)
-  variables = tu.init(tstcc, config, batch)
+  variables = tu.init(tstcc.METHOD, config, batch)
   return config, batch, variables, (train_src, test_src)
 
 
@@ -231,7 +231,7 @@ def test_tstcc_context_sees_only_the_past():
 
 def test_tstcc_loss_metrics_and_config(tstcc_case):
   config, batch, variables, _ = tstcc_case
-  fn = tu.jitted(tstcc, config, "loss_fn")
+  fn = tu.jitted(tstcc.METHOD, config, "loss_fn")
   loss, (state, metrics) = fn(variables, batch, jax.random.key(0), jnp.int32(0))
   again, _ = fn(variables, batch, jax.random.key(0), jnp.int32(0))
   other, _ = fn(variables, batch, jax.random.key(1), jnp.int32(0))
@@ -242,8 +242,8 @@ def test_tstcc_loss_metrics_and_config(tstcc_case):
     metrics[f"loss/tc/{m}"] + 0.7 * metrics[f"loss/cc/{m}"] for m in mods
   ]
   np.testing.assert_allclose(loss, np.mean(per_mod), rtol=1e-5)
-  assert tstcc.requires_paired_rows(config) is False
-  bad = tu.experiment_config(tstcc)
+  assert tstcc.METHOD.requires_paired_rows(config) is False
+  bad = tu.experiment_config(tstcc.METHOD)
   bad.model.encoder = "resnet2d_tiny"
   with pytest.raises(ValueError, match="1-D encoder"):
     tstcc.embed(variables, batch, bad)
@@ -253,7 +253,7 @@ def test_tstcc_loss_metrics_and_config(tstcc_case):
 
 
 def _mae_config():
-  config = tu.experiment_config(mae)
+  config = tu.experiment_config(mae.METHOD)
   config.data.representation = "stft"
   config.data.stft.output = "magnitude"
   return config
@@ -261,7 +261,7 @@ def _mae_config():
 
 def test_mae_is_infomae_stage1_and_matches_numpy():
   config = _mae_config()
-  assert config.loss.stage == 1 and not mae.requires_paired_rows(config)
+  assert config.loss.stage == 1 and not mae.METHOD.requires_paired_rows(config)
   # Constant spectrograms on the patch grid: every patch's target is the
   # same, so with a zero decoder output the loss is known whatever the mask.
   values = {"ppg": 2.0, "acc": 0.5}
@@ -327,9 +327,9 @@ def _temporal_config(method):
 def _learning_case(name):
   """``(config, batch stream, steps, learning rate)``."""
   if name == "tnc":
-    return _temporal_config(tnc), ms.sequence_batches(TNC_SEQ), 300, 1e-2
+    return _temporal_config(tnc.METHOD), ms.sequence_batches(TNC_SEQ), 300, 1e-2
   if name == "tstcc":
-    return _temporal_config(tstcc), ms.uniform_batches, 200, 1e-2
+    return _temporal_config(tstcc.METHOD), ms.uniform_batches, 200, 1e-2
   return _mae_config(), ms.uniform_batches, 100, 1e-2
 
 

@@ -76,9 +76,9 @@ def test_gradient_matches_finite_differences(x64):
 
 
 def test_hidden_patches_do_not_reach_the_encoder_and_interface():
-  config = tu.experiment_config(cav_mae)
+  config = tu.experiment_config(cav_mae.METHOD)
   batch = tu.fixed_batch(tu.sources(config)[0], 4)
-  variables = tu.init(cav_mae, config, batch)
+  variables = tu.init(cav_mae.METHOD, config, batch)
   assert set(variables) == {"params"}
   patches = {
     m: cav_mae.patchify_1d(jnp.asarray(x), config.model.num_patches)
@@ -107,12 +107,12 @@ def test_hidden_patches_do_not_reach_the_encoder_and_interface():
   before, after = pooled(patches), pooled(changed)
   for m in patches:
     np.testing.assert_allclose(before[m], after[m], rtol=1e-5, atol=1e-6)
-  loss, (state, metrics) = tu.jitted(cav_mae, config, "loss_fn")(
+  loss, (state, metrics) = tu.jitted(cav_mae.METHOD, config, "loss_fn")(
     variables, batch, jax.random.key(0), jnp.int32(0)
   )
   assert np.isfinite(float(loss)) and state == {}
   assert set(metrics) == {"loss/cav_mae", "loss/recon", "loss/contrastive"}
-  emb = tu.jitted(cav_mae, config, "embed")(variables, batch)
+  emb = tu.jitted(cav_mae.METHOD, config, "embed")(variables, batch)
   d = config.model.dim
   assert {k: v.shape for k, v in emb.items()} == {
     "fused": (4, 2 * d),
@@ -124,9 +124,9 @@ def test_hidden_patches_do_not_reach_the_encoder_and_interface():
 def test_training_beats_random_probe_over_three_seeds():
   # Measured ppg margins (3 seeds): 0.043, 0.078, 0.027 at 200 steps;
   # 0.066, 0.117, 0.082 at 250 steps.
-  config = su.learning_config(cav_mae)
+  config = su.learning_config(cav_mae.METHOD)
   runs = su.train_seeds(
-    cav_mae, config, steps=250, probed="ppg", learning_rate=3e-3
+    cav_mae.METHOD, config, steps=250, probed="ppg", learning_rate=3e-3
   )
   for run in runs:
     assert run.last_loss < run.first_loss - 0.5, run

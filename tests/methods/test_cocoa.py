@@ -44,7 +44,7 @@ def test_bad_shapes_are_rejected():
 
 
 def test_interface_shapes_and_metric_names():
-  config = tu.experiment_config(cocoa)
+  config = tu.experiment_config(cocoa.METHOD)
   batch = tu.fixed_batch(tu.sources(config)[0], 8)
   variables = jax.eval_shape(
     lambda b: cocoa.init(jax.random.key(0), config, b), batch
@@ -68,8 +68,8 @@ def test_interface_shapes_and_metric_names():
 
 def test_training_beats_random_probe_over_three_seeds():
   # Measured ppg margins (150 steps, seeds 0-2): 0.148, 0.090, 0.160.
-  config = su.learning_config(cocoa)
-  runs = su.train_seeds(cocoa, config, steps=150, probed="ppg")
+  config = su.learning_config(cocoa.METHOD)
+  runs = su.train_seeds(cocoa.METHOD, config, steps=150, probed="ppg")
   for run in runs:
     assert run.last_loss < run.first_loss - 1.0, run
   margins = [run.margin for run in runs]

@@ -62,7 +62,7 @@ def test_bad_batch_is_rejected():
 
 
 def test_interface_shapes_and_metric_names():
-  config = tu.experiment_config(focal)
+  config = tu.experiment_config(focal.METHOD)
   batch = tu.fixed_batch(tu.sources(config)[0], 8)
   variables = jax.eval_shape(
     lambda b: focal.init(jax.random.key(0), config, b), batch
@@ -94,9 +94,9 @@ def test_training_beats_random_probe_over_three_seeds():
   # Sequence-major batches of loss.seq_len consecutive windows, as the feed
   # makes them with train.sequence_length = loss.seq_len.
   # Measured fused margins (120 steps, seeds 0-2): 0.070, 0.082, 0.148.
-  config = su.learning_config(focal)
+  config = su.learning_config(focal.METHOD)
   runs = su.train_seeds(
-    focal,
+    focal.METHOD,
     config,
     steps=120,
     probed="fused",

@@ -39,7 +39,7 @@ def test_gradient_matches_finite_differences(x64):
 
 
 def test_interface_shapes_and_metric_names():
-  config = tu.experiment_config(gmc)
+  config = tu.experiment_config(gmc.METHOD)
   batch = tu.fixed_batch(tu.sources(config)[0], 8)
   variables = jax.eval_shape(
     lambda b: gmc.init(jax.random.key(0), config, b), batch
@@ -68,8 +68,8 @@ def test_interface_shapes_and_metric_names():
 def test_training_beats_random_probe_over_three_seeds():
   # Measured ppg margins (3 seeds): 0.164, 0.133, 0.063 at 100 steps;
   # 0.186 +- 0.026 at 150 steps.
-  config = su.learning_config(gmc)
-  runs = su.train_seeds(gmc, config, steps=100, probed="ppg")
+  config = su.learning_config(gmc.METHOD)
+  runs = su.train_seeds(gmc.METHOD, config, steps=100, probed="ppg")
   for run in runs:
     assert run.last_loss < run.first_loss - 2.0, run
   margins = [run.margin for run in runs]

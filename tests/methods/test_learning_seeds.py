@@ -12,7 +12,10 @@ from tests.methods import _seeds_util as su
 
 @pytest.mark.parametrize(
   "method,probed,steps,margin",
-  [(protomm, "fused", 150, 0.04), (promobal, "fused", 100, 0.30)],
+  [
+    (protomm.METHOD, "fused", 150, 0.04),
+    (promobal.METHOD, "fused", 100, 0.30),
+  ],
   ids=["protomm", "promobal"],
 )
 def test_beats_random_encoder_on_every_seed(method, probed, steps, margin):
@@ -21,7 +24,7 @@ def test_beats_random_encoder_on_every_seed(method, probed, steps, margin):
     su.learning_config(method),
     steps=steps,
     probed=probed,
-    batch_size=64 if method is protomm else 32,
+    batch_size=64 if method is protomm.METHOD else 32,
   )
   margins = [round(run.margin, 3) for run in runs]
   assert all(run.last_loss < run.first_loss for run in runs)

@@ -41,9 +41,9 @@ def test_gradient_matches_finite_differences_and_stops_at_keys(x64):
 
 @pytest.fixture(scope="module")
 def setup():
-  config = tu.experiment_config(moco)
+  config = tu.experiment_config(moco.METHOD)
   batch = tu.fixed_batch(tu.sources(config)[0], 16)
-  variables = tu.init(moco, config, batch)
+  variables = tu.init(moco.METHOD, config, batch)
   return config, batch, variables
 
 
@@ -59,7 +59,7 @@ def test_momentum_state_starts_as_query_and_is_averaged(setup):
     np.testing.assert_array_equal(a, b)
   shifted = jax.tree.map(lambda x: x + 1.0, key_params)
   variables = {**variables, "momentum": {"params": shifted}}
-  loss_at = tu.jitted(moco, config, "loss_fn")
+  loss_at = tu.jitted(moco.METHOD, config, "loss_fn")
   loss, (state, metrics) = loss_at(
     variables, batch, jax.random.key(1), jnp.int32(0)
   )
@@ -84,22 +84,22 @@ def test_momentum_state_starts_as_query_and_is_averaged(setup):
 
 def test_interface(setup):
   config, batch, variables = setup
-  assert moco.requires_paired_rows(config) is False
-  emb = tu.jitted(moco, config, "embed")(variables, batch)
+  assert moco.METHOD.requires_paired_rows(config) is False
+  emb = tu.jitted(moco.METHOD, config, "embed")(variables, batch)
   f = config.model.feature_dim
   assert {k: v.shape for k, v in emb.items()} == {
     "fused": (16, 2 * f),
     "ppg": (16, f),
     "acc": (16, f),
   }
-  labels = moco.param_labels(variables["params"], config)
+  labels = moco.METHOD.param_labels(variables["params"], config)
   assert set(jax.tree.leaves(labels)) == {"main"}
 
 
 def test_training_beats_random_probe_over_three_seeds():
   # Measured fused margins (100 steps, seeds 0-2): 0.051, 0.047, 0.074.
-  config = su.learning_config(moco)
-  runs = su.train_seeds(moco, config, steps=100, probed="fused")
+  config = su.learning_config(moco.METHOD)
+  runs = su.train_seeds(moco.METHOD, config, steps=100, probed="fused")
   for run in runs:
     assert run.last_loss < run.first_loss - 0.5, run
   margins = [run.margin for run in runs]

@@ -37,11 +37,11 @@ def test_modulation_coefficients_match_numpy(num_modalities):
 
 @pytest.fixture(scope="module")
 def ogm_setup():
-  config = tu.experiment_config(ogm_ge)
+  config = tu.experiment_config(ogm_ge.METHOD)
   config.loss.alpha = 2.0  # strong modulation: visible coefficients
   train_src, _ = tu.sources(config)
   batch = tu.fixed_batch(train_src, 32, seed=1)
-  variables = tu.init(ogm_ge, config, batch)
+  variables = tu.init(ogm_ge.METHOD, config, batch)
   return config, batch, variables
 
 
@@ -61,7 +61,7 @@ def test_ogm_scales_each_encoders_gradient_by_its_coefficient(ogm_setup):
   config, batch, variables = ogm_setup
   config = config.copy_and_resolve_references()
   config.loss.ge = False
-  grads, metrics = _grads(ogm_ge, config, variables, batch)
+  grads, metrics = _grads(ogm_ge.METHOD, config, variables, batch)
   plain, _ = _grads(METHODS["supervised_concat"], config, variables, batch)
   coeffs = {m: metrics[f"ogm/coeff/{m}"] for m in config.data.modalities}
   assert min(float(v) for v in coeffs.values()) < 0.99
@@ -82,11 +82,11 @@ def test_ogm_scales_each_encoders_gradient_by_its_coefficient(ogm_setup):
 
 def test_ge_adds_keyed_noise_to_encoder_gradients_only(ogm_setup):
   config, batch, variables = ogm_setup
-  noisy, _ = _grads(ogm_ge, config, variables, batch)
-  again, _ = _grads(ogm_ge, config, variables, batch)
+  noisy, _ = _grads(ogm_ge.METHOD, config, variables, batch)
+  again, _ = _grads(ogm_ge.METHOD, config, variables, batch)
   quiet_config = config.copy_and_resolve_references()
   quiet_config.loss.ge = False
-  quiet, _ = _grads(ogm_ge, quiet_config, variables, batch)
+  quiet, _ = _grads(ogm_ge.METHOD, quiet_config, variables, batch)
   chex_equal = jax.tree.map(np.array_equal, noisy, again)
   assert all(jax.tree.leaves(chex_equal))  # same key, same noise
   diff = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), noisy, quiet)

@@ -16,11 +16,16 @@ BATCH = 32
 
 @pytest.fixture(scope="module")
 def setup():
-  config = tu.experiment_config(promobal)
+  config = tu.experiment_config(promobal.METHOD)
   train_src, test_src = tu.sources(config)
-  v0 = tu.init(promobal, config, tu.fixed_batch(train_src, BATCH))
+  v0 = tu.init(promobal.METHOD, config, tu.fixed_batch(train_src, BATCH))
   result = tu.train(
-    promobal, config, train_src, steps=STEPS, batch_size=BATCH, variables=v0
+    promobal.METHOD,
+    config,
+    train_src,
+    steps=STEPS,
+    batch_size=BATCH,
+    variables=v0,
   )
   return config, train_src, test_src, v0, result
 
@@ -77,7 +82,7 @@ def test_missing_labels_rejected(setup):
 def test_loss_fn_metrics_total_and_determinism(setup):
   config, train_src, _, v0, _ = setup
   batch = tu.fixed_batch(train_src, BATCH, seed=3)
-  loss_at = tu.jitted(promobal, config, "loss_fn")
+  loss_at = tu.jitted(promobal.METHOD, config, "loss_fn")
   loss_a, (state, metrics) = loss_at(v0, batch, jax.random.key(7), 0)
   loss_b, _ = loss_at(v0, batch, jax.random.key(7), 0)
   loss_c, (_, metrics_c) = loss_at(v0, batch, jax.random.key(8), 0)
@@ -138,7 +143,7 @@ def test_embed_fused_is_samobal_inference(setup):
   config, train_src, _, _, result = setup
   batch = train_src.get(np.arange(128))
   variables = result.variables
-  emb = tu.jitted(promobal, config, "embed")(variables, batch)
+  emb = tu.jitted(promobal.METHOD, config, "embed")(variables, batch)
   z = jnp.stack([emb["ppg"], emb["acc"]])
   np.testing.assert_allclose(
     np.linalg.norm(np.asarray(z), axis=-1), 1.0, atol=1e-5
@@ -151,12 +156,12 @@ def test_embed_fused_is_samobal_inference(setup):
 def test_training_lowers_loss_and_beats_random_probe(setup):
   config, train_src, test_src, v0, result = setup
   batch = tu.fixed_batch(train_src, BATCH, seed=3)
-  loss_at = tu.jitted(promobal, config, "loss_fn")
+  loss_at = tu.jitted(promobal.METHOD, config, "loss_fn")
   before, _ = loss_at(v0, batch, jax.random.key(7), 0)
   after, (_, metrics) = loss_at(result.variables, batch, jax.random.key(7), 0)
   assert float(after) < 0.7 * float(before)
   assert float(metrics["acc/fused"]) > 0.6
   random_acc, trained_acc = tu.probe_accuracies(
-    promobal, [v0, result.variables], config, train_src, test_src
+    promobal.METHOD, [v0, result.variables], config, train_src, test_src
   )
   assert trained_acc > random_acc + 0.05

@@ -16,12 +16,12 @@ BATCH = 32
 
 @pytest.fixture(scope="module")
 def setup():
-  config = tu.experiment_config(protomm)
+  config = tu.experiment_config(protomm.METHOD)
   config.loss.freeze_prototypes_steps = FREEZE
   train_src, test_src = tu.sources(config)
-  v0 = tu.init(protomm, config, tu.fixed_batch(train_src, BATCH))
+  v0 = tu.init(protomm.METHOD, config, tu.fixed_batch(train_src, BATCH))
   result = tu.train(
-    protomm,
+    protomm.METHOD,
     config,
     train_src,
     steps=STEPS,
@@ -60,7 +60,7 @@ def test_shapes_of_init_loss_and_embed(setup):
 def test_loss_fn_metrics_determinism_and_batch_stats(setup):
   config, train_src, _, v0, _ = setup
   batch = tu.fixed_batch(train_src, BATCH, seed=3)
-  loss_at = tu.jitted(protomm, config, "loss_fn")
+  loss_at = tu.jitted(protomm.METHOD, config, "loss_fn")
   step = jnp.int32(FREEZE + 1)
   loss_a, (state, metrics) = loss_at(v0, batch, jax.random.key(7), step)
   loss_b, _ = loss_at(v0, batch, jax.random.key(7), step)
@@ -165,12 +165,17 @@ def test_post_update_renormalises_rows(setup):
 def test_training_lowers_loss_and_beats_random_probe(setup):
   config, train_src, test_src, v0, result = setup
   batch = tu.fixed_batch(train_src, BATCH, seed=3)
-  loss_at = tu.jitted(protomm, config, "loss_fn")
+  loss_at = tu.jitted(protomm.METHOD, config, "loss_fn")
   step = jnp.int32(STEPS)
   before, _ = loss_at(v0, batch, jax.random.key(7), step)
   after, _ = loss_at(result.variables, batch, jax.random.key(7), step)
   assert float(after) < float(before) - 0.5
   random_acc, trained_acc = tu.probe_accuracies(
-    protomm, [v0, result.variables], config, train_src, test_src, key="ppg"
+    protomm.METHOD,
+    [v0, result.variables],
+    config,
+    train_src,
+    test_src,
+    key="ppg",
   )
   assert trained_acc > random_acc + 0.05

@@ -20,7 +20,7 @@ BATCH = 64
 
 @pytest.fixture(scope="module")
 def config():
-  c = su.learning_config(protomm)
+  c = su.learning_config(protomm.METHOD)
   c.loss.alpha = 0.0
   return c
 
@@ -28,7 +28,7 @@ def config():
 def test_between_modality_loss_leaves_ln_k_early(config):
   ln_k = math.log(config.model.num_prototypes)
   early = su.train_seeds(
-    protomm, config, steps=STEPS // 10, probed="fused", batch_size=BATCH
+    protomm.METHOD, config, steps=STEPS // 10, probed="fused", batch_size=BATCH
   )
   for run in early:
     # mean loss over steps 20..29 (the end of the first 10% of STEPS).
@@ -37,7 +37,7 @@ def test_between_modality_loss_leaves_ln_k_early(config):
 
 def test_between_modality_encoder_beats_random_on_every_seed(config):
   runs = su.train_seeds(
-    protomm, config, steps=STEPS // 2, probed="fused", batch_size=BATCH
+    protomm.METHOD, config, steps=STEPS // 2, probed="fused", batch_size=BATCH
   )
   margins = [run.margin for run in runs]
   assert min(margins) > 0.04, margins

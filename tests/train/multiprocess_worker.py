@@ -32,7 +32,11 @@ from msjax.train.errors import MsjaxError  # noqa: E402
 from msjax.train.loop import train_and_evaluate  # noqa: E402
 from tests.train import toy  # noqa: E402
 
-COMMON = ["train.total_steps=3", "checkpoint.every_steps=3", "eval.at_end=false"]
+COMMON = [
+  "train.total_steps=3",
+  "checkpoint.every_steps=3",
+  "eval.at_end=false",
+]
 
 
 def main() -> int:
@@ -52,7 +56,9 @@ def main() -> int:
     config, ["train.distributed.enabled=true", *distributed, *COMMON]
   )
   try:
-    train_and_evaluate(config, workdir, method=toy, make_source=toy.make_source)
+    train_and_evaluate(
+      config, workdir, method=toy.METHOD, make_source=toy.make_source
+    )
   except MsjaxError as error:
     print(f"msjax: error: {error}", file=sys.stderr, flush=True)
     return 2

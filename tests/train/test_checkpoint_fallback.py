@@ -28,7 +28,7 @@ def _config(total_steps):
 
 def _run(config, workdir):
   return train_and_evaluate(
-    config, str(workdir), method=toy, make_source=toy.make_source
+    config, str(workdir), method=toy.METHOD, make_source=toy.make_source
   )
 
 
@@ -112,7 +112,7 @@ def test_evaluation_reads_the_newest_intact_checkpoint(tmp_path, capsys):
     config.eval.probe_steps = 5
     config.eval.random_baseline = False
   results = evaluation.evaluate(
-    str(tmp_path), config=config, method=toy, make_source=toy.make_source
+    str(tmp_path), config=config, method=toy.METHOD, make_source=toy.make_source
   )
   assert results["step"] == 2
   err = capsys.readouterr().err

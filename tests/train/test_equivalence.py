@@ -74,7 +74,7 @@ def _case(name):
       config_lib.apply_overrides(
         config, ["train.mesh.fsdp=2", "train.mesh.fsdp_min_size=1"]
       )
-    return config, toy, toy.make_source(config.data, "train")
+    return config, toy.METHOD, toy.make_source(config.data, "train")
   overrides = [
     "optim.optimizer=sgd",
     "optim.momentum=0.0",

@@ -28,7 +28,9 @@ def test_zero_steps_scores_the_initial_head():
   """No training: the metrics are those of the random head, computed here."""
   config, sources, variables = _setup(steps=0)
   key = jax.random.key(5)
-  got = fine_tune.fine_tune_one(toy, variables, config, sources, "a", key)
+  got = fine_tune.fine_tune_one(
+    toy.METHOD, variables, config, sources, "a", key
+  )
   test = sources[1].get(np.arange(sources[1].num_examples))
   features = np.asarray(toy.embed(variables, test, config)["a"])
   w = np.asarray(jax.random.normal(key, (features.shape[1], 3)))
@@ -58,7 +60,7 @@ def test_encoder_is_trained_not_only_the_head():
   groups = (flat @ np.asarray(column))[:, 0] > 0
   frozen_bound = _best_accuracy_of_two_valued_features(test["label"], groups)
   got = fine_tune.fine_tune_one(
-    toy, variables, config, sources, "a", jax.random.key(1)
+    toy.METHOD, variables, config, sources, "a", jax.random.key(1)
   )
   assert frozen_bound < 0.8, frozen_bound  # the toy data has three classes
   assert got["accuracy"] >= frozen_bound + 0.15, (got, frozen_bound)
@@ -67,7 +69,7 @@ def test_encoder_is_trained_not_only_the_head():
 def test_fine_tune_all_covers_every_embedding_key():
   config, sources, variables = _setup(steps=30)
   scores = fine_tune.fine_tune_all(
-    toy, variables, config, sources, jax.random.key(2)
+    toy.METHOD, variables, config, sources, jax.random.key(2)
   )
   assert set(scores) == {"fused", "a", "b"}
   for metrics in scores.values():

@@ -21,7 +21,7 @@ from tests.train import toy
 
 def _run(config, workdir):
   return train_and_evaluate(
-    config, str(workdir), method=toy, make_source=toy.make_source
+    config, str(workdir), method=toy.METHOD, make_source=toy.make_source
   )
 
 
@@ -71,7 +71,7 @@ def test_frozen_group_and_post_update(finished_run):
   from msjax.train.step import init_variables  # noqa: PLC0415
 
   example = toy.make_source(config.data, "train").get(np.arange(16))
-  initial = init_variables(toy, config, example)["params"]
+  initial = init_variables(toy.METHOD, config, example)["params"]
   np.testing.assert_array_equal(params["frozen"]["w"], initial["frozen"]["w"])
   assert not np.array_equal(
     params["discriminator"]["w"], initial["discriminator"]["w"]
@@ -167,7 +167,7 @@ def test_shape_and_modality_mismatch(tmp_path):
   source = toy.ToySource(toy.get_config().data, "train")
   with pytest.raises(DataError, match=r"data has modalities \('a', 'b'\) but"):
     train_and_evaluate(
-      config, str(tmp_path), method=toy, make_source=lambda c, s: source
+      config, str(tmp_path), method=toy.METHOD, make_source=lambda c, s: source
     )
 
 

@@ -136,7 +136,10 @@ def test_two_processes_match_one_process_four_devices(
 ):
   config = _config()
   train_and_evaluate(
-    config, str(tmp_path / "one"), method=toy, make_source=toy.make_source
+    config,
+    str(tmp_path / "one"),
+    method=toy.METHOD,
+    make_source=toy.make_source,
   )
   expected = _params(tmp_path / "one", config)
   got = explicit_launch

@@ -2,7 +2,6 @@
 whose objective never relates two modalities of one row."""
 
 import pathlib
-import types
 
 import pytest
 
@@ -48,7 +47,9 @@ def test_which_objectives_need_synchronized_rows(name, loss, required):
 
 
 def test_methods_without_the_hook_need_synchronized_rows():
-  bare = types.SimpleNamespace(loss_fn=None)
+  bare = methods.Method(
+    default_config=None, init=None, loss_fn=None, embed=None
+  )
   assert runtime.requires_paired_rows(bare, None) is True
 
 

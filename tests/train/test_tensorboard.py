@@ -149,7 +149,7 @@ def test_resume_writes_each_step_once_and_eval_scores(tmp_path):
 
   def run():
     return train_and_evaluate(
-      config, str(tmp_path), method=toy, make_source=toy.make_source
+      config, str(tmp_path), method=toy.METHOD, make_source=toy.make_source
     )
 
   run()
@@ -171,7 +171,10 @@ def test_resume_writes_each_step_once_and_eval_scores(tmp_path):
   tensorboard.write_eval(
     tmp_path / "tensorboard",
     evaluation.evaluate(
-      str(tmp_path), config=config, method=toy, make_source=toy.make_source
+      str(tmp_path),
+      config=config,
+      method=toy.METHOD,
+      make_source=toy.make_source,
     ),
   )
   again = _scalars(tmp_path / "tensorboard")

@@ -31,7 +31,7 @@ def test_unlabelled_data_trains_and_skips_the_probe(tmp_path, capsys):
 
   config = _config("eval.probe_steps=5")
   outcome = train_and_evaluate(
-    config, str(tmp_path), method=toy, make_source=unlabelled
+    config, str(tmp_path), method=toy.METHOD, make_source=unlabelled
   )
   assert outcome["eval"] is None
   assert outcome["step"] == 6
@@ -42,7 +42,7 @@ def test_unlabelled_data_trains_and_skips_the_probe(tmp_path, capsys):
   ) in err
   with pytest.raises(DataError) as error:
     evaluation.evaluate(
-      str(tmp_path), config=config, method=toy, make_source=unlabelled
+      str(tmp_path), config=config, method=toy.METHOD, make_source=unlabelled
     )
   assert str(error.value) == (
     "the train split of data source 'toy' has no labels: linear_probe needs"
@@ -55,7 +55,7 @@ def test_nan_between_log_boundaries_names_its_step(tmp_path):
   config = _config("loss.nan_step=2", "eval.at_end=false")
   with pytest.raises(TrainingError) as error:
     train_and_evaluate(
-      config, str(tmp_path), method=toy, make_source=toy.make_source
+      config, str(tmp_path), method=toy.METHOD, make_source=toy.make_source
     )
   assert str(error.value) == (
     "loss is nan at step 3; training stopped (last good checkpoint: step 2"
@@ -110,9 +110,12 @@ def test_steps_per_second_waits_for_the_steps_and_skips_compiling(
 
   monkeypatch.setattr(loop, "TrainSetup", Setup)
   monkeypatch.setattr(
-    loop, "jax", types.SimpleNamespace(**{
-      n: getattr(jax, n) for n in dir(jax) if not n.startswith("__")
-    } | {"block_until_ready": compile_wait})
+    loop,
+    "jax",
+    types.SimpleNamespace(
+      **{n: getattr(jax, n) for n in dir(jax) if not n.startswith("__")}
+      | {"block_until_ready": compile_wait}
+    ),
   )
   monkeypatch.setattr(loop, "_read", device_wait)
   config = _config(
@@ -122,7 +125,7 @@ def test_steps_per_second_waits_for_the_steps_and_skips_compiling(
     "eval.at_end=false",
   )
   train_and_evaluate(
-    config, str(tmp_path), method=toy, make_source=toy.make_source
+    config, str(tmp_path), method=toy.METHOD, make_source=toy.make_source
   )
   (record,) = read_metrics(str(tmp_path))
   assert record["steps_per_s"] == pytest.approx(3 / 1.003, rel=1e-6)
@@ -141,9 +144,7 @@ def test_distributed_without_coordinator_or_cluster_is_one_line(monkeypatch):
     " cluster was detected"
   )
   assert not jax.distributed.is_initialized()
-  config_lib.apply_overrides(
-    section, ["coordinator_address=localhost:1234"]
-  )
+  config_lib.apply_overrides(section, ["coordinator_address=localhost:1234"])
   with pytest.raises(ConfigError, match="set train.distributed.num_processes"):
     runtime.maybe_initialize_distributed(section, None)
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from msjax.methods import Method
 from msjax.train import config_lib
 
 MODALITIES = ("a", "b")
@@ -112,6 +113,17 @@ def post_update(params, config, step):
   proto = params["prototypes"]
   proto = proto / jnp.linalg.norm(proto, axis=-1, keepdims=True)
   return {**params, "prototypes": proto}
+
+
+#: The toy functions as a method.
+METHOD = Method(
+  default_config=default_config,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  param_labels=param_labels,
+  post_update=post_update,
+)
 
 
 class ToySource:
