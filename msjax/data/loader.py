@@ -28,6 +28,7 @@ from typing import Any
 
 import grain
 import numpy as np
+from absl import flags
 
 from msjax.data.sequences import SequenceIndex, sequence_batch_indices
 
@@ -215,6 +216,9 @@ def iterate(
       num_threads=prefetch, prefetch_buffer_size=prefetch
     )
     return iter(rest.to_iter_dataset(options))
+  if not flags.FLAGS.is_parsed():
+    # grain's worker processes read absl flags; msjax parses none of its own.
+    flags.FLAGS.mark_as_parsed()
   options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
   workers = grain.MultiprocessingOptions(
     num_workers=num_workers, per_worker_buffer_size=max(prefetch, 1)

@@ -97,7 +97,17 @@ class WindowBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       name=options_name(self.options),
       description=json.dumps(self.options, sort_keys=True),
     )
-    super().__init__(data_dir=os.path.expanduser(str(data_dir)), config=config)
+    self.root_dir = os.path.expanduser(str(data_dir))
+    super().__init__(data_dir=self.root_dir, config=config)
+
+  def __getstate__(self) -> dict[str, Any]:
+    # Pickled as its arguments (grain workers rebuild it from them).
+    return dict(
+      options=self.options, data_dir=self.root_dir, manual_dir=self.manual_dir
+    )
+
+  def __setstate__(self, state: dict[str, Any]) -> None:
+    self.__init__(**state)
 
   # Hooks ---------------------------------------------------------------
   def modality_shapes(self) -> dict[str, tuple[int, ...]]:
