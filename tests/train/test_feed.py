@@ -1,0 +1,30 @@
+import numpy as np
+
+from msjax.data import pipeline
+from msjax.train import config_lib, sharding
+from msjax.train.feed import BatchFeed
+from tests.train import toy
+
+
+def _feed(prefetch):
+  config = toy.get_config()
+  config_lib.apply_overrides(config, [f"data.prefetch={prefetch}"])
+  source = toy.make_source(config.data, "train")
+  return BatchFeed(source, config, sharding.make_mesh(config.train.mesh))
+
+
+def test_steps_in_any_order_give_the_batches_of_the_step():
+  in_order, jumping = _feed(prefetch=2), _feed(prefetch=0)
+  want = {step: np.asarray(in_order(step)["signals"]["a"]) for step in range(6)}
+  in_order.close()
+  for step in (4, 5, 1, 2, 0, 3):  # restarts the iterator at 4, 1 and 0
+    got = np.asarray(jumping(step)["signals"]["a"])
+    np.testing.assert_array_equal(got, want[step])
+  jumping.close()
+  config = toy.get_config()
+  source = toy.make_source(config.data, "train")
+  for step in range(6):
+    expected = pipeline.batch_at(
+      source, step, batch_size=config.train.batch_size, seed=config.seed
+    )
+    np.testing.assert_array_equal(want[step], expected["signals"]["a"])
