@@ -26,9 +26,10 @@ import ml_collections
 import numpy as np
 
 from msjax.data import make_source, synthetic
-from msjax.methods import protomm
-from msjax.train import evaluation, probes
-from msjax.train.embedding import embed_source, make_embed_fn
+from msjax.evaluation import probes
+from msjax.evaluation.embedding import embed_source, make_embed_fn
+from msjax.methods import Method, protomm
+from msjax.train import evaluation
 
 __all__ = ["random_variables", "raw_input_scores", "score_variables"]
 
@@ -110,7 +111,7 @@ def _usage(
 
 
 def score_variables(
-  method: Any,
+  method: Method,
   variables: dict,
   config: ml_collections.ConfigDict,
   tasks: tuple[str, ...],
@@ -119,7 +120,7 @@ def score_variables(
   """Every score of one model (see the module docstring).
 
   Args:
-    method: the METHODS value.
+    method: the method.
     variables: the model variables.
     config: the run's config.
     tasks: label tasks of the suite.
@@ -162,7 +163,7 @@ def raw_input_scores(
 
 
 def random_variables(
-  method: Any, config: ml_collections.ConfigDict, key: jax.Array
+  method: Method, config: ml_collections.ConfigDict, key: jax.Array
 ) -> dict:
   """A randomly initialised model of the run's config."""
   source = _sources(config)[0]

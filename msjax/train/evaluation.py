@@ -25,11 +25,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from msjax.evaluation import diagnostics, fine_tune, probes
+from msjax.evaluation.classification_metrics import classification_metrics
+from msjax.evaluation.embedding import embed_source, make_embed_fn
 from msjax.methods.interface import Method
-from msjax.train import config_lib, diagnostics, fine_tune, probes, runtime
+from msjax.train import config_lib, runtime
 from msjax.train.checkpoint import Checkpointer
-from msjax.train.classification_metrics import classification_metrics
-from msjax.train.embedding import embed_source, make_embed_fn
 from msjax.train.errors import ConfigError, DataError
 
 __all__ = [
@@ -186,7 +187,7 @@ def evaluate_variables(
     config: the experiment config.
     sources: ``(train_source, test_source)``.
     key: PRNG key (fine-tune head initialisation).
-    embed_fn: from :func:`msjax.train.embedding.make_embed_fn`.
+    embed_fn: from :func:`msjax.evaluation.embedding.make_embed_fn`.
 
   Returns:
     ``({embedding key: {"accuracy", "macro_f1", "map"}}, (test embeddings,

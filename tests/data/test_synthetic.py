@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from msjax.data import synthetic
-from msjax.train.probes import linear_probe
+from msjax.evaluation.probes import linear_probe
 
 
 def _band_log_powers(x: np.ndarray, rate: float, edges: np.ndarray):

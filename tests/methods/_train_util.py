@@ -15,8 +15,8 @@ import numpy as np
 import optax
 
 from msjax.data import synthetic
+from msjax.evaluation.probes import linear_probe
 from msjax.methods import Method
-from msjax.train.probes import linear_probe
 
 __all__ = [
   "TrainResult",

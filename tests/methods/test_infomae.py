@@ -14,10 +14,10 @@ import optax
 import pytest
 
 from msjax.data import synthetic
+from msjax.evaluation.probes import linear_probe
 from msjax.kernels.masking import patchify, random_patch_mask, unpatchify
 from msjax.methods import _infomae_parts as parts
 from msjax.methods import infomae
-from msjax.train.probes import linear_probe
 
 LR = 1e-2
 FAST_COMPILE = {"xla_backend_optimization_level": 0}

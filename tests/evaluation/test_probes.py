@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from msjax.train import probes
+from msjax.evaluation import probes
 
 # Every probe here has <= 256 train rows, <= 128 features and <= 8 classes,
 # so all linear probes share one compilation.

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from msjax.train import fine_tune
-from msjax.train.classification_metrics import classification_metrics
+from msjax.evaluation import fine_tune
+from msjax.evaluation.classification_metrics import classification_metrics
 from tests.train import toy
 
 

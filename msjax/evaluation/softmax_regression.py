@@ -1,11 +1,12 @@
 """Softmax-regression head: objective and a deterministic L-BFGS trainer.
 
 ``N`` examples, ``D`` features, ``K`` classes. Used by the linear probe
-(:mod:`msjax.train.probes`) and reusable elsewhere (e.g. fitting a head before
-fine-tuning). The objective is mean cross-entropy plus ``l2 / 2 * ||W||^2``
-(bias not regularised) on standardised features, minimised full-batch by
-``optax.lbfgs`` (backtracking line search) for a fixed number of iterations in
-one ``lax.scan`` under ``jit``, from a zero initialisation: no randomness.
+(:mod:`msjax.evaluation.probes`) and reusable elsewhere (e.g. fitting a head
+before fine-tuning). The objective is mean cross-entropy plus
+``l2 / 2 * ||W||^2`` (bias not regularised) on standardised features,
+minimised full-batch by ``optax.lbfgs`` (backtracking line search) for a fixed
+number of iterations in one ``lax.scan`` under ``jit``, from a zero
+initialisation: no randomness.
 
 Rows, features and classes are padded to power-of-two buckets (floors 256,
 128, 8) so that problems of different sizes share compilations: padding rows

@@ -15,8 +15,8 @@
 
 Inputs may be numpy or JAX arrays; host-side bookkeeping (checks,
 standardisation, metrics) is numpy, the optimisation and neighbour search are
-jitted. The head trainer lives in :mod:`msjax.train.softmax_regression` and is
-re-exported here.
+jitted. The head trainer lives in
+:mod:`msjax.evaluation.softmax_regression` and is re-exported here.
 """
 
 import functools
@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from msjax.train.classification_metrics import classification_metrics
-from msjax.train.softmax_regression import (
+from msjax.evaluation.classification_metrics import classification_metrics
+from msjax.evaluation.softmax_regression import (
   LinearHead,
   check_features,
   check_labels,

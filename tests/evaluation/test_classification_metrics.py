@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from msjax.train import classification_metrics as cm
+from msjax.evaluation import classification_metrics as cm
 
 
 def _brute_macro_f1(y_true, y_pred):

@@ -15,8 +15,8 @@ import numpy as np
 import optax
 
 from msjax.data import pipeline
+from msjax.evaluation.classification_metrics import classification_metrics
 from msjax.methods.interface import Method
-from msjax.train.classification_metrics import classification_metrics
 
 __all__ = ["fine_tune_all", "fine_tune_one"]
 
