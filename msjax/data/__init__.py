@@ -5,13 +5,24 @@ names, through the one explicit dict `SOURCES`: "synthetic" (the simulated
 multimodal generator), "npz" (bring-your-own arrays), "paired" (InfoMAE's
 pair-ratio subsets of another source, `pairing_config`) and every TFDS builder
 name of `msjax.data.builders.BUILDERS` (prepared on first use from the raw
-files in `config.data.manual_dir`, read back without TensorFlow).
+files in `config.data.manual_dir`, read back record by record without
+TensorFlow). `switch_source(config.data, name)` retypes a data section for
+another source (what a ``--config.data.source=...`` override does). Batches of
+`(seed, step)` are read through grain: `msjax.data.loader`.
 """
 
 from collections.abc import Callable
 from typing import Any
 
-from msjax.data import alignment, npz, pairs, pipeline, sequences, signal
+from msjax.data import (
+  alignment,
+  loader,
+  npz,
+  pairs,
+  pipeline,
+  sequences,
+  signal,
+)
 from msjax.data.errors import MissingDataError
 from msjax.data.npz import load_npz
 from msjax.data.pairs import (
@@ -32,10 +43,18 @@ from msjax.data.pipeline import (
   sequence_index,
   sequence_index_for,
 )
+from msjax.data.source_config import (
+  DATA_CONFIGS,
+  default_data_config,
+  switch_source,
+)
 from msjax.data.sources import ArraySource
 
 __all__ = [
   "ArraySource",
+  "DATA_CONFIGS",
+  "default_data_config",
+  "switch_source",
   "alignment",
   "MissingDataError",
   "PairSplit",
@@ -47,6 +66,7 @@ __all__ = [
   "iterate_batches",
   "load_npz",
   "load_pair_split",
+  "loader",
   "make_source",
   "npz",
   "pair_ratio_split",

@@ -57,6 +57,40 @@ def parse_value(text: str, current: Any) -> Any:
   return value
 
 
+def _switch_order(item: str) -> tuple[int, int]:
+  """Sort key: ``data[.x...].source=`` items first, shallowest first."""
+  path = item.removeprefix("--").removeprefix("config.").partition("=")[0]
+  parts = path.split(".")
+  switch = len(parts) >= 2 and parts[0] == "data" and parts[-1] == "source"
+  return (0 if switch else 1, len(parts))
+
+
+def _switch_data_source(
+  config: ml_collections.ConfigDict, parents: list[str], source: str
+) -> None:
+  """Replaces the data section at ``parents`` by one typed for ``source``."""
+  from msjax.data.source_config import switch_source  # noqa: PLC0415
+
+  node, holder = config, None
+  for part in parents:
+    holder = node
+    node = (
+      node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    )
+    if not isinstance(node, ml_collections.ConfigDict) or "source" not in node:
+      raise ConfigError(f"unknown config key {'.'.join(parents)}.source")
+  try:
+    new = switch_source(node, source)
+  except ValueError as error:
+    raise ConfigError(
+      f"bad value for {'.'.join(parents)}.source: {error}"
+    ) from None
+  if new is not node:
+    with holder.unlocked():
+      holder[parents[-1]] = new
+    new.lock()
+
+
 def apply_overrides(
   config: ml_collections.ConfigDict, overrides: Sequence[str]
 ) -> ml_collections.ConfigDict:
@@ -72,13 +106,21 @@ def apply_overrides(
 
   Raises:
     ConfigError: an unknown key, a missing ``=``, or a value of the wrong type.
+
+  An override of ``data.source`` (or ``data.base.source``) switches the data
+  source: the section is replaced by the new source's defaults
+  (:func:`msjax.data.source_config.switch_source`) before the other
+  overrides apply, so they may set the new source's keys.
   """
-  for item in overrides:
+  for item in sorted(overrides, key=_switch_order):  # source switches first
     text = item.removeprefix("--").removeprefix("config.")
     path, has_value, raw = text.partition("=")
     if not has_value:
       raise ConfigError(f"override {item!r} must look like a.b=value")
     *parents, leaf = path.split(".")
+    if _switch_order(item)[0] == 0:
+      _switch_data_source(config, parents, raw.strip())
+      continue
     node = config
     for depth, part in enumerate(parents):
       node = (
