@@ -151,12 +151,18 @@ def _flat_list(value: Any) -> Any:
 
 # Where a dataset is stored, not which data: a moved dataset still resumes.
 LOCATION_KEYS = ("data.data_dir", "data.manual_dir")
+# How batches are read, not which: a run resumes with other reader settings
+# (the batches are the same whatever they are, msjax.data.loader).
+READER_KEYS = ("num_workers", "prefetch")
 
 
 def _run_keys(config: dict) -> dict[str, Any]:
   flat = _flat({k: config.get(k) for k in RUN_SECTIONS})
   for key in LOCATION_KEYS:
     flat.pop(key, None)
+  for key in list(flat):
+    if key.startswith("data.") and key.rsplit(".", 1)[-1] in READER_KEYS:
+      flat.pop(key)
   train = config.get("train", {})
   flat.update({f"train.{k}": train.get(k) for k in RUN_TRAIN_KEYS})
   return flat
@@ -278,9 +284,7 @@ _accumulate = jax.jit(_accumulate_impl)
 _first_accumulate = jax.jit(_first_impl)
 
 
-def _read(
-  acc: dict, last_saved: int | None, workdir: str
-) -> dict[str, float]:
+def _read(acc: dict, last_saved: int | None, workdir: str) -> dict[str, float]:
   """Fetches the accumulator (waits for the steps); raises on a bad loss."""
   host = jax.device_get(acc)
   bad = int(host["bad_step"])

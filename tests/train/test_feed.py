@@ -3,6 +3,7 @@ import numpy as np
 from msjax.data import pipeline
 from msjax.train import config_lib, sharding
 from msjax.train.feed import BatchFeed
+from msjax.train.loop import config_differences
 from tests.train import toy
 
 
@@ -28,3 +29,14 @@ def test_steps_in_any_order_give_the_batches_of_the_step():
       source, step, batch_size=config.train.batch_size, seed=config.seed
     )
     np.testing.assert_array_equal(want[step], expected["signals"]["a"])
+
+
+def test_a_run_resumes_with_other_reader_settings():
+  saved = toy.get_config()
+  config = toy.get_config()
+  config_lib.apply_overrides(config, ["data.num_workers=3", "data.prefetch=0"])
+  assert config_differences(saved.to_dict(), config.to_dict()) == []
+  config_lib.apply_overrides(config, ["data.num_examples=32"])
+  assert config_differences(saved.to_dict(), config.to_dict()) == [
+    "data.num_examples: 64 -> 32"
+  ]
