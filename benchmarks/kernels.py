@@ -25,21 +25,22 @@ before the clock stops) at PyTorch's default full-float32 matrix products,
 like msjax's kernels (which pin ``Precision.HIGHEST``); OTT-JAX runs at
 JAX's default precision.
 
-Dispatch: on CPU, JAX by default runs a program of more than a few
-kilobytes on a worker thread and the caller waits for it
-(``jax_cpu_enable_async_dispatch``); on a small VM that hand-off costs ~70 us
-per blocked call (a jitted ``x * 2`` of 0.5 MB: 0.12 ms, 0.05 ms on the
-calling thread), which PyTorch eager does not pay and which is not the
-kernel's. The benchmark therefore runs JAX programs on the calling thread,
-for every JAX candidate alike (msjax and OTT-JAX);
-``--async-dispatch`` keeps JAX's default. The JSON records the setting.
-(The setting has no effect on GPUs.)
+Settings: the headline column ``msjax`` is JAX as a user gets it from
+``import msjax``: JAX's default CPU dispatch (a program of more than a few
+kilobytes runs on a worker thread while the caller waits) and glibc's
+default malloc. Beside it, ``msjax_tuned`` comes from a second process of
+this script (``--tuned``, started by the first) with every JAX program on
+the calling thread and glibc malloc keeping freed memory for reuse
+(:mod:`msjax.host_memory` level ``single_arena``); each process times its
+own PyTorch baselines, so every ratio is within one process. ``--no-tuned``
+skips the second process. The JSON records the settings and the load
+average (``os.getloadavg()``) before and after every row.
 
-Allocator: the benchmark first sets glibc malloc to keep and reuse freed
-memory on every thread (:mod:`msjax.host_memory`, level ``single_arena``:
-XLA allocates outputs on its own threads), for every library in the process
-alike; ``--default-malloc`` leaves glibc's defaults (a fresh, page-faulting
-mapping for every buffer over 32 MiB).
+Baselines: PyTorch eager in its fastest natural form (``torch``; Pro-FD:
+the scaling form ``K = exp(-cost / eps)``, ``u = a / (v @ K.T)``,
+``v = b / (u @ K)``, forward and backward by autograd; Sinkhorn: SwAV's
+in-place ``distributed_sinkhorn``), and for Pro-FD also the log-domain form
+(``torch_log``). OTT-JAX where it is installed.
 """
 
 import argparse
@@ -50,7 +51,9 @@ import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -115,10 +118,14 @@ def _block(x):
   return jax.block_until_ready(x)
 
 
+LOAD_BEFORE: list = []
+
+
 def time_row(
   impls: dict[str, Callable[[], object]], timing: Timing, warmup: int = 2
 ) -> tuple[dict, dict, int]:
   """Interleaved rounds: ``({impl: median_s}, {impl: first_s}, rounds)``."""
+  LOAD_BEFORE[:] = [os.getloadavg()]
   first = {}
   for name, fn in impls.items():
     start = time.perf_counter()
@@ -207,6 +214,7 @@ def sinkhorn_rows(shapes, timing: Timing, device: str):
         kernel="sinkhorn_knopp",
         shape=dict(B=batch, K=num_protos),
         times_ms={k: v * 1e3 for k, v in times.items()},
+        loadavg=dict(before=LOAD_BEFORE[0], after=os.getloadavg()),
         rounds=rounds,
         compile_ms={k: v * 1e3 for k, v in first.items()},
         max_abs_diff_vs_msjax=_max_diff(outputs),
@@ -253,6 +261,7 @@ def _grad_row(kernel, shape, impls, timing: Timing):
     kernel=kernel,
     shape=shape,
     times_ms={k: v * 1e3 for k, v in times.items()},
+    loadavg=dict(before=LOAD_BEFORE[0], after=os.getloadavg()),
     rounds=rounds,
     compile_ms={k: v * 1e3 for k, v in first.items()},
     max_abs_diff_vs_msjax=_max_diff(outputs),
@@ -275,11 +284,15 @@ def pro_fd_rows(configs, timing: Timing, device: str):
     impls = {"msjax": functools.partial(step, z, p, y)}
     if torch is not None:
       y_t = _torch_tensor(y_np, device).long()
-      impls["torch"] = _torch_grads(
-        lambda z, p, y_t=y_t: torch_ref.pro_fd(z, y_t, p),
-        _torch_tensor(z_np, device),
-        _torch_tensor(p_np, device),
-      )
+      for name, fn in (
+        ("torch", torch_ref.pro_fd_scaling),
+        ("torch_log", torch_ref.pro_fd),
+      ):
+        impls[name] = _torch_grads(
+          lambda z, p, y_t=y_t, fn=fn: fn(z, y_t, p),
+          _torch_tensor(z_np, device),
+          _torch_tensor(p_np, device),
+        )
     rows.append(
       _grad_row(
         "pro_fd fwd+bwd", dict(B=batch, C=num_classes, D=width), impls, timing
@@ -409,8 +422,15 @@ def _print_rows(rows):
     speed = "  ".join(
       f"{k}/msjax {times[k] / times['msjax']:5.2f}x"
       for k in times
-      if k not in ("msjax", "copy_x2")
+      if k not in ("msjax", "copy_x2", "msjax_tuned")
     )
+    if "tuned" in row:
+      tuned = row["tuned"]["times_ms"]
+      speed += "  | tuned: " + "  ".join(
+        f"{k}/msjax {tuned[k] / tuned['msjax']:5.2f}x"
+        for k in tuned
+        if k.startswith("torch")
+      )
     print(f"{row['kernel']:<42} {shape:<22} {cells}  | {speed}")
     if "bandwidth_gbs" in row:
       bw = row["bandwidth_gbs"]
@@ -429,15 +449,15 @@ def main(argv=None):
   )
   parser.add_argument("--out", type=pathlib.Path, default=None)
   parser.add_argument(
-    "--default-malloc",
+    "--tuned",
     action="store_true",
-    help="keep glibc's malloc defaults (see msjax.host_memory)",
+    help="this process runs JAX on the calling thread with the single_arena"
+    " malloc (the second process; see the module docstring)",
   )
   parser.add_argument(
-    "--async-dispatch",
+    "--no-tuned",
     action="store_true",
-    help="keep JAX's default CPU dispatch (programs on a worker thread;"
-    " see the module docstring)",
+    help="skip the second (tuned) process",
   )
   parser.add_argument(
     "--torch-device",
@@ -454,10 +474,10 @@ def main(argv=None):
   )
   args = parser.parse_args(argv)
   malloc = host_memory.reuse_freed_memory(
-    "default" if args.default_malloc else "single_arena"
+    "single_arena" if args.tuned else "default"
   )
   print(f"host malloc: {malloc}")
-  if not args.async_dispatch:
+  if args.tuned:
     jax.config.update("jax_cpu_enable_async_dispatch", False)
   timing = Timing(repeats=5, min_seconds=0.0) if args.quick else Timing(25, 2.0)
   jax_threads = len(os.sched_getaffinity(0))
@@ -475,7 +495,7 @@ def main(argv=None):
       [(256, 512), (1024, 3000), (4096, 3000)], timing, device
     ),
     "pro_fd": lambda: pro_fd_rows(
-      [(256, 6, 128), (256, 31, 128)], timing, device
+      [(256, 6, 128), (256, 31, 128), (256, 100, 128)], timing, device
     ),
     "samobal": lambda: samobal_rows(
       [(256, 2, 512), (256, 3, 1024)], timing, device
@@ -484,6 +504,13 @@ def main(argv=None):
       [(256, 128, 10, 2), (1024, 128, 10, 2)], timing, device
     ),
   }
+  tuned_proc = None
+  if not args.tuned and not args.no_tuned:
+    tuned_out = pathlib.Path(tempfile.mkdtemp()) / "tuned.json"
+    command = [sys.executable, __file__, "--tuned", "--out", str(tuned_out)]
+    command += ["--quick"] if args.quick else []
+    command += ["--torch-device", args.torch_device]
+    command += ["--only", *args.only] if args.only else []
   rows = []
   for name, run in sections.items():
     if args.only and name not in args.only:
@@ -492,8 +519,28 @@ def main(argv=None):
     new = run()
     _print_rows(new)
     rows.extend(new)
+  if not args.tuned and not args.no_tuned:
+    # After this process's rows, not beside them: two timed processes on a
+    # 2-core machine would share its cores.
+    print("[tuned settings: second process]")
+    tuned_proc = subprocess.run(command, capture_output=True, text=True)
+    if tuned_proc.returncode == 0:
+      tuned_rows = json.loads(tuned_out.read_text())["rows"]
+      for row, tuned in zip(rows, tuned_rows, strict=True):
+        row["tuned"] = {k: tuned[k] for k in ("times_ms", "loadavg", "rounds")}
+        row["times_ms"]["msjax_tuned"] = tuned["times_ms"]["msjax"]
+      _print_rows(rows)
+    else:
+      print(tuned_proc.stdout[-2000:], tuned_proc.stderr[-2000:])
+  meta = _meta(jax_threads, malloc, device)
+  meta["settings"] = "tuned" if args.tuned else "jax_defaults"
+  meta["tuned_column"] = (
+    "second process: calling-thread dispatch, single_arena malloc"
+    if tuned_proc is not None and tuned_proc.returncode == 0
+    else None
+  )
   result = dict(
-    meta=_meta(jax_threads, malloc, device),
+    meta=meta,
     repeats=timing.repeats,
     min_row_seconds=timing.min_seconds,
     warmup=2,
