@@ -67,8 +67,8 @@ def _type_handlers() -> Any:
   """Orbax's handlers, jax.Array saved without replica-parallel slicing.
 
   Replica-parallel saving compiles one slicing program per parameter shape
-  on the first save (seconds on a CPU); each replicated array is written
-  from its first replica instead.
+  on the first save; each replicated array is written from its first
+  replica instead.
   """
   registry = ocp.type_handlers.create_type_handler_registry(
     (int, ocp.type_handlers.ScalarHandler()),

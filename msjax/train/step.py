@@ -37,7 +37,7 @@ def step_key(seed: int, step: jax.Array) -> jax.Array:
 def init_variables(
   method: Method, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict:
-  """Initial variables from the seed (init key = ``fold_in(key, -1)``)."""
+  """Initial variables from the seed (``fold_in(key(seed), 2**31 - 1)``)."""
   init_key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)
   return method.init(init_key, config, example_batch)
 
