@@ -26,6 +26,7 @@ from msjax.kernels.masking import (
   take_visible,
   unpatchify,
 )
+from msjax.kernels.norms import l2_normalize
 from msjax.kernels.ot import OTOut, batched_entropic_ot, entropic_ot
 from msjax.kernels.prototypes import MPPAux, mpp_loss
 from msjax.kernels.selection import (
@@ -52,6 +53,7 @@ __all__ = [
   "fc_rs",
   "gumbel_noise",
   "info_nce",
+  "l2_normalize",
   "infomae_private_loss",
   "infomae_shared_loss",
   "marginal_permutations",

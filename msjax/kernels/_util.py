@@ -10,17 +10,20 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+# Re-exported for the modules that import them from here (public home:
+# msjax.kernels.norms, exported as msjax.kernels.l2_normalize).
+from msjax.kernels.norms import l2_normalize, safe_norm
+
 __all__ = [
   "DOT_PRECISION",
   "as_float",
+  "check_labels",
   "check_rank",
   "check_same_shape",
   "l2_normalize",
   "lse",
   "safe_norm",
 ]
-
-_NORM_EPS = 1e-12
 
 #: Precision of every matrix product inside the kernels. JAX's default lets
 #: float32 products run in TF32 on GPUs (a 10-bit mantissa: relative errors
@@ -88,36 +91,34 @@ def check_same_shape(
     )
 
 
-def safe_norm(
-  x: jax.Array, axis: int = -1, keepdims: bool = False
+def check_labels(
+  labels: ArrayLike, num: int, name: str = "labels", shape_doc: str = "[B]"
 ) -> jax.Array:
-  """Euclidean norm whose value and gradient at ``0`` are ``0`` (not NaN).
+  """``labels`` as an ``int32`` array of shape ``(num,)``, or a clear error.
 
   Args:
-    x: array ``[..., E]``.
-    axis: reduced axis.
-    keepdims: keep the reduced axis.
+    labels: integer class labels.
+    num: the expected length (the batch).
+    name: argument name for the message.
+    shape_doc: the expected shape in SPEC letters, e.g. ``"[B]"``.
 
   Returns:
-    ``||x||_2`` along ``axis``.
+    ``labels`` as ``int32``.
+
+  Raises:
+    ValueError: on a non-integer dtype or a shape other than ``(num,)``.
   """
-  sq = jnp.sum(x * x, axis=axis, keepdims=keepdims)
-  positive = sq > 0
-  safe_sq = jnp.where(positive, sq, 1.0)
-  return jnp.where(positive, jnp.sqrt(safe_sq), 0.0)
-
-
-def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
-  """``n(x) = x / max(||x||_2, 1e-12)`` along ``axis`` (SPEC notation).
-
-  Args:
-    x: array ``[..., E]``.
-    axis: normalised axis.
-
-  Returns:
-    Array of the same shape with unit-norm slices (zero slices stay zero).
-  """
-  return x / jnp.maximum(safe_norm(x, axis=axis, keepdims=True), _NORM_EPS)
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(
+      f"{name} must be an integer array {shape_doc}, got dtype {labels.dtype}."
+    )
+  if labels.shape != (num,):
+    raise ValueError(
+      f"{name} must have shape {shape_doc} = ({num},), got"
+      f" {tuple(labels.shape)}."
+    )
+  return labels.astype(jnp.int32)
 
 
 def lse(

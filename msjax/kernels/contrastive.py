@@ -17,10 +17,11 @@ from msjax.kernels._explicit import replicate_explicit
 from msjax.kernels._util import (
   DOT_PRECISION,
   as_float,
+  check_labels,
   check_rank,
-  l2_normalize,
   lse,
 )
+from msjax.kernels.norms import l2_normalize
 
 __all__ = ["info_nce", "nt_xent", "pro_ucl"]
 
@@ -28,21 +29,6 @@ __all__ = ["info_nce", "nt_xent", "pro_ucl"]
 def _check_tau(tau: float) -> None:
   if not float(tau) > 0:
     raise ValueError(f"tau must be > 0, got {tau}.")
-
-
-def _check_labels(
-  labels: ArrayLike, num: int, name: str = "labels"
-) -> jax.Array:
-  labels = jnp.asarray(labels)
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise ValueError(
-      f"{name} must be an integer array [B], got dtype {labels.dtype}."
-    )
-  if labels.shape != (num,):
-    raise ValueError(
-      f"{name} must have shape [B] = ({num},), got {tuple(labels.shape)}."
-    )
-  return labels.astype(jnp.int32)
 
 
 def _normalized_views(
@@ -289,7 +275,7 @@ def pro_ucl(
       f"z [M, B, D] and prototypes [C, D] must agree on D, got shapes"
       f" {tuple(z.shape)} and {tuple(prototypes.shape)}."
     )
-  labels = _check_labels(labels, num_local)
+  labels = check_labels(labels, num_local)
   _check_tau(tau)
   dtype = jnp.result_type(z, prototypes)
   z, prototypes = z.astype(dtype), prototypes.astype(dtype)

@@ -13,7 +13,12 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from msjax.kernels._explicit import take_rows
-from msjax.kernels._util import DOT_PRECISION, as_float, check_rank
+from msjax.kernels._util import (
+  DOT_PRECISION,
+  as_float,
+  check_labels,
+  check_rank,
+)
 from msjax.kernels.ot import check_ot_hyper, shared_cost_ot
 
 __all__ = ["ProFDAux", "pro_fd"]
@@ -94,15 +99,7 @@ def pro_fd(
       f"z_fus [B, D] and prototypes [C, D] must agree on D, got shapes"
       f" {tuple(z_fus.shape)} and {tuple(prototypes.shape)}."
     )
-  labels = jnp.asarray(labels)
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise ValueError(
-      f"labels must be an integer array [B], got dtype {labels.dtype}."
-    )
-  if labels.shape != (batch,):
-    raise ValueError(
-      f"labels must have shape [B] = ({batch},), got {tuple(labels.shape)}."
-    )
+  labels = check_labels(labels, batch)
   if not float(tau_fd) > 0:
     raise ValueError(f"tau_fd must be > 0, got {tau_fd}.")
   check_ot_hyper(epsilon, num_iters)

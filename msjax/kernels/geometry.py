@@ -14,10 +14,10 @@ from msjax.kernels._explicit import replicate_explicit
 from msjax.kernels._util import (
   DOT_PRECISION,
   as_float,
+  check_labels,
   check_rank,
-  l2_normalize,
-  safe_norm,
 )
+from msjax.kernels.norms import l2_normalize, safe_norm
 
 __all__ = ["ca_loss", "fc_rs"]
 
@@ -76,19 +76,6 @@ def ca_loss(
   return jnp.mean(per_modality), per_modality
 
 
-def _check_labels(labels: ArrayLike, num: int) -> jax.Array:
-  labels = jnp.asarray(labels)
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise ValueError(
-      f"labels must be an integer array [N], got dtype {labels.dtype}."
-    )
-  if labels.shape != (num,):
-    raise ValueError(
-      f"labels must have shape [N] = ({num},), got {tuple(labels.shape)}."
-    )
-  return labels.astype(jnp.int32)
-
-
 def fc_rs(
   features: ArrayLike,
   labels: ArrayLike,
@@ -137,7 +124,7 @@ def fc_rs(
   if int(num_classes) != num_classes or num_classes < 1:
     raise ValueError(f"num_classes must be an integer >= 1, got {num_classes}.")
   num = features.shape[0]
-  labels = _check_labels(labels, num)
+  labels = check_labels(labels, num, shape_doc="[N]")
   dtype = features.dtype
   # pairwise over the whole set: replicate an Explicit batch sharding
   feats = l2_normalize(replicate_explicit(features))

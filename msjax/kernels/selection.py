@@ -18,9 +18,10 @@ from msjax.kernels._explicit import take_rows
 from msjax.kernels._util import (
   DOT_PRECISION,
   as_float,
+  check_labels,
   check_rank,
-  l2_normalize,
 )
+from msjax.kernels.norms import l2_normalize
 
 __all__ = [
   "InferOut",
@@ -181,15 +182,7 @@ def samobal_select(
   """
   z, prototypes = _check_z_prototypes(z, prototypes)
   num_mod, batch, dim = z.shape
-  labels = jnp.asarray(labels)
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise ValueError(
-      f"labels must be an integer array [B], got dtype {labels.dtype}."
-    )
-  if labels.shape != (batch,):
-    raise ValueError(
-      f"labels must have shape [B] = ({batch},), got {tuple(labels.shape)}."
-    )
+  labels = check_labels(labels, batch)
   if mode not in _SELECT_MODES:
     raise ValueError(f"mode must be one of {_SELECT_MODES}, got {mode!r}.")
   if not float(tau_g) > 0:

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from msjax.kernels._util import as_float, check_rank, safe_norm
+from msjax.kernels._util import as_float, check_rank
+from msjax.kernels.norms import safe_norm
 
 __all__ = ["temporal_locality"]
 
