@@ -548,19 +548,17 @@ def batched_entropic_ot(
   products as ``[N, C] x [C, C]`` matrix products.
 
   Args:
-    a: ``[N, C]`` source histograms (positive rows summing to 1).
-    b: ``[N, C]`` target histograms (positive rows summing to 1).
-    cost: ``[C, C]`` ground cost shared by all problems.
-    epsilon: absolute entropic regularisation (> 0).
-    num_iters: number of (f, g) update rounds (>= 1).
+    a: ``[N, C]``, one source histogram per row.
+    b: ``[N, C]``, one target histogram per row.
+    cost: ``[C, C]``, shared by all ``N`` problems.
+    epsilon: as for :func:`entropic_ot`.
+    num_iters: as for :func:`entropic_ot`.
 
   Returns:
-    :class:`OTOut` with batched fields ``(value [N], T [N, C, C], f [N, C],
-    g [N, C], errors [N], converged [N])``.
+    :class:`OTOut`, every field with a leading ``[N]``.
 
   Raises:
-    ValueError: on shapes other than ``[N, C]``, ``[N, C]``, ``[C, C]``,
-      ``epsilon <= 0`` or ``num_iters < 1``.
+    ValueError: as :func:`entropic_ot`, for ``[N, C]`` histograms.
 
   Example:
     >>> u = jnp.full((2, 3), 1 / 3)

@@ -60,6 +60,7 @@ def sinkhorn_knopp(
       ``num_iters < 0``.
 
   Example:
+    >>> import jax.numpy as jnp
     >>> codes = sinkhorn_knopp(jnp.zeros((4, 2)))
     >>> codes.tolist()
     [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]
