@@ -1,7 +1,7 @@
 """Pieces shared by the modality-balancing methods (AGM, MLA, MMPareto).
 
 Private to :mod:`msjax.methods`. Each balancing method trains per-modality
-encoders (:class:`msjax.methods._common.ModalityEncoders`, features
+encoders (:class:`msjax.methods.encoders.ModalityEncoders`, features
 ``[B, F]``) with labelled batches and embeds like the supervised
 concatenation baseline: ``{m: [B, F], "fused": [B, M * F]}``.
 """
@@ -13,13 +13,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from msjax.methods import _common
+from msjax.methods.encoders import encoder_model
 
 __all__ = [
   "base_config",
   "check_classes",
   "cross_entropy",
-  "embed_features",
   "scale_gradient",
 ]
 
@@ -34,13 +33,7 @@ def base_config(size: str, **loss: Any) -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)``; set ``model.num_classes``.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
-  tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
-    num_classes=3,
-  )
+  model = encoder_model(size, num_classes=3)
   return ml_collections.ConfigDict(dict(model=model, loss=dict(loss)))
 
 
@@ -74,11 +67,3 @@ def scale_gradient(x: jax.Array, scale: jax.Array) -> jax.Array:
   scale = jax.lax.stop_gradient(jnp.asarray(scale, x.dtype))
   frozen = jax.lax.stop_gradient(x)
   return frozen + scale * (x - frozen)
-
-
-def embed_features(features: dict[str, jax.Array], mods: tuple[str, ...]):
-  """``{m: [B, F], "fused": concat_m [B, M * F]}`` of encoder features."""
-  return {
-    "fused": jnp.concatenate([features[m] for m in mods], axis=-1),
-    **{m: features[m] for m in mods},
-  }

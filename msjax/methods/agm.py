@@ -44,7 +44,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.methods import _balancing, _common, interface
+from msjax.methods import _balancing, encoders, forward
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.config_checks import modalities
+from msjax.methods.interface import Method
+from msjax.methods.key_streams import rng_streams
 
 __all__ = [
   "METHOD",
@@ -76,19 +80,13 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   return _balancing.base_config(size, alpha=1.0)
 
 
-class AGMModel(nn.Module):
+class AGMModel(encoders.EncoderModel):
   """Encoders and a late linear fusion split into per-modality responses.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     num_classes: ``C``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   num_classes: int
 
   @nn.compact
@@ -96,7 +94,7 @@ class AGMModel(nn.Module):
     self, signals: dict[str, jax.Array], *, train: bool
   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array], jax.Array]:
     """Returns ``(features {m: [B, F]}, responses {m: [B, C]}, b [C])``."""
-    features = _common.ModalityEncoders(
+    features = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     responses = {
@@ -111,9 +109,7 @@ class AGMModel(nn.Module):
 
 def _model(config: ml_collections.ConfigDict) -> AGMModel:
   return AGMModel(
-    modalities=_common.modalities(config),
-    encoder=config.model.encoder,
-    feature_dim=int(config.model.feature_dim),
+    **encoders.encoder_fields(config),
     num_classes=_balancing.check_classes(config),
   )
 
@@ -122,10 +118,10 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """``{"params", "batch_stats", "agm": {"running_score": zeros [M]}}``."""
-  variables = _common.init_variables(
+  variables = forward.init_variables(
     _model(config), rng, example_batch, config, min_modalities=2
   )
-  num = len(_common.modalities(config))
+  num = len(modalities(config))
   variables[STATE] = {"running_score": jnp.zeros((num,), jnp.float32)}
   return variables
 
@@ -173,12 +169,12 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``; ``new_model_state`` holds the
     updated ``batch_stats`` and ``agm`` running scores.
   """
-  mods = _common.check_batch(batch, config, min_modalities=2, need_labels=True)
+  mods = check_batch(batch, config, min_modalities=2, need_labels=True)
   labels = jnp.asarray(batch["label"], jnp.int32)
-  streams = _common.rng_streams(rng)
+  streams = rng_streams(rng)
   running = variables[STATE]["running_score"]
   model_vars = {k: v for k, v in variables.items() if k != STATE}
-  (_, responses, bias), state = _common.run_model(
+  (_, responses, bias), state = forward.run_model(
     _model(config),
     model_vars,
     {m: batch["signals"][m] for m in mods},
@@ -222,13 +218,9 @@ def predict(
   Returns:
     ``{"fused": z, m: phi_m}`` (the mono-modal responses).
   """
-  mods = _common.check_batch(batch, config, min_modalities=2)
   model_vars = {k: v for k, v in variables.items() if k != STATE}
-  (_, responses, bias), _ = _common.run_model(
-    _model(config),
-    model_vars,
-    {m: jnp.asarray(batch["signals"][m]) for m in mods},
-    train=False,
+  mods, (_, responses, bias) = forward.apply_eval(
+    _model(config), model_vars, batch, config, min_modalities=2
   )
   fused = bias + sum(responses[m] for m in mods)
   return {"fused": fused, **responses}
@@ -238,22 +230,12 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
-  mods = _common.check_batch(batch, config, min_modalities=2)
   model_vars = {k: v for k, v in variables.items() if k != STATE}
-  (features, _, _), _ = _common.run_model(
-    _model(config),
-    model_vars,
-    {m: jnp.asarray(batch["signals"][m]) for m in mods},
-    train=False,
+  mods, (features, _, _) = forward.apply_eval(
+    _model(config), model_vars, batch, config, min_modalities=2
   )
-  return _balancing.embed_features(features, mods)
+  return forward.with_fused(features, mods)
 
 
-#: agm's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-  predict=predict,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed, predict=predict)

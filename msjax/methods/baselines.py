@@ -1,6 +1,6 @@
 """The baselines as method entries with the full method interface.
 
-Each entry is a :class:`~msjax.methods.interface.Method` whose functions
+Each entry is a :class:`~msjax.methods.Method` whose functions
 are those of :mod:`msjax.methods.supervised` or
 :mod:`msjax.methods.selfsup` with the variant bound:
 
@@ -15,7 +15,8 @@ are those of :mod:`msjax.methods.supervised` or
 
 import functools
 
-from msjax.methods import interface, selfsup, supervised
+from msjax.methods import selfsup, supervised
+from msjax.methods.interface import Method, always_paired, never_paired
 
 __all__ = [
   "clip",
@@ -27,9 +28,9 @@ __all__ = [
 ]
 
 
-def _supervised(fusion: str) -> interface.Method:
+def _supervised(fusion: str) -> Method:
   bind = functools.partial(functools.partial, fusion=fusion)
-  return interface.Method(
+  return Method(
     default_config=supervised.default_config,
     init=bind(supervised.init),
     loss_fn=bind(supervised.loss_fn),
@@ -38,17 +39,15 @@ def _supervised(fusion: str) -> interface.Method:
   )
 
 
-def _selfsup(variant: str) -> interface.Method:
+def _selfsup(variant: str) -> Method:
   bind = functools.partial(functools.partial, variant=variant)
-  return interface.Method(
+  return Method(
     default_config=bind(selfsup.default_config),
     init=bind(selfsup.init),
     loss_fn=bind(selfsup.loss_fn),
     embed=bind(selfsup.embed),
     # SimCLR has no term that relates two modalities.
-    requires_paired_rows=interface.unpaired_rows_accepted
-    if variant == "simclr"
-    else interface.always_paired,
+    requires_paired_rows=never_paired if variant == "simclr" else always_paired,
   )
 
 

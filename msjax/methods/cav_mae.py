@@ -58,7 +58,10 @@ from msjax.kernels.masking import (
   restore_order,
   take_visible,
 )
-from msjax.methods import _common, interface
+from msjax.methods.config_checks import check_size, modalities
+from msjax.methods.forward import with_fused
+from msjax.methods.interface import Method
+from msjax.methods.key_streams import rng_streams
 from msjax.nn import TransformerBlock
 
 __all__ = [
@@ -84,7 +87,7 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
+  check_size(size)
   tiny = size == "tiny"
   model = dict(
     num_patches=16,
@@ -281,7 +284,7 @@ def _model(
 ) -> CAVMAEModel:
   c = config.model
   return CAVMAEModel(
-    modalities=_common.modalities(config),
+    modalities=modalities(config),
     num_patches=int(c.num_patches),
     dim=int(c.dim),
     num_heads=int(c.num_heads),
@@ -297,7 +300,7 @@ def _model(
 
 def _patches(batch: dict, config: ml_collections.ConfigDict) -> dict:
   """Checks the batch; returns ``{m: [B, N, C_m P_m]}``."""
-  mods = _common.modalities(config)
+  mods = modalities(config)
   if len(mods) < 2:
     raise ValueError(f"CAV-MAE needs >= 2 modalities, got {mods}.")
   signals = batch.get("signals") if isinstance(batch, dict) else None
@@ -406,7 +409,7 @@ def loss_fn(
   """
   del step
   patches = _patches(batch, config)
-  streams = _common.rng_streams(rng)
+  streams = rng_streams(rng)
   b = next(iter(patches.values())).shape[0]
   n = int(config.model.num_patches)
   masks = {
@@ -452,13 +455,8 @@ def embed(
     variables, patches, train=False, method=CAVMAEModel.encode
   )
   mods = list(patches)
-  return {"fused": jnp.concatenate([feats[m] for m in mods], -1), **feats}
+  return with_fused(feats, mods)
 
 
-#: cav_mae's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed)

@@ -38,7 +38,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from msjax.kernels._util import DOT_PRECISION, l2_normalize
-from msjax.methods import _common, interface
+from msjax.methods import encoders, forward
+from msjax.methods.interface import Method
+from msjax.methods.views import augment_config
 from msjax.nn import MLPProjector
 
 __all__ = [
@@ -61,38 +63,26 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
   tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
-    projector_hidden=(32,) if tiny else (512,),
-    embed_dim=16 if tiny else 128,
-  )
+  model = encoders.encoder_model(size, projector=True)
   loss = dict(
     # COCOA's 0.1 at paper size; the tiny runs (a few hundred steps) learn
     # better with the flatter exp of 0.5 (exp(2 / tau) spans e^4, not e^20).
     tau=0.5 if tiny else 0.1,
     neg_weight=0.125,
-    augment=_common.augment_config(ops=()),
+    augment=augment_config(ops=()),
   )
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class COCOAModel(nn.Module):
+class COCOAModel(encoders.EncoderModel):
   """Per-modality encoders and projectors.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     projector_hidden: hidden widths of each projector.
     embed_dim: ``E``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   projector_hidden: tuple[int, ...]
   embed_dim: int
 
@@ -101,7 +91,7 @@ class COCOAModel(nn.Module):
     self, signals: dict[str, jax.Array], *, train: bool
   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Returns ``(features {m: [B, F]}, projections {m: [B, E]})``."""
-    h = _common.ModalityEncoders(
+    h = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     z = {
@@ -119,9 +109,7 @@ class COCOAModel(nn.Module):
 def _model(config: ml_collections.ConfigDict) -> COCOAModel:
   c = config.model
   return COCOAModel(
-    modalities=_common.modalities(config),
-    encoder=c.encoder,
-    feature_dim=int(c.feature_dim),
+    **encoders.encoder_fields(config),
     projector_hidden=tuple(int(w) for w in c.projector_hidden),
     embed_dim=int(c.embed_dim),
   )
@@ -166,7 +154,7 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  return _common.init_variables(
+  return forward.init_variables(
     _model(config), rng, example_batch, config, min_modalities=2
   )
 
@@ -191,20 +179,8 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``.
   """
   del step
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  streams = _common.rng_streams(rng)
-  views = _common.make_views(
-    streams["augment"],
-    {m: batch["signals"][m] for m in mods},
-    config.loss.augment,
-    1,
-  )
-  (_, z), state = _common.run_model(
-    _model(config),
-    variables,
-    views,
-    train=True,
-    rngs={"dropout": streams["dropout"]},
+  mods, (_, z), state = forward.apply_to_views(
+    _model(config), variables, batch, rng, config, min_modalities=2
   )
   loss, (l_pos, l_neg) = cocoa_loss(
     jnp.stack([z[m] for m in mods]),
@@ -223,16 +199,11 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode encoder features ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  (h, _), _ = _common.run_model(_model(config), variables, signals, train=False)
-  return {"fused": jnp.concatenate([h[m] for m in mods], -1), **h}
+  mods, (h, _) = forward.apply_eval(
+    _model(config), variables, batch, config, min_modalities=2
+  )
+  return forward.with_fused(h, mods)
 
 
-#: cocoa's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed)

@@ -50,7 +50,9 @@ import ml_collections
 
 from msjax.kernels._util import l2_normalize
 from msjax.kernels.contrastive import nt_xent
-from msjax.methods import _common, interface
+from msjax.methods import encoders, forward
+from msjax.methods.interface import Method
+from msjax.methods.views import augment_config
 from msjax.nn import MLPProjector
 
 __all__ = [
@@ -77,14 +79,7 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
-  tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
-    projector_hidden=(32,) if tiny else (512,),
-    embed_dim=16 if tiny else 128,
-  )
+  model = encoders.encoder_model(size, projector=True)
   loss = dict(
     tau=0.1,
     seq_len=4,
@@ -93,27 +88,21 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     orthogonal_weight=1.0,
     temporal_weight=1.0,
     rank_margin=1.0,
-    augment=_common.augment_config(
+    augment=augment_config(
       ("jitter", "negation", "channel_shuffle", "time_mask")
     ),
   )
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class FOCALModel(nn.Module):
+class FOCALModel(encoders.EncoderModel):
   """Per-modality encoders and projectors to the factorised space.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     projector_hidden: hidden widths of each projector.
     embed_dim: ``D``, the width of the shared and of the private part.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   projector_hidden: tuple[int, ...]
   embed_dim: int
 
@@ -122,7 +111,7 @@ class FOCALModel(nn.Module):
     self, signals: dict[str, jax.Array], *, train: bool
   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Returns ``(features {m: [N, F]}, e {m: [N, 2D]})``."""
-    h = _common.ModalityEncoders(
+    h = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     e = {
@@ -140,9 +129,7 @@ class FOCALModel(nn.Module):
 def _model(config: ml_collections.ConfigDict) -> FOCALModel:
   c = config.model
   return FOCALModel(
-    modalities=_common.modalities(config),
-    encoder=c.encoder,
-    feature_dim=int(c.feature_dim),
+    **encoders.encoder_fields(config),
     projector_hidden=tuple(int(w) for w in c.projector_hidden),
     embed_dim=int(c.embed_dim),
   )
@@ -288,7 +275,7 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  return _common.init_variables(
+  return forward.init_variables(
     _model(config), rng, example_batch, config, min_modalities=2
   )
 
@@ -314,18 +301,9 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``.
   """
   del step
-  mods = _common.check_batch(batch, config, min_modalities=2)
   c = config.loss
-  streams = _common.rng_streams(rng)
-  views = _common.make_views(
-    streams["augment"], {m: batch["signals"][m] for m in mods}, c.augment, 2
-  )
-  (_, e), state = _common.run_model(
-    _model(config),
-    variables,
-    views,
-    train=True,
-    rngs={"dropout": streams["dropout"]},
+  mods, (_, e), state = forward.apply_to_views(
+    _model(config), variables, batch, rng, config, num_views=2, min_modalities=2
   )
   stacked = jnp.stack([jnp.stack(jnp.split(e[m], 2)) for m in mods], axis=1)
   loss, terms = focal_loss(
@@ -354,16 +332,11 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode encoder features ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  (h, _), _ = _common.run_model(_model(config), variables, signals, train=False)
-  return {"fused": jnp.concatenate([h[m] for m in mods], -1), **h}
+  mods, (h, _) = forward.apply_eval(
+    _model(config), variables, batch, config, min_modalities=2
+  )
+  return forward.with_fused(h, mods)
 
 
-#: focal's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed)

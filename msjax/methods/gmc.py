@@ -37,7 +37,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from msjax.kernels.contrastive import nt_xent
-from msjax.methods import _common, interface
+from msjax.methods import encoders, forward
+from msjax.methods.interface import Method
+from msjax.methods.views import augment_config
 from msjax.nn import MLPProjector
 
 __all__ = [
@@ -60,32 +62,19 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
-  tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
-    projector_hidden=(32,) if tiny else (512,),
-    embed_dim=16 if tiny else 128,
-  )
-  loss = dict(tau=0.1, augment=_common.augment_config(ops=()))
+  model = encoders.encoder_model(size, projector=True)
+  loss = dict(tau=0.1, augment=augment_config(ops=()))
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class GMCModel(nn.Module):
+class GMCModel(encoders.EncoderModel):
   """Modality encoders, the joint encoder and the shared projection head.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     projector_hidden: hidden widths of the shared head ``g``.
     embed_dim: ``E``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   projector_hidden: tuple[int, ...]
   embed_dim: int
 
@@ -99,10 +88,10 @@ class GMCModel(nn.Module):
       signals: ``{m: [B, C_m, ...]}``.
       train: BatchNorm batch statistics (True) or running averages.
     """
-    h = _common.ModalityEncoders(
+    h = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
-    joint_parts = _common.ModalityEncoders(
+    joint_parts = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="joint_encoders"
     )(signals, train=train)
     joint_in = jnp.concatenate([joint_parts[m] for m in self.modalities], -1)
@@ -116,9 +105,7 @@ class GMCModel(nn.Module):
 def _model(config: ml_collections.ConfigDict) -> GMCModel:
   c = config.model
   return GMCModel(
-    modalities=_common.modalities(config),
-    encoder=c.encoder,
-    feature_dim=int(c.feature_dim),
+    **encoders.encoder_fields(config),
     projector_hidden=tuple(int(w) for w in c.projector_hidden),
     embed_dim=int(c.embed_dim),
   )
@@ -152,7 +139,7 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  return _common.init_variables(
+  return forward.init_variables(
     _model(config), rng, example_batch, config, min_modalities=2
   )
 
@@ -177,20 +164,8 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``.
   """
   del step
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  streams = _common.rng_streams(rng)
-  views = _common.make_views(
-    streams["augment"],
-    {m: batch["signals"][m] for m in mods},
-    config.loss.augment,
-    1,
-  )
-  (_, z), state = _common.run_model(
-    _model(config),
-    variables,
-    views,
-    train=True,
-    rngs={"dropout": streams["dropout"]},
+  mods, (_, z), state = forward.apply_to_views(
+    _model(config), variables, batch, rng, config, min_modalities=2
   )
   loss, per_mod = gmc_loss(
     jnp.stack([z[m] for m in mods]), z["joint"], tau=config.loss.tau
@@ -203,16 +178,11 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode ``{m: [B, F]}``, ``"fused" [B, M * F]``, ``"joint" [B, F]``."""
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  (h, _), _ = _common.run_model(_model(config), variables, signals, train=False)
-  return {"fused": jnp.concatenate([h[m] for m in mods], -1), **h}
+  mods, (h, _) = forward.apply_eval(
+    _model(config), variables, batch, config, min_modalities=2
+  )
+  return forward.with_fused(h, mods)
 
 
-#: gmc's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed)

@@ -20,7 +20,7 @@ __all__ = [
   "always_paired",
   "copy_matching",
   "identity_post_update",
-  "unpaired_rows_accepted",
+  "never_paired",
 ]
 
 Config = ml_collections.ConfigDict
@@ -46,7 +46,7 @@ def always_paired(config: Config) -> bool:
   return True
 
 
-def unpaired_rows_accepted(config: Config) -> bool:
+def never_paired(config: Config) -> bool:
   """``requires_paired_rows`` of a per-modality objective: ``False``."""
   del config
   return False
@@ -79,9 +79,11 @@ def copy_matching(params: Any, pretrained: Any, config: Config) -> Any:
   return jax.tree_util.tree_map_with_path(pick, params)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class Method:
   """The functions of one method (every value of ``msjax.methods.METHODS``).
+
+  ``Method(default_config, init, loss_fn, embed, *, <optional hooks>)``.
 
   Attributes:
     default_config: ``(size="tiny") -> ConfigDict(model, loss)``, every key
@@ -110,6 +112,7 @@ class Method:
     tuple[jax.Array, tuple[Variables, Metrics]],
   ]
   embed: Callable[[Variables, Mapping[str, Any], Config], dict[str, jax.Array]]
+  _: dataclasses.KW_ONLY
   param_labels: Callable[[Any, Config], Any] = all_main_labels
   post_update: Callable[[Any, Config, jax.Array], Any] = identity_post_update
   requires_paired_rows: Callable[[Config], bool] = always_paired

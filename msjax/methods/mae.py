@@ -31,7 +31,9 @@ from typing import Any
 import jax
 import ml_collections
 
-from msjax.methods import _common, infomae, interface
+from msjax.methods import infomae
+from msjax.methods.config_checks import check_size
+from msjax.methods.interface import Method, never_paired
 
 __all__ = [
   "METHOD",
@@ -54,7 +56,7 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     ``ConfigDict(model=..., loss=...)``; the inputs must be spectrograms
     (``data.representation = "stft"``).
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
+  check_size(size)
   config = infomae.default_config("tiny" if size == "tiny" else "base")
   config.loss.stage = 1
   config.loss.seq_len = 1
@@ -114,12 +116,12 @@ def param_labels(params: Any, config: ml_collections.ConfigDict) -> Any:
   return infomae.param_labels(params, config)
 
 
-#: mae's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(
+  default_config,
+  init,
+  loss_fn,
+  embed,
   param_labels=param_labels,
-  requires_paired_rows=interface.unpaired_rows_accepted,
+  requires_paired_rows=never_paired,
 )

@@ -48,7 +48,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.methods import _balancing, _common, interface
+from msjax.methods import _balancing, encoders
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.config_checks import modalities
+from msjax.methods.forward import init_variables, run_model, with_fused
+from msjax.methods.interface import Method
+from msjax.methods.key_streams import rng_streams
 
 __all__ = [
   "METHOD",
@@ -124,19 +129,13 @@ def update_projector(
   return projector - jnp.outer(ph, ph) / (beta + mean_feature @ ph)
 
 
-class MLAModel(nn.Module):
+class MLAModel(encoders.EncoderModel):
   """Encoders and one head shared by every modality.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     num_classes: ``C``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   num_classes: int
 
   @nn.compact
@@ -152,7 +151,7 @@ class MLAModel(nn.Module):
     ``head_projectors`` (``{m: Q_m [F, F]}``) project the head weight's
     gradient of modality ``m``'s logits (None: plain gradients).
     """
-    features = _common.ModalityEncoders(
+    features = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     weight = self.param(
@@ -173,9 +172,7 @@ class MLAModel(nn.Module):
 
 def _model(config: ml_collections.ConfigDict) -> MLAModel:
   return MLAModel(
-    modalities=_common.modalities(config),
-    encoder=config.model.encoder,
-    feature_dim=int(config.model.feature_dim),
+    **encoders.encoder_fields(config),
     num_classes=_balancing.check_classes(config),
   )
 
@@ -184,10 +181,10 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """``{"params", "batch_stats", "mla": {"projection": I [M, F, F]}}``."""
-  variables = _common.init_variables(
+  variables = init_variables(
     _model(config), rng, example_batch, config, min_modalities=2
   )
-  num = len(_common.modalities(config))
+  num = len(modalities(config))
   dim = int(config.model.feature_dim)
   eye = jnp.broadcast_to(jnp.eye(dim, dtype=jnp.float32), (num, dim, dim))
   variables[STATE] = {"projection": eye}
@@ -224,9 +221,9 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``; ``new_model_state`` holds the
     updated ``batch_stats`` and ``mla`` projectors.
   """
-  mods = _common.check_batch(batch, config, min_modalities=2, need_labels=True)
+  mods = check_batch(batch, config, min_modalities=2, need_labels=True)
   labels = jnp.asarray(batch["label"], jnp.int32)
-  streams = _common.rng_streams(rng)
+  streams = rng_streams(rng)
   projection = variables[STATE]["projection"]
   project = bool(config.loss.projection)
   projectors = (
@@ -236,7 +233,7 @@ def loss_fn(
   )
   active = jnp.mod(jnp.asarray(step, jnp.int32), len(mods))
   select = jax.nn.one_hot(active, len(mods), dtype=jnp.float32)
-  (features, logits), state = _common.run_model(
+  (features, logits), state = run_model(
     _model(config),
     {k: v for k, v in variables.items() if k != STATE},
     {m: batch["signals"][m] for m in mods},
@@ -276,8 +273,8 @@ def predict(
     ``{"fused": p, m: p_m}``: the uncertainty-weighted fusion ``p`` (module
     docstring) and every modality's ``p_m = softmax(z_m)``.
   """
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  (_, logits), _ = _common.run_model(
+  mods = check_batch(batch, config, min_modalities=2)
+  (_, logits), _ = run_model(
     _model(config),
     {k: v for k, v in variables.items() if k != STATE},
     {m: jnp.asarray(batch["signals"][m]) for m in mods},
@@ -294,21 +291,15 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  (features, _), _ = _common.run_model(
+  mods = check_batch(batch, config, min_modalities=2)
+  (features, _), _ = run_model(
     _model(config),
     {k: v for k, v in variables.items() if k != STATE},
     {m: jnp.asarray(batch["signals"][m]) for m in mods},
     train=False,
   )
-  return _balancing.embed_features(features, mods)
+  return with_fused(features, mods)
 
 
-#: mla's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-  predict=predict,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed, predict=predict)

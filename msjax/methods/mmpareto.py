@@ -42,7 +42,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.methods import _balancing, _common, interface
+from msjax.methods import _balancing, encoders, forward
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.interface import Method
+from msjax.methods.key_streams import rng_streams
 from msjax.nn import LinearClassifier
 
 __all__ = [
@@ -74,19 +77,13 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   return _balancing.base_config(size, gamma=1.5)
 
 
-class MMParetoModel(nn.Module):
+class MMParetoModel(encoders.EncoderModel):
   """Encoders, a fused classifier and one unimodal classifier per modality.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     num_classes: ``C``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   num_classes: int
 
   @nn.compact
@@ -94,7 +91,7 @@ class MMParetoModel(nn.Module):
     self, signals: dict[str, jax.Array], *, train: bool
   ) -> tuple[dict[str, jax.Array], jax.Array, dict[str, jax.Array]]:
     """Returns ``(features {m: [B, F]}, z [B, C], {m: z_m [B, C]})``."""
-    features = _common.ModalityEncoders(
+    features = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     fused = jnp.concatenate([features[m] for m in self.modalities], -1)
@@ -108,9 +105,7 @@ class MMParetoModel(nn.Module):
 
 def _model(config: ml_collections.ConfigDict) -> MMParetoModel:
   return MMParetoModel(
-    modalities=_common.modalities(config),
-    encoder=config.model.encoder,
-    feature_dim=int(config.model.feature_dim),
+    **encoders.encoder_fields(config),
     num_classes=_balancing.check_classes(config),
   )
 
@@ -119,7 +114,7 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  return _common.init_variables(
+  return forward.init_variables(
     _model(config), rng, example_batch, config, min_modalities=2
   )
 
@@ -193,16 +188,16 @@ def loss_fn(
     ``variables["params"]`` is the integrated gradient (module docstring).
   """
   del step
-  mods = _common.check_batch(batch, config, min_modalities=2, need_labels=True)
+  mods = check_batch(batch, config, min_modalities=2, need_labels=True)
   labels = jnp.asarray(batch["label"], jnp.int32)
-  streams = _common.rng_streams(rng)
+  streams = rng_streams(rng)
   params = variables["params"]
   others = {k: v for k, v in variables.items() if k != "params"}
   signals = {m: batch["signals"][m] for m in mods}
   model = _model(config)
 
   def objectives(p: Any) -> tuple[jax.Array, tuple[dict, jax.Array]]:
-    (_, logits, unimodal), state = _common.run_model(
+    (_, logits, unimodal), state = forward.run_model(
       model,
       {"params": p, **others},
       signals,
@@ -226,7 +221,7 @@ def loss_fn(
     jax.tree.map(lambda g, k=k: g[k], stacked) for k in range(len(mods) + 1)
   ]
   total = jax.tree.map(lambda g: jnp.sum(g, axis=0), stacked)
-  encoders = dict(total["encoders"])
+  encoder_grads = dict(total["encoders"])
   metrics = {"loss/ce": values[0], "acc/fused": accuracy}
   for i, m in enumerate(mods):
     combined, cos, weight = integrate(
@@ -234,11 +229,11 @@ def loss_fn(
       encoder_subtree(grads[i + 1], m),
       gamma=float(config.loss.gamma),
     )
-    encoders.update(combined)
+    encoder_grads.update(combined)
     metrics[f"loss/ce/{m}"] = values[i + 1]
     metrics[f"pareto/cos/{m}"] = cos
     metrics[f"pareto/weight/{m}"] = weight
-  total = {**total, "encoders": encoders}
+  total = {**total, "encoders": encoder_grads}
   total = jax.lax.stop_gradient(total)
   surrogate = sum(
     jnp.vdot(g, p)
@@ -258,12 +253,8 @@ def predict(
   Returns:
     ``{"fused": z, m: z_m}``.
   """
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  (_, logits, unimodal), _ = _common.run_model(
-    _model(config),
-    variables,
-    {m: jnp.asarray(batch["signals"][m]) for m in mods},
-    train=False,
+  mods, (_, logits, unimodal) = forward.apply_eval(
+    _model(config), variables, batch, config, min_modalities=2
   )
   return {"fused": logits, **unimodal}
 
@@ -272,21 +263,11 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  (features, _, _), _ = _common.run_model(
-    _model(config),
-    variables,
-    {m: jnp.asarray(batch["signals"][m]) for m in mods},
-    train=False,
+  mods, (features, _, _) = forward.apply_eval(
+    _model(config), variables, batch, config, min_modalities=2
   )
-  return _balancing.embed_features(features, mods)
+  return forward.with_fused(features, mods)
 
 
-#: mmpareto's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-  predict=predict,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed, predict=predict)

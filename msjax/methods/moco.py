@@ -48,7 +48,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from msjax.kernels._util import DOT_PRECISION, l2_normalize, lse
-from msjax.methods import _common, interface
+from msjax.methods import encoders, forward
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.interface import Method, never_paired
+from msjax.methods.key_streams import rng_streams
+from msjax.methods.views import augment_config, make_views
 from msjax.nn import MLPProjector
 
 __all__ = [
@@ -76,11 +80,9 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
   tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
+  model = encoders.encoder_model(
+    size,
     projector_hidden=(32,) if tiny else (4096,),
     predictor_hidden=(32,) if tiny else (4096,),
     embed_dim=16 if tiny else 256,
@@ -89,28 +91,22 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     # MoCo v3's temperature for ResNet encoders (0.2 is its ViT setting).
     tau=1.0,
     momentum=0.99,
-    augment=_common.augment_config(
+    augment=augment_config(
       ("jitter", "negation", "channel_shuffle", "time_mask")
     ),
   )
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class MoCoModel(nn.Module):
+class MoCoModel(encoders.EncoderModel):
   """Encoders, projectors and (query branch only) predictors.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     projector_hidden: hidden widths of each projector.
     predictor_hidden: hidden widths of each predictor.
     embed_dim: ``E``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   projector_hidden: tuple[int, ...]
   predictor_hidden: tuple[int, ...]
   embed_dim: int
@@ -127,7 +123,7 @@ class MoCoModel(nn.Module):
       predict: query branch (projector + predictor); ``False``: key branch
         (projector only; the predictor parameters are not touched).
     """
-    h = _common.ModalityEncoders(
+    h = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     out = {}
@@ -152,9 +148,7 @@ class MoCoModel(nn.Module):
 def _model(config: ml_collections.ConfigDict) -> MoCoModel:
   c = config.model
   return MoCoModel(
-    modalities=_common.modalities(config),
-    encoder=c.encoder,
-    feature_dim=int(c.feature_dim),
+    **encoders.encoder_fields(config),
     projector_hidden=tuple(int(w) for w in c.projector_hidden),
     predictor_hidden=tuple(int(w) for w in c.predictor_hidden),
     embed_dim=int(c.embed_dim),
@@ -206,7 +200,7 @@ def init(
   The momentum parameters start equal to the query's (predictors excluded).
   """
   _check_loss_config(config)
-  variables = _common.init_variables(_model(config), rng, example_batch, config)
+  variables = forward.init_variables(_model(config), rng, example_batch, config)
   key = jax.tree.map(jnp.copy, _key_params(variables["params"]))
   return {**variables, MOMENTUM: {"params": key}}
 
@@ -233,9 +227,9 @@ def loss_fn(
   """
   del step
   _check_loss_config(config)
-  mods = _common.check_batch(batch, config)
-  streams = _common.rng_streams(rng)
-  views = _common.make_views(
+  mods = check_batch(batch, config)
+  streams = rng_streams(rng)
+  views = make_views(
     streams["augment"],
     {m: batch["signals"][m] for m in mods},
     config.loss.augment,
@@ -243,7 +237,7 @@ def loss_fn(
   )
   model = _model(config)
   query_vars = {k: v for k, v in variables.items() if k != MOMENTUM}
-  (_, q), state = _common.run_model(
+  (_, q), state = forward.run_model(
     model,
     query_vars,
     views,
@@ -251,7 +245,7 @@ def loss_fn(
     rngs={"dropout": streams["dropout"]},
   )
   key_vars = {**query_vars, "params": variables[MOMENTUM]["params"]}
-  (_, k), _ = _common.run_model(
+  (_, k), _ = forward.run_model(
     model,
     key_vars,
     views,
@@ -284,20 +278,12 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode query features ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
-  mods = _common.check_batch(batch, config)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
   query_vars = {k: v for k, v in variables.items() if k != MOMENTUM}
-  (h, _), _ = _common.run_model(
-    _model(config), query_vars, signals, train=False
-  )
-  return {"fused": jnp.concatenate([h[m] for m in mods], -1), **h}
+  mods, (h, _) = forward.apply_eval(_model(config), query_vars, batch, config)
+  return forward.with_fused(h, mods)
 
 
-#: moco's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-  requires_paired_rows=interface.unpaired_rows_accepted,
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(
+  default_config, init, loss_fn, embed, requires_paired_rows=never_paired
 )

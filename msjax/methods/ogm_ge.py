@@ -39,7 +39,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from msjax.methods import _common, interface, supervised
+from msjax.methods import encoders, supervised
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.forward import run_model
+from msjax.methods.interface import Method
+from msjax.methods.key_streams import rng_streams
+from msjax.methods.views import make_views
 from msjax.nn import LinearClassifier
 
 __all__ = [
@@ -118,24 +123,18 @@ def modulation_coefficients(
   return k, s
 
 
-class OGMModel(nn.Module):
+class OGMModel(encoders.EncoderModel):
   """Supervised concat fusion with modulated encoder gradients.
 
   Same parameter tree as :class:`msjax.methods.supervised.SupervisedModel`
   (``encoders``, ``classifier``).
 
   Attributes:
-    modalities: modality names.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     num_classes: ``C``.
     alpha: modulation strength.
     ge: add GE noise.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   num_classes: int
   alpha: float
   ge: bool
@@ -145,7 +144,7 @@ class OGMModel(nn.Module):
     self, signals: dict[str, jax.Array], labels: jax.Array, *, train: bool
   ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Returns ``(fused logits [B, C], {"coeff": k [M], "score": s [M]})``."""
-    features = _common.ModalityEncoders(
+    features = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     classifier = LinearClassifier(self.num_classes, name="classifier")
@@ -185,9 +184,7 @@ def _model(config: ml_collections.ConfigDict) -> OGMModel:
   if config.loss.alpha < 0:
     raise ValueError(f"loss.alpha must be >= 0, got {config.loss.alpha}.")
   return OGMModel(
-    modalities=_common.modalities(config),
-    encoder=config.model.encoder,
-    feature_dim=int(config.model.feature_dim),
+    **encoders.encoder_fields(config),
     num_classes=int(config.model.num_classes),
     alpha=float(config.loss.alpha),
     ge=bool(config.loss.ge),
@@ -221,16 +218,16 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``.
   """
   del step
-  mods = _common.check_batch(batch, config, min_modalities=2, need_labels=True)
-  streams = _common.rng_streams(rng)
-  signals = _common.make_views(
+  mods = check_batch(batch, config, min_modalities=2, need_labels=True)
+  streams = rng_streams(rng)
+  signals = make_views(
     streams["augment"],
     {m: batch["signals"][m] for m in mods},
     config.loss.augment,
     1,
   )
   labels = jnp.asarray(batch["label"], jnp.int32)
-  (logits, aux), state = _common.run_model(
+  (logits, aux), state = run_model(
     _model(config),
     variables,
     signals,
@@ -252,11 +249,5 @@ def loss_fn(
 embed = functools.partial(supervised.embed, fusion="concat")
 predict = functools.partial(supervised.predict, fusion="concat")
 
-#: ogm_ge's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-  predict=predict,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed, predict=predict)

@@ -41,7 +41,13 @@ from msjax.kernels.contrastive import pro_ucl
 from msjax.kernels.distillation import pro_fd
 from msjax.kernels.geometry import ca_loss, fc_rs
 from msjax.kernels.selection import samobal_infer
-from msjax.methods import _common, interface
+from msjax.methods import encoders
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.config_checks import check_choice, check_size
+from msjax.methods.forward import apply_eval, init_variables, run_model
+from msjax.methods.interface import Method
+from msjax.methods.key_streams import rng_streams
+from msjax.methods.views import augment_config, make_views
 from msjax.nn import LinearClassifier, PrototypeBank, SaMoBalFusion
 
 __all__ = [
@@ -78,8 +84,8 @@ def default_config(
     ``ConfigDict(model=..., loss=...)`` with every key declared. Set
     ``model.num_classes`` to the data's class count.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
-  _common.check_choice(dataset, LAMBDAS, "dataset")
+  check_size(size)
+  check_choice(dataset, LAMBDAS, "dataset")
   tiny = size == "tiny"
   lam_uni, lam_fus, lam_ca = LAMBDAS[dataset]
   model = dict(
@@ -97,29 +103,23 @@ def default_config(
     tau=0.07,
     tau_g=1.0,
     tau_fd=1.0,
-    eps_ot=0.1,
-    ot_iters=5 if tiny else 20,
-    augment=_common.augment_config(ops=()),
+    epsilon=0.1,
+    sinkhorn_iters=5 if tiny else 20,
+    augment=augment_config(ops=()),
   )
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class ProMoBalModel(nn.Module):
+class ProMoBalModel(encoders.EncoderModel):
   """Encoders, unimodal classifiers, class prototypes and SaMoBal fusion.
 
   Attributes:
-    modalities: modality names (``M``), in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``D``.
     num_classes: ``C``.
     fusion_mode: SaMoBal training selection (SPEC §3.2).
     tau_g: Gumbel-softmax temperature.
     infer_score: SaMoBal inference score, ``"own"`` or ``"bank_max"``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   num_classes: int
   fusion_mode: str
   tau_g: float
@@ -144,7 +144,7 @@ class ProMoBalModel(nn.Module):
       ``{"z": [M, B, D], "logits": [M, B, C], "prototypes": [C, D],
       "z_fus": [B, D], "fusion": aux of SaMoBalFusion}``.
     """
-    features = _common.ModalityEncoders(
+    features = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     z = jnp.stack([l2_normalize(features[m]) for m in self.modalities])
@@ -166,16 +166,14 @@ class ProMoBalModel(nn.Module):
 
 def _model(config: ml_collections.ConfigDict) -> ProMoBalModel:
   c = config.model
-  _common.check_choice(
+  check_choice(
     c.fusion_mode, ("straight_through", "soft", "hard"), "model.fusion_mode"
   )
-  _common.check_choice(c.infer_score, ("own", "bank_max"), "model.infer_score")
+  check_choice(c.infer_score, ("own", "bank_max"), "model.infer_score")
   if c.num_classes < 2:
     raise ValueError(f"model.num_classes must be >= 2, got {c.num_classes}.")
   return ProMoBalModel(
-    modalities=_common.modalities(config),
-    encoder=c.encoder,
-    feature_dim=int(c.feature_dim),
+    **encoders.encoder_fields(config),
     num_classes=int(c.num_classes),
     fusion_mode=c.fusion_mode,
     tau_g=float(config.loss.tau_g),
@@ -187,7 +185,7 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  return _common.init_variables(
+  return init_variables(
     _model(config), rng, example_batch, config, min_modalities=2
   )
 
@@ -212,14 +210,14 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``.
   """
   del step
-  mods = _common.check_batch(batch, config, min_modalities=2, need_labels=True)
+  mods = check_batch(batch, config, min_modalities=2, need_labels=True)
   c = config.loss
-  streams = _common.rng_streams(rng)
-  signals = _common.make_views(
+  streams = rng_streams(rng)
+  signals = make_views(
     streams["augment"], {m: batch["signals"][m] for m in mods}, c.augment, 1
   )
   labels = jnp.asarray(batch["label"], jnp.int32)
-  out, state = _common.run_model(
+  out, state = run_model(
     _model(config),
     variables,
     signals,
@@ -239,8 +237,8 @@ def loss_fn(
     labels,
     protos,
     tau_fd=c.tau_fd,
-    epsilon=c.eps_ot,
-    num_iters=int(c.ot_iters),
+    epsilon=c.epsilon,
+    num_iters=int(c.sinkhorn_iters),
   )
   params = variables["params"]
   weights = jnp.stack([params[f"classifier_{m}"]["weight"] for m in mods])
@@ -286,9 +284,9 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode ``{m: z[m] [B, D]}`` and ``"fused"``: SaMoBal inference."""
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  out, _ = _common.run_model(_model(config), variables, signals, train=False)
+  mods, out = apply_eval(
+    _model(config), variables, batch, config, min_modalities=2
+  )
   return {"fused": out["z_fus"], **{m: out["z"][i] for i, m in enumerate(mods)}}
 
 
@@ -300,18 +298,12 @@ def predict(
   ``"fused"``: SPEC §3.3 inference, ``z_fus @ P.T`` (the paper's fused
   prediction); ``<m>``: modality ``m``'s linear classifier on ``z[m]``.
   """
-  mods = _common.check_batch(batch, config, min_modalities=2)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  out, _ = _common.run_model(_model(config), variables, signals, train=False)
+  mods, out = apply_eval(
+    _model(config), variables, batch, config, min_modalities=2
+  )
   fused = out["z_fus"] @ out["prototypes"].T
   return {"fused": fused, **{m: out["logits"][i] for i, m in enumerate(mods)}}
 
 
-#: promobal's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-  predict=predict,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed, predict=predict)

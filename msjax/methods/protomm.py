@@ -35,7 +35,12 @@ import ml_collections
 
 from msjax.kernels._util import l2_normalize
 from msjax.kernels.prototypes import mpp_loss
-from msjax.methods import _common, interface
+from msjax.methods import encoders, forward
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.config_checks import modalities
+from msjax.methods.interface import Method
+from msjax.methods.key_streams import rng_streams
+from msjax.methods.views import augment_config, make_views
 from msjax.nn import MLPProjector, PrototypeBank
 
 __all__ = [
@@ -61,13 +66,10 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
   tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
-    projector_hidden=(32,) if tiny else (512,),
-    embed_dim=16 if tiny else 128,
+  model = encoders.encoder_model(
+    size,
+    projector=True,
     num_prototypes=8 if tiny else 128,
   )
   # tau and epsilon: SPEC §2 / SwAV use 0.1 and 0.05. Swapped prediction
@@ -82,26 +84,20 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     sinkhorn_iters=3,
     num_views=2,
     freeze_prototypes_steps=10 if tiny else 500,
-    augment=_common.augment_config(),
+    augment=augment_config(),
   )
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class ProtoMMModel(nn.Module):
+class ProtoMMModel(encoders.EncoderModel):
   """Encoders, projectors and the shared prototype bank.
 
   Attributes:
-    modalities: modality names (``M``), in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     projector_hidden: hidden widths of each modality's projector.
     embed_dim: ``E``.
     num_prototypes: ``K``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   projector_hidden: tuple[int, ...]
   embed_dim: int
   num_prototypes: int
@@ -120,7 +116,7 @@ class ProtoMMModel(nn.Module):
       ``(features {m: [N, F]}, z {m: [N, E]} normalised, prototypes
       [K, E] normalised rows)``.
     """
-    features = _common.ModalityEncoders(
+    features = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     z = {}
@@ -139,9 +135,7 @@ class ProtoMMModel(nn.Module):
 def _model(config: ml_collections.ConfigDict) -> ProtoMMModel:
   c = config.model
   return ProtoMMModel(
-    modalities=_common.modalities(config),
-    encoder=c.encoder,
-    feature_dim=int(c.feature_dim),
+    **encoders.encoder_fields(config),
     projector_hidden=tuple(int(w) for w in c.projector_hidden),
     embed_dim=int(c.embed_dim),
     num_prototypes=int(c.num_prototypes),
@@ -166,8 +160,8 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  _check_config(config, len(_common.modalities(config)))
-  return _common.init_variables(_model(config), rng, example_batch, config)
+  _check_config(config, len(modalities(config)))
+  return forward.init_variables(_model(config), rng, example_batch, config)
 
 
 def _freeze_prototypes(
@@ -211,18 +205,18 @@ def loss_fn(
   Returns:
     ``(loss, (new_model_state, metrics))``.
   """
-  mods = _common.check_batch(batch, config)
+  mods = check_batch(batch, config)
   _check_config(config, len(mods))
   c = config.loss
   step = jnp.asarray(step)
-  streams = _common.rng_streams(rng)
-  views = _common.make_views(
+  streams = rng_streams(rng)
+  views = make_views(
     streams["augment"], batch["signals"], c.augment, c.num_views
   )
   params = _freeze_prototypes(
     variables["params"], step, int(c.freeze_prototypes_steps)
   )
-  (_, z, protos), state = _common.run_model(
+  (_, z, protos), state = forward.run_model(
     _model(config),
     {**variables, "params": params},
     {m: views[m] for m in mods},
@@ -256,12 +250,10 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode encoder features ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
-  mods = _common.check_batch(batch, config)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  (features, _, _), _ = _common.run_model(
-    _model(config), variables, signals, train=False
+  mods, (features, _, _) = forward.apply_eval(
+    _model(config), variables, batch, config
   )
-  return {"fused": jnp.concatenate([features[m] for m in mods], -1), **features}
+  return forward.with_fused(features, mods)
 
 
 def soft_assignments(
@@ -272,10 +264,8 @@ def soft_assignments(
   Returns:
     ``{m: [B, K]}`` (rows sum to 1), for prototype-usage diagnostics.
   """
-  mods = _common.check_batch(batch, config)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  (_, z, protos), _ = _common.run_model(
-    _model(config), variables, signals, train=False
+  mods, (_, z, protos) = forward.apply_eval(
+    _model(config), variables, batch, config
   )
   return {
     m: jax.nn.softmax(z[m] @ protos.T / config.loss.tau, -1) for m in mods
@@ -294,11 +284,5 @@ def post_update(
   }
 
 
-#: protomm's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-  post_update=post_update,
-)
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(default_config, init, loss_fn, embed, post_update=post_update)

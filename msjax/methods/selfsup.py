@@ -36,7 +36,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from msjax.kernels.contrastive import info_nce, nt_xent
-from msjax.methods import _common
+from msjax.methods import encoders, forward
+from msjax.methods.config_checks import check_choice, check_size
+from msjax.methods.views import augment_config
 from msjax.nn import MLPProjector
 
 __all__ = [
@@ -66,18 +68,12 @@ def default_config(
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
-  _common.check_choice(variant, VARIANTS, "variant")
-  tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
-    projector_hidden=(32,) if tiny else (512,),
-    embed_dim=16 if tiny else 128,
-  )
+  check_size(size)
+  check_choice(variant, VARIANTS, "variant")
+  model = encoders.encoder_model(size, projector=True)
   loss = dict(
     tau=0.1,
-    augment=_common.augment_config(
+    augment=augment_config(
       ("jitter", "negation", "channel_shuffle", "time_mask")
     ),
   )
@@ -86,13 +82,10 @@ def default_config(
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class SelfSupModel(nn.Module):
+class SelfSupModel(encoders.EncoderModel):
   """Encoders and projectors (per modality, or one joint projector).
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     projector_hidden: hidden widths of the projector(s).
     embed_dim: ``E``.
     joint: one projector on the concatenated features (else one per
@@ -100,9 +93,6 @@ class SelfSupModel(nn.Module):
     simclr_heads: also a SimCLR projector per modality (SLIP).
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   projector_hidden: tuple[int, ...]
   embed_dim: int
   joint: bool
@@ -117,7 +107,7 @@ class SelfSupModel(nn.Module):
     ``projections`` is ``{m: [N, E]}``, or ``{"joint": [N, E]}`` when
     ``joint``; with ``simclr_heads`` also ``{"<m>/simclr": [N, E]}``.
     """
-    features = _common.ModalityEncoders(
+    features = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     hidden = tuple(self.projector_hidden)
@@ -140,12 +130,10 @@ class SelfSupModel(nn.Module):
 
 
 def _model(config: ml_collections.ConfigDict, variant: str) -> SelfSupModel:
-  _common.check_choice(variant, VARIANTS, "variant")
+  check_choice(variant, VARIANTS, "variant")
   c = config.model
   return SelfSupModel(
-    modalities=_common.modalities(config),
-    encoder=c.encoder,
-    feature_dim=int(c.feature_dim),
+    **encoders.encoder_fields(config),
     projector_hidden=tuple(int(w) for w in c.projector_hidden),
     embed_dim=int(c.embed_dim),
     joint=variant == "joint",
@@ -161,7 +149,7 @@ def init(
   variant: str,
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  return _common.init_variables(
+  return forward.init_variables(
     _model(config, variant),
     rng,
     example_batch,
@@ -193,22 +181,14 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``.
   """
   del step
-  mods = _common.check_batch(
-    batch, config, min_modalities=2 if variant in _CROSS_MODAL else 1
-  )
-  streams = _common.rng_streams(rng)
-  views = _common.make_views(
-    streams["augment"],
-    {m: batch["signals"][m] for m in mods},
-    config.loss.augment,
-    VARIANTS[variant],
-  )
-  (_, proj), state = _common.run_model(
+  mods, (_, proj), state = forward.apply_to_views(
     _model(config, variant),
     variables,
-    views,
-    train=True,
-    rngs={"dropout": streams["dropout"]},
+    batch,
+    rng,
+    config,
+    num_views=VARIANTS[variant],
+    min_modalities=2 if variant in _CROSS_MODAL else 1,
   )
   tau = config.loss.tau
   if variant == "clip":
@@ -253,9 +233,7 @@ def embed(
   variant: str,
 ) -> dict[str, jax.Array]:
   """Eval-mode encoder features ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
-  mods = _common.check_batch(batch, config)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  (features, _), _ = _common.run_model(
-    _model(config, variant), variables, signals, train=False
+  mods, (features, _) = forward.apply_eval(
+    _model(config, variant), variables, batch, config
   )
-  return {"fused": jnp.concatenate([features[m] for m in mods], -1), **features}
+  return forward.with_fused(features, mods)

@@ -20,7 +20,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from msjax.methods import _common
+from msjax.methods import encoders
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.config_checks import check_choice
+from msjax.methods.forward import apply_eval, init_variables, run_model
+from msjax.methods.key_streams import rng_streams
+from msjax.methods.views import augment_config, make_views
 from msjax.nn import LinearClassifier
 
 __all__ = [
@@ -45,34 +50,25 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
-  tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
+  model = encoders.encoder_model(
+    size,
     num_classes=3,
   )
   loss = dict(
     label_smoothing=0.0,
-    augment=_common.augment_config(ops=()),
+    augment=augment_config(ops=()),
   )
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class SupervisedModel(nn.Module):
+class SupervisedModel(encoders.EncoderModel):
   """Encoders, a fusion and a linear classifier.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     num_classes: ``C``.
     fusion: ``"concat"`` or ``"sum"``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   num_classes: int
   fusion: str
 
@@ -81,7 +77,7 @@ class SupervisedModel(nn.Module):
     self, signals: dict[str, jax.Array], *, train: bool
   ) -> tuple[dict[str, jax.Array], jax.Array]:
     """Returns ``({m: [B, F], "fused": h}, logits [B, C])``."""
-    features = _common.ModalityEncoders(
+    features = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     parts = [features[m] for m in self.modalities]
@@ -94,15 +90,13 @@ class SupervisedModel(nn.Module):
 
 
 def _model(config: ml_collections.ConfigDict, fusion: str) -> SupervisedModel:
-  _common.check_choice(fusion, FUSIONS, "fusion")
+  check_choice(fusion, FUSIONS, "fusion")
   if config.model.num_classes < 2:
     raise ValueError(
       f"model.num_classes must be >= 2, got {config.model.num_classes}."
     )
   return SupervisedModel(
-    modalities=_common.modalities(config),
-    encoder=config.model.encoder,
-    feature_dim=int(config.model.feature_dim),
+    **encoders.encoder_fields(config),
     num_classes=int(config.model.num_classes),
     fusion=fusion,
   )
@@ -116,9 +110,7 @@ def init(
   fusion: str,
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  return _common.init_variables(
-    _model(config, fusion), rng, example_batch, config
-  )
+  return init_variables(_model(config, fusion), rng, example_batch, config)
 
 
 def loss_fn(
@@ -144,16 +136,16 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``.
   """
   del step
-  mods = _common.check_batch(batch, config, need_labels=True)
-  streams = _common.rng_streams(rng)
-  signals = _common.make_views(
+  mods = check_batch(batch, config, need_labels=True)
+  streams = rng_streams(rng)
+  signals = make_views(
     streams["augment"],
     {m: batch["signals"][m] for m in mods},
     config.loss.augment,
     1,
   )
   labels = jnp.asarray(batch["label"], jnp.int32)
-  (_, logits), state = _common.run_model(
+  (_, logits), state = run_model(
     _model(config, fusion),
     variables,
     signals,
@@ -176,11 +168,7 @@ def _eval_outputs(
   fusion: str,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
   """Eval-mode ``(features incl. "fused", logits [B, C])``."""
-  mods = _common.check_batch(batch, config)
-  signals = {m: jnp.asarray(batch["signals"][m]) for m in mods}
-  outputs, _ = _common.run_model(
-    _model(config, fusion), variables, signals, train=False
-  )
+  mods, outputs = apply_eval(_model(config, fusion), variables, batch, config)
   return outputs
 
 

@@ -38,7 +38,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.methods import _balancing, _common, interface
+from msjax.methods import encoders, forward
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.interface import Method, never_paired
+from msjax.methods.key_streams import rng_streams
 
 __all__ = [
   "METHOD",
@@ -63,11 +66,9 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     ``ConfigDict(model=..., loss=...)``; set ``train.sequence_length`` to
     ``loss.seq_len``.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
   tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
+  model = encoders.encoder_model(
+    size,
     disc_hidden=32 if tiny else 2048,  # 4 F as in the paper
   )
   loss = dict(seq_len=8, radius=1, far=4, across_sequences=False, weight=0.05)
@@ -95,19 +96,13 @@ class PairDiscriminator(nn.Module):
     return nn.Dense(1, name="out")(hidden)[..., 0]
 
 
-class TNCModel(nn.Module):
+class TNCModel(encoders.EncoderModel):
   """Encoders and one pair discriminator per modality.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     disc_hidden: ``H``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   disc_hidden: int
 
   @nn.compact
@@ -118,7 +113,7 @@ class TNCModel(nn.Module):
 
     ``pairs=False`` skips the discriminators (``{}`` logits; evaluation).
     """
-    features = _common.ModalityEncoders(
+    features = encoders.ModalityEncoders(
       self.modalities, self.encoder, self.feature_dim, name="encoders"
     )(signals, train=train)
     if not pairs:
@@ -134,9 +129,7 @@ class TNCModel(nn.Module):
 
 def _model(config: ml_collections.ConfigDict) -> TNCModel:
   return TNCModel(
-    modalities=_common.modalities(config),
-    encoder=config.model.encoder,
-    feature_dim=int(config.model.feature_dim),
+    **encoders.encoder_fields(config),
     disc_hidden=int(config.model.disc_hidden),
   )
 
@@ -145,7 +138,7 @@ def init(
   rng: jax.Array, config: ml_collections.ConfigDict, example_batch: dict
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
-  return _common.init_variables(_model(config), rng, example_batch, config)
+  return forward.init_variables(_model(config), rng, example_batch, config)
 
 
 def neighbour_masks(
@@ -258,9 +251,9 @@ def loss_fn(
     ``(loss, (new_model_state, metrics))``.
   """
   del step
-  mods = _common.check_batch(batch, config)
-  streams = _common.rng_streams(rng)
-  (_, logits), state = _common.run_model(
+  mods = check_batch(batch, config)
+  streams = rng_streams(rng)
+  (_, logits), state = forward.run_model(
     _model(config),
     variables,
     {m: batch["signals"][m] for m in mods},
@@ -288,22 +281,13 @@ def embed(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
   """Eval-mode ``{m: [B, F]}`` and ``"fused" [B, M * F]``."""
-  mods = _common.check_batch(batch, config)
-  (features, _), _ = _common.run_model(
-    _model(config),
-    variables,
-    {m: jnp.asarray(batch["signals"][m]) for m in mods},
-    train=False,
-    pairs=False,
+  mods, (features, _) = forward.apply_eval(
+    _model(config), variables, batch, config, pairs=False
   )
-  return _balancing.embed_features(features, mods)
+  return forward.with_fused(features, mods)
 
 
-#: tnc's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-  requires_paired_rows=interface.unpaired_rows_accepted,
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(
+  default_config, init, loss_fn, embed, requires_paired_rows=never_paired
 )

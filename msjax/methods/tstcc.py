@@ -44,7 +44,12 @@ import jax.numpy as jnp
 import ml_collections
 
 from msjax.kernels.contrastive import nt_xent
-from msjax.methods import _balancing, _common, interface
+from msjax.methods import encoders
+from msjax.methods.batch_checks import check_batch
+from msjax.methods.forward import run_model, with_fused
+from msjax.methods.interface import Method, never_paired
+from msjax.methods.key_streams import rng_streams
+from msjax.methods.views import augment_config, make_views
 from msjax.nn import MLPProjector
 
 __all__ = [
@@ -60,12 +65,6 @@ __all__ = [
 ]
 
 
-def _augment(ops: tuple[str, ...], **params: dict) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(
-    dict(ops=ops, params=params, probability=1.0)
-  )
-
-
 def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   """The ``model`` and ``loss`` sections.
 
@@ -75,10 +74,9 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)`` with every key declared.
   """
-  _common.check_choice(size, ("tiny", "paper"), "size")
   tiny = size == "tiny"
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
+  model = encoders.encoder_model(
+    size,
     feature_dim=16 if tiny else 128,
     context_dim=16 if tiny else 100,
     context_depth=1 if tiny else 4,
@@ -92,11 +90,15 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     lambda_tc=1.0,
     lambda_cc=0.7,
     tau=0.2,
-    weak_augment=_augment(
-      ("scaling", "jitter"), scaling=dict(sigma=0.2), jitter=dict(sigma=0.03)
+    weak_augment=augment_config(
+      ("scaling", "jitter"),
+      probability=1.0,
+      scaling=dict(sigma=0.2),
+      jitter=dict(sigma=0.03),
     ),
-    strong_augment=_augment(
+    strong_augment=augment_config(
       ("permutation", "jitter"),
+      probability=1.0,
       permutation=dict(num_segments=5),
       jitter=dict(sigma=0.1),
     ),
@@ -145,7 +147,7 @@ class _SequenceEncoder(nn.Module):
   """A 1-D encoder's last stage per step: ``[B, C, T] -> [B, T', F]``.
 
   Attributes:
-    encoder: a 1-D key of :data:`msjax.methods._common.ENCODERS`.
+    encoder: a 1-D key of :data:`msjax.methods.encoders.ENCODERS`.
     feature_dim: ``F``.
   """
 
@@ -154,19 +156,16 @@ class _SequenceEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    constructor, _ = _common.ENCODERS[self.encoder]
+    constructor = encoders.ENCODERS[self.encoder].constructor
     _, aux = constructor(embed_dim=None, name="backbone")(x, train=train)
     last = max(int(k[len("stage") :]) for k in aux if k.startswith("stage"))
     return nn.Dense(self.feature_dim, name="step_proj")(aux[f"stage{last}"])
 
 
-class TSTCCModel(nn.Module):
+class TSTCCModel(encoders.EncoderModel):
   """Per modality: encoder, context Transformer, predictors, projector.
 
   Attributes:
-    modalities: modality names, in config order.
-    encoder: a 1-D key of :data:`msjax.methods._common.ENCODERS`.
-    feature_dim: ``F``.
     context_dim: ``D``.
     context_depth: Transformer blocks.
     context_heads: attention heads.
@@ -176,9 +175,6 @@ class TSTCCModel(nn.Module):
     timestep_fraction: ``K = max(1, floor(fraction T'))``.
   """
 
-  modalities: tuple[str, ...]
-  encoder: str
-  feature_dim: int
   context_dim: int
   context_depth: int
   context_heads: int
@@ -248,15 +244,13 @@ def num_future_steps(length: int, fraction: float) -> int:
 
 def _model(config: ml_collections.ConfigDict) -> TSTCCModel:
   c = config.model
-  if _common.ENCODERS[c.encoder][1] != 2:
+  if encoders.ENCODERS[c.encoder].input_rank != 2:
     raise ValueError(
       f"TS-TCC needs a 1-D encoder over raw windows [B, C, T], got "
       f"model.encoder={c.encoder!r}."
     )
   return TSTCCModel(
-    modalities=_common.modalities(config),
-    encoder=c.encoder,
-    feature_dim=int(c.feature_dim),
+    **encoders.encoder_fields(config),
     context_dim=int(c.context_dim),
     context_depth=int(c.context_depth),
     context_heads=int(c.context_heads),
@@ -272,7 +266,7 @@ def init(
 ) -> dict[str, Any]:
   """Initial variables ``{"params", "batch_stats"}`` for ``example_batch``."""
   model = _model(config)
-  mods = _common.check_batch(example_batch, config)
+  mods = check_batch(example_batch, config)
   signals = {m: jnp.asarray(example_batch["signals"][m]) for m in mods}
   steps = {m: jnp.zeros((), jnp.int32) for m in mods}
   return dict(model.init(rng, signals, train=False, steps=steps))
@@ -343,14 +337,12 @@ def loss_fn(
   """
   del step
   model = _model(config)
-  mods = _common.check_batch(batch, config)
-  streams = _common.rng_streams(rng)
+  mods = check_batch(batch, config)
+  streams = rng_streams(rng)
   signals = {m: batch["signals"][m] for m in mods}
   key_strong, key_weak, key_time = jax.random.split(streams["augment"], 3)
-  strong = _common.make_views(
-    key_strong, signals, config.loss.strong_augment, 1
-  )
-  weak = _common.make_views(key_weak, signals, config.loss.weak_augment, 1)
+  strong = make_views(key_strong, signals, config.loss.strong_augment, 1)
+  weak = make_views(key_weak, signals, config.loss.weak_augment, 1)
   views = {m: jnp.concatenate([strong[m], weak[m]]) for m in mods}
   steps = {}
   out_shapes = jax.eval_shape(
@@ -362,7 +354,7 @@ def loss_fn(
     steps[m] = jax.random.randint(
       jax.random.fold_in(key_time, i), (), 0, length - k
     )
-  out, state = _common.run_model(
+  out, state = run_model(
     model,
     variables,
     views,
@@ -408,21 +400,17 @@ def embed(
 ) -> dict[str, jax.Array]:
   """Eval-mode ``{m: mean_t z_t [B, F]}`` and ``"fused" [B, M * F]``."""
   model = _model(config)
-  mods = _common.check_batch(batch, config)
-  out, _ = _common.run_model(
+  mods = check_batch(batch, config)
+  out, _ = run_model(
     model,
     variables,
     {m: jnp.asarray(batch["signals"][m]) for m in mods},
     train=False,
   )
-  return _balancing.embed_features({m: out[m]["features"] for m in mods}, mods)
+  return with_fused({m: out[m]["features"] for m in mods}, mods)
 
 
-#: tstcc's functions as the method interface.
-METHOD = interface.Method(
-  default_config=default_config,
-  init=init,
-  loss_fn=loss_fn,
-  embed=embed,
-  requires_paired_rows=interface.unpaired_rows_accepted,
+#: The method record (:class:`msjax.methods.interface.Method`).
+METHOD = Method(
+  default_config, init, loss_fn, embed, requires_paired_rows=never_paired
 )

@@ -2,7 +2,7 @@
 
 Each method's loss and gradient are checked on a tiny batch against an
 independent computation: the encoders' features come from
-``_common.ModalityEncoders`` applied directly (not through the method), the
+``encoders.ModalityEncoders`` applied directly (not through the method), the
 heads, losses and gradient rules are written here in numpy, and plain
 per-objective gradients come from ``jax.grad`` of plain cross-entropies.
 The learning test trains three seeds at once (``_multiseed``).
@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from msjax.methods import METHODS, _common, agm, mla, mmpareto
+from msjax.methods import METHODS, agm, mla, mmpareto
+from msjax.methods.encoders import ModalityEncoders
 from tests.methods import _multiseed as ms
 from tests.methods import _train_util as tu
 
@@ -53,7 +54,7 @@ def _dlogits(z, y):
 def _features(config, variables, batch, params=None):
   """Training-mode encoder features, straight from ModalityEncoders."""
   mods = tuple(config.data.modalities)
-  encoders = _common.ModalityEncoders(
+  encoders = ModalityEncoders(
     mods, config.model.encoder, config.model.feature_dim
   )
   params = variables["params"] if params is None else params

@@ -2,7 +2,7 @@
 
 Losses are checked against numpy written here (TNC's pair logits from the
 discriminator's parameters and encoder features computed directly by
-``_common.ModalityEncoders``; TS-TCC's temporal and contextual contrast on
+``encoders.ModalityEncoders``; TS-TCC's temporal and contextual contrast on
 random arrays; MAE on inputs whose reconstruction targets are known), the
 gradients by central finite differences in float64 or analytically, and the
 learning test trains three seeds at once (``_multiseed``).
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from msjax.methods import METHODS, _common, mae, tnc, tstcc
+from msjax.methods import METHODS, mae, tnc, tstcc
+from msjax.methods.encoders import ModalityEncoders
 from tests.methods import _multiseed as ms
 from tests.methods import _train_util as tu
 
@@ -84,7 +85,7 @@ def test_tnc_loss_matches_numpy(tnc_case):
   steps = np.diff(batch["time_index"].reshape(-1, TNC_SEQ), axis=1)
   np.testing.assert_array_equal(steps, 1)  # runs of consecutive windows
   mods = tuple(config.data.modalities)
-  feats, _ = _common.ModalityEncoders(
+  feats, _ = ModalityEncoders(
     mods, config.model.encoder, config.model.feature_dim
   ).apply(
     {

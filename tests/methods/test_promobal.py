@@ -43,7 +43,7 @@ def test_default_config_paper_lambdas():
     1.0,
     1.0,
   )
-  assert (crema.loss.eps_ot, crema.loss.ot_iters) == (0.1, 20)
+  assert (crema.loss.epsilon, crema.loss.sinkhorn_iters) == (0.1, 20)
   kinetics = promobal.default_config("paper", dataset="kinetics_sounds")
   assert (kinetics.loss.lam_uni, kinetics.loss.lam_fus) == (1.0, 3.0)
   with pytest.raises(ValueError, match="dataset"):

@@ -1,0 +1,142 @@
+"""Encoder choice: the :data:`ENCODERS` table and per-modality encoders.
+
+``config.model.encoder`` names a row of :data:`ENCODERS`, the one explicit
+dict of encoders a method may use; :class:`ModalityEncoders` builds one
+encoder per modality (no weight sharing) from that row, and
+:func:`encoder_model` gives the ``model`` keys that choose and size it, and
+:class:`EncoderModel` is the base of the methods' models built on it.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from msjax.methods.config_checks import check_size, modalities
+from msjax.nn import ResNet1DTiny, ResNet2DTiny, ResNet18, ResNet26_1D
+
+__all__ = [
+  "ENCODERS",
+  "EncoderModel",
+  "EncoderSpec",
+  "ModalityEncoders",
+  "encoder_fields",
+  "encoder_model",
+]
+
+
+class EncoderSpec(NamedTuple):
+  """One row of :data:`ENCODERS`.
+
+  Attributes:
+    constructor: the Flax module class.
+    input_rank: rank of one example without the batch axis (2: raw windows
+      ``[C, T]``; 3: spectrograms ``[C, F, N]``).
+    has_head: the encoder ends in its own ``Dense(embed_dim)`` (it takes
+      ``embed_dim=``); without one, :class:`ModalityEncoders` adds a
+      ``Dense(feature_dim)``.
+  """
+
+  constructor: Callable[..., nn.Module]
+  input_rank: int
+  has_head: bool
+
+
+#: Encoder names for ``config.model.encoder``. 1-D encoders take raw windows
+#: ``[C, T]``; 2-D encoders take spectrograms ``[C, F, N]`` (ProMoBal's
+#: audio-video setting uses ``"resnet18"``).
+ENCODERS: dict[str, EncoderSpec] = {
+  "resnet1d_tiny": EncoderSpec(ResNet1DTiny, 2, has_head=True),
+  "resnet1d26": EncoderSpec(ResNet26_1D, 2, has_head=True),
+  "resnet2d_tiny": EncoderSpec(ResNet2DTiny, 3, has_head=False),
+  "resnet18": EncoderSpec(ResNet18, 3, has_head=False),
+}
+
+
+def encoder_model(
+  size: str, *, projector: bool = False, **extra: Any
+) -> dict[str, Any]:
+  """The ``model`` keys of an encoder-based method.
+
+  Args:
+    size: ``"tiny"`` (tests, smoke runs) or ``"paper"``.
+    projector: add ``projector_hidden`` and ``embed_dim`` (an MLP projector
+      after each encoder).
+    **extra: the method's own ``model`` keys, added (or overriding) last.
+
+  Returns:
+    ``{"encoder", "feature_dim", ["projector_hidden", "embed_dim"], ...}``.
+  """
+  check_size(size)
+  tiny = size == "tiny"
+  model: dict[str, Any] = dict(
+    encoder="resnet1d_tiny" if tiny else "resnet1d26",
+    feature_dim=16 if tiny else 512,
+  )
+  if projector:
+    model.update(
+      projector_hidden=(32,) if tiny else (512,),
+      embed_dim=16 if tiny else 128,
+    )
+  model.update(extra)
+  return model
+
+
+class EncoderModel(nn.Module):
+  """Base of a method's model over per-modality encoders.
+
+  Subclasses add their own attributes and build
+  ``ModalityEncoders(self.modalities, self.encoder, self.feature_dim)``.
+
+  Attributes:
+    modalities: modality names, in ``config.data.modalities`` order.
+    encoder: a key of :data:`ENCODERS`.
+    feature_dim: ``F``, the per-modality feature width.
+  """
+
+  modalities: tuple[str, ...]
+  encoder: str
+  feature_dim: int
+
+
+class ModalityEncoders(EncoderModel):
+  """One encoder per modality: ``{m: [B, C_m, ...]} -> {m: [B, F]}``.
+
+  1-D encoders end in their own ``Dense(feature_dim)`` head; 2-D encoders
+  (no head of their own) are followed by a ``Dense(feature_dim)``.
+  """
+
+  @nn.compact
+  def __call__(
+    self, signals: Mapping[str, jax.Array], *, train: bool
+  ) -> dict[str, jax.Array]:
+    """Encodes every modality.
+
+    Args:
+      signals: ``{m: [B, C_m, T_m]}`` (1-D) or ``{m: [B, C_m, F_m, N_m]}``.
+      train: BatchNorm batch statistics (True) or running averages (False).
+
+    Returns:
+      ``{m: [B, F]}`` features.
+    """
+    spec = ENCODERS[self.encoder]
+    out = {}
+    for m in self.modalities:
+      if spec.has_head:
+        enc = spec.constructor(embed_dim=self.feature_dim, name=f"encoder_{m}")
+        out[m], _ = enc(signals[m], train=train)
+      else:
+        h, _ = spec.constructor(name=f"encoder_{m}")(signals[m], train=train)
+        out[m] = nn.Dense(self.feature_dim, name=f"head_{m}")(h)
+    return out
+
+
+def encoder_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """:class:`EncoderModel`'s attributes from ``config`` (data and model)."""
+  return dict(
+    modalities=modalities(config),
+    encoder=config.model.encoder,
+    feature_dim=int(config.model.feature_dim),
+  )
