@@ -10,8 +10,8 @@ features, shapes and encoding; the raw files are not needed), then times the
 grain pipeline alone: ``msjax.data.loader`` reading this process's batches of
 steps from a `RecordSource`, with ``data.num_workers`` = 0 (``data.prefetch``
 threads), 1 and 2 worker processes. The README config reads the in-memory
-synthetic source. Steps after the first two are timed (worker start-up is
-excluded); each batch is touched (summed) as a train step would.
+synthetic source. `--steps` steps are timed after ten untimed ones (worker
+start-up excluded); each batch is touched as a train step would.
 
 Next to it, the train step's consumption: the jitted ProtoMM step of the
 README config (experiments/protomm.py, tiny model, its batch of 64: the
@@ -107,15 +107,18 @@ def bench_pipeline(config, source, workers: int, steps: int) -> float:
   sampler = pipeline.step_indices(
     source, batch_size=config.train.batch_size, seed=0, sequences=seqs
   )
-  dataset = loader.batch_dataset(source, sampler, num_steps=steps + 2)
+  warm_up = 10  # worker start-up and first reads, not timed
+  # Longer than read: the end of a dataset waits for the workers to stop.
+  dataset = loader.batch_dataset(source, sampler, num_steps=warm_up + 2 * steps)
   iterator = loader.iterate(
     dataset, num_workers=workers, prefetch=config.data.prefetch
   )
   total = 0.0
-  for _ in range(2):  # start-up, not timed
+  for _ in range(warm_up):
     next(iterator)
   start = time.perf_counter()
-  for _, batch in iterator:
+  for _ in range(steps):
+    _, batch = next(iterator)
     total += sum(float(x.ravel()[0]) for x in batch["signals"].values())
   seconds = time.perf_counter() - start
   if hasattr(iterator, "close"):
