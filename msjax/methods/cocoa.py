@@ -75,16 +75,13 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class COCOAModel(encoders.EncoderModel):
+class COCOAModel(encoders.ProjectorModel):
   """Per-modality encoders and projectors.
 
   Attributes:
     projector_hidden: hidden widths of each projector.
     embed_dim: ``E``.
   """
-
-  projector_hidden: tuple[int, ...]
-  embed_dim: int
 
   @nn.compact
   def __call__(
@@ -107,11 +104,8 @@ class COCOAModel(encoders.EncoderModel):
 
 
 def _model(config: ml_collections.ConfigDict) -> COCOAModel:
-  c = config.model
   return COCOAModel(
-    **encoders.encoder_fields(config),
-    projector_hidden=tuple(int(w) for w in c.projector_hidden),
-    embed_dim=int(c.embed_dim),
+    **encoders.projector_fields(config),
   )
 
 

@@ -22,8 +22,10 @@ __all__ = [
   "EncoderModel",
   "EncoderSpec",
   "ModalityEncoders",
+  "ProjectorModel",
   "encoder_fields",
   "encoder_model",
+  "projector_fields",
 ]
 
 
@@ -101,6 +103,18 @@ class EncoderModel(nn.Module):
   feature_dim: int
 
 
+class ProjectorModel(EncoderModel):
+  """An :class:`EncoderModel` with an MLP projector after its encoders.
+
+  Attributes:
+    projector_hidden: hidden widths of the projector MLP(s).
+    embed_dim: the projection width.
+  """
+
+  projector_hidden: tuple[int, ...]
+  embed_dim: int
+
+
 class ModalityEncoders(EncoderModel):
   """One encoder per modality: ``{m: [B, C_m, ...]} -> {m: [B, F]}``.
 
@@ -139,4 +153,13 @@ def encoder_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
     modalities=modalities(config),
     encoder=config.model.encoder,
     feature_dim=int(config.model.feature_dim),
+  )
+
+
+def projector_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """:class:`ProjectorModel`'s attributes from ``config`` (data and model)."""
+  return dict(
+    **encoder_fields(config),
+    projector_hidden=tuple(int(w) for w in config.model.projector_hidden),
+    embed_dim=int(config.model.embed_dim),
   )

@@ -95,16 +95,13 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class FOCALModel(encoders.EncoderModel):
+class FOCALModel(encoders.ProjectorModel):
   """Per-modality encoders and projectors to the factorised space.
 
   Attributes:
     projector_hidden: hidden widths of each projector.
     embed_dim: ``D``, the width of the shared and of the private part.
   """
-
-  projector_hidden: tuple[int, ...]
-  embed_dim: int
 
   @nn.compact
   def __call__(
@@ -127,11 +124,8 @@ class FOCALModel(encoders.EncoderModel):
 
 
 def _model(config: ml_collections.ConfigDict) -> FOCALModel:
-  c = config.model
   return FOCALModel(
-    **encoders.encoder_fields(config),
-    projector_hidden=tuple(int(w) for w in c.projector_hidden),
-    embed_dim=int(c.embed_dim),
+    **encoders.projector_fields(config),
   )
 
 

@@ -67,16 +67,13 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class GMCModel(encoders.EncoderModel):
+class GMCModel(encoders.ProjectorModel):
   """Modality encoders, the joint encoder and the shared projection head.
 
   Attributes:
     projector_hidden: hidden widths of the shared head ``g``.
     embed_dim: ``E``.
   """
-
-  projector_hidden: tuple[int, ...]
-  embed_dim: int
 
   @nn.compact
   def __call__(
@@ -103,11 +100,8 @@ class GMCModel(encoders.EncoderModel):
 
 
 def _model(config: ml_collections.ConfigDict) -> GMCModel:
-  c = config.model
   return GMCModel(
-    **encoders.encoder_fields(config),
-    projector_hidden=tuple(int(w) for w in c.projector_hidden),
-    embed_dim=int(c.embed_dim),
+    **encoders.projector_fields(config),
   )
 
 

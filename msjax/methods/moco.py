@@ -98,7 +98,7 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class MoCoModel(encoders.EncoderModel):
+class MoCoModel(encoders.ProjectorModel):
   """Encoders, projectors and (query branch only) predictors.
 
   Attributes:
@@ -107,9 +107,7 @@ class MoCoModel(encoders.EncoderModel):
     embed_dim: ``E``.
   """
 
-  projector_hidden: tuple[int, ...]
   predictor_hidden: tuple[int, ...]
-  embed_dim: int
 
   @nn.compact
   def __call__(
@@ -148,10 +146,8 @@ class MoCoModel(encoders.EncoderModel):
 def _model(config: ml_collections.ConfigDict) -> MoCoModel:
   c = config.model
   return MoCoModel(
-    **encoders.encoder_fields(config),
-    projector_hidden=tuple(int(w) for w in c.projector_hidden),
+    **encoders.projector_fields(config),
     predictor_hidden=tuple(int(w) for w in c.predictor_hidden),
-    embed_dim=int(c.embed_dim),
   )
 
 

@@ -89,7 +89,7 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class ProtoMMModel(encoders.EncoderModel):
+class ProtoMMModel(encoders.ProjectorModel):
   """Encoders, projectors and the shared prototype bank.
 
   Attributes:
@@ -98,8 +98,6 @@ class ProtoMMModel(encoders.EncoderModel):
     num_prototypes: ``K``.
   """
 
-  projector_hidden: tuple[int, ...]
-  embed_dim: int
   num_prototypes: int
 
   @nn.compact
@@ -135,9 +133,7 @@ class ProtoMMModel(encoders.EncoderModel):
 def _model(config: ml_collections.ConfigDict) -> ProtoMMModel:
   c = config.model
   return ProtoMMModel(
-    **encoders.encoder_fields(config),
-    projector_hidden=tuple(int(w) for w in c.projector_hidden),
-    embed_dim=int(c.embed_dim),
+    **encoders.projector_fields(config),
     num_prototypes=int(c.num_prototypes),
   )
 

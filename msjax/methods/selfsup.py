@@ -82,7 +82,7 @@ def default_config(
   return ml_collections.ConfigDict(dict(model=model, loss=loss))
 
 
-class SelfSupModel(encoders.EncoderModel):
+class SelfSupModel(encoders.ProjectorModel):
   """Encoders and projectors (per modality, or one joint projector).
 
   Attributes:
@@ -93,8 +93,6 @@ class SelfSupModel(encoders.EncoderModel):
     simclr_heads: also a SimCLR projector per modality (SLIP).
   """
 
-  projector_hidden: tuple[int, ...]
-  embed_dim: int
   joint: bool
   simclr_heads: bool = False
 
@@ -131,11 +129,8 @@ class SelfSupModel(encoders.EncoderModel):
 
 def _model(config: ml_collections.ConfigDict, variant: str) -> SelfSupModel:
   check_choice(variant, VARIANTS, "variant")
-  c = config.model
   return SelfSupModel(
-    **encoders.encoder_fields(config),
-    projector_hidden=tuple(int(w) for w in c.projector_hidden),
-    embed_dim=int(c.embed_dim),
+    **encoders.projector_fields(config),
     joint=variant == "joint",
     simclr_heads=variant == "slip",
   )
