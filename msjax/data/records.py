@@ -4,10 +4,11 @@
 TensorFlow) and decodes only the records each `get` names: memory does not
 grow with the dataset. The per-example ``label`` / ``session`` /
 ``time_index`` columns (`metadata()`, for samplers and class checks) are read
-once, on first use, a chunk of records at a time, and kept: 12 bytes per
-record. Batches have the layout of `msjax.data.sources.ArraySource`. The
-source pickles as its builder's location, so grain worker processes reopen
-the files instead of receiving data.
+once, on first use, from the stored protos without decoding signals, and
+kept: 12 bytes per record. Batches have the layout of
+`msjax.data.sources.ArraySource`. The source pickles as its builder's
+location, so grain worker processes reopen the files instead of receiving
+data.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from tensorflow_datasets.proto import tf_example_pb2
 
 __all__ = ["RecordSource"]
 
@@ -125,17 +127,20 @@ class RecordSource:
     return {k: v.copy() for k, v in self._columns.items()}
 
   def _read_columns(self, chunk: int = 4096) -> dict[str, np.ndarray]:
-    """Every record's label/session/time_index, `chunk` records at a time."""
-    data = self._data
-    size = len(data)
+    """Every record's label/session/time_index, `chunk` records at a time.
+
+    Parses the stored `tf.train.Example` protos (C) and converts only the
+    three int64 features: signals are never turned into arrays.
+    """
+    raw = self._data.data_source  # the split's array_record reader (bytes)
+    size = len(raw)
     columns = {k: np.empty(size, np.int32) for k in _COLUMNS}
     for start in range(0, size, chunk):
       stop = min(size, start + chunk)
-      for offset, record in enumerate(
-        data.__getitems__(list(range(start, stop)))
-      ):
+      for offset, blob in enumerate(raw.__getitems__(range(start, stop))):
+        feature = tf_example_pb2.Example.FromString(blob).features.feature
         for k in _COLUMNS:
-          columns[k][start + offset] = record[k]
+          columns[k][start + offset] = feature[k].int64_list.value[0]
     return columns
 
   def labels(self) -> np.ndarray:

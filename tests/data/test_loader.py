@@ -123,6 +123,10 @@ def test_record_source_pickles_and_reads_the_same_through_workers(tmp_path):
   assert sorted(i) == list(range(64))
   np.testing.assert_allclose(flat, (i % 7)[:, None] + 0 * flat, atol=1e-6)
   np.testing.assert_array_equal(batch["label"], i % 3)
+  # metadata() parses the protos itself: the same columns as decoding.
+  meta = source.metadata()
+  for key in ("label", "session", "time_index"):
+    np.testing.assert_array_equal(meta[key], batch[key])
   kwargs = dict(batch_size=16, seed=1, num_steps=6, process_index=1)
   kwargs.update(process_count=2)
   one = list(pipeline.iterate_batches(source, num_workers=0, **kwargs))
