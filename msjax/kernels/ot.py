@@ -23,25 +23,21 @@ Two evaluations of the same rounds:
 * log domain (the fallback): the rounds as written, with log-sum-exps.
   :func:`log_rounds`.
 
-The one fallback rule (:func:`_checked`, applied to every denominator of
-every round by :func:`scaling_rounds`): marginals are ``<= 1`` and
-``E <= 1``, so a denominator ``d >= t = sqrt(1e6 * n * tiny)`` keeps the
-scaling it divides below ``1 / t``, and the ``n`` products of any later sum
-lose at most ``n * tiny / t = t / 1e6`` to products flushed below the
-smallest normal float ``tiny``: a relative ``1e-6`` of any sum that passes.
-A denominator below ``t`` becomes NaN (``0 * sqrt`` of a negative number:
-no select, so XLA keeps all rounds in one fused graph), NaN reaches every
-later value, and the log domain is evaluated instead, chosen inside the
-compiled graph (``lax.cond``; one flag for all the problems of a call,
-agreed across devices when ``axis_name`` is set). Pro-FD's costs
-(``1 - cos``, zero diagonal: every row's maximum sits on the diagonal) keep
-the kernel domain even for spreads of thousands of nats.
+The one fallback rule (:func:`scaling_rounds`' ``ok``): ``E <= 1``, so a
+product ``E x`` loses at most ``n * tiny * max(x)`` to products flushed
+below the smallest normal float ``tiny`` (``n`` terms). The kernel domain
+is accepted iff every denominator of every round is at least
+``1e10 * n * tiny * max(1, max x)`` (relative error below ``1e-10``) and
+``n * max x`` stays finite; otherwise the log domain is evaluated, chosen
+inside the compiled graph (``lax.cond``; one flag for all the problems of a
+call, agreed across devices when ``axis_name`` is set). For Pro-FD's costs
+(``cost in [0, 2]``, ``eps >= 0.025``) the kernel domain is always taken.
 
-Gradients (entropic OT only; equipartition codes are stopped): those of
-the unrolled rounds of the evaluation that was taken, via a ``custom_vjp``
-whose backward pass differentiates the kernel domain (recomputed; XLA
-shares it with the forward pass) and the log domain only when that was
-taken: exactly the unrolled gradient, reverse mode only.
+Gradients (entropic OT only; equipartition codes are stopped): the
+unrolled iterations of the evaluation that was taken, via a ``custom_vjp``
+whose forward pass keeps the kernel domain's ``jax.vjp`` and whose backward
+pass differentiates the log domain only when that was taken: exactly the
+unrolled gradient, reverse mode only.
 """
 
 import functools
@@ -71,8 +67,8 @@ __all__ = [
   "shared_cost_ot",
 ]
 
-# A kernel-domain sum must exceed what flushed products can lose by this.
-_MARGIN = 1e6
+# Relative error allowed to flushed products in a kernel-domain sum.
+_MARGIN = 1e10
 # Up to this many rounds the loop is unrolled (fusion across rounds);
 # beyond it a `fori_loop` keeps the graph small.
 _MAX_UNROLL = 8
@@ -133,8 +129,7 @@ class Scalings(NamedTuple):
     v: ``[..., m]`` column scalings ``b / col_den``.
     row_den: ``[..., n]`` the last ``E v`` (of the previous ``v``).
     col_den: ``[..., m]`` the last ``E^T u``.
-    ok: ``[]`` whether every round passed the rule (module doc): a failed
-      check makes its denominator NaN, which reaches every later value.
+    ok: ``[]`` whether the kernel domain was accurate (module doc).
   """
 
   u: jax.Array
@@ -142,28 +137,6 @@ class Scalings(NamedTuple):
   row_den: jax.Array
   col_den: jax.Array
   ok: jax.Array
-
-
-def _smallest_denominator(dtype, terms: int) -> float:
-  """The fallback rule's bound ``t = sqrt(1e6 * terms * tiny)``.
-
-  With marginals ``<= 1`` (histograms), a denominator ``>= t`` keeps the
-  scaling it divides below ``1 / t``, so the ``terms`` products of a later
-  sum lose at most ``terms * tiny / t = t / 1e6`` to flushing: a relative
-  ``1e-6`` of any sum that passes (6e-15 for float32, 8e-151 for float64
-  at 3000 terms).
-  """
-  return math.sqrt(_MARGIN * terms * float(jnp.finfo(dtype).tiny))
-
-
-def _checked(den: jax.Array, terms: int) -> jax.Array:
-  """``den``, or NaN where it is below the rule's bound.
-
-  The NaN is ``0 * sqrt`` of a negative number, which XLA keeps inside the
-  products' fusion (a select would split it).
-  """
-  bound = _smallest_denominator(den.dtype, terms)
-  return den + jax.lax.stop_gradient(0.0 * jnp.sqrt(den - bound))
 
 
 def scaling_rounds(
@@ -181,16 +154,13 @@ def scaling_rounds(
 ) -> Scalings:
   """Sinkhorn rounds ``u = a / (E v)``, ``v = b / (E^T u)`` from ``v0``.
 
-  Every denominator passes through the fallback rule (module doc): one
-  that fails is NaN, and so is everything computed after it.
-
   Args:
     row_sums: ``v [..., m] -> E v [..., n]`` for a kernel with entries in
       ``[0, 1]`` (reduced across ``axis_name`` where ``m`` is split).
     col_sums: ``u [..., n] -> E^T u [..., m]`` (likewise for ``n``).
-    a: row marginals in ``[0, 1]``, broadcastable to ``[..., n]``.
-    b: column marginals in ``[0, 1]``, broadcastable to ``[..., m]``.
-    v0: ``[..., m]`` initial column scalings, in ``[0, 1]``.
+    a: row marginals, broadcastable to ``[..., n]``.
+    b: column marginals, broadcastable to ``[..., m]``.
+    v0: ``[..., m]`` initial column scalings (non-negative).
     num_iters: number of rounds, >= 1.
     num_rows: ``n`` (global): terms of every ``E^T u`` sum.
     num_cols: ``m`` (global): terms of every ``E v`` sum.
@@ -200,19 +170,51 @@ def scaling_rounds(
   Returns:
     :class:`Scalings` of the last round.
   """
+  sg = jax.lax.stop_gradient
 
   def round_(carry):
-    v = carry[0]
-    row_den = _checked(row_sums(v), terms)
+    v, _, _, _, row_min, col_min, u_max, v_max = carry
+    row_den = row_sums(v)
     u = a / row_den
-    col_den = _checked(col_sums(u), terms)
-    return b / col_den, u, row_den, col_den
+    col_den = col_sums(u)
+    v = b / col_den
+    return (
+      v,
+      u,
+      row_den,
+      col_den,
+      jnp.minimum(row_min, sg(row_den)),
+      jnp.minimum(col_min, sg(col_den)),
+      jnp.maximum(u_max, sg(u)),
+      jnp.maximum(v_max, sg(v)),
+    )
 
-  terms = max(num_rows, num_cols)
-  zeros_u = jnp.zeros(jax.eval_shape(row_sums, v0).shape, v0.dtype)
-  init = (v0, zeros_u, zeros_u, jnp.zeros_like(v0))
-  v, u, row_den, col_den = _repeat(round_, init, num_iters, unroll)
-  ok = jnp.all(jnp.isfinite(u)) & jnp.all(jnp.isfinite(v))
+  dtype = v0.dtype
+  probe_u = jax.eval_shape(row_sums, v0)
+  inf = jnp.asarray(jnp.inf, dtype)
+  init = (
+    v0,
+    jnp.zeros(probe_u.shape, dtype),
+    jnp.zeros(probe_u.shape, dtype),
+    jnp.zeros_like(v0),
+    jnp.full(probe_u.shape, inf),
+    jnp.full_like(v0, inf),
+    jnp.zeros(probe_u.shape, dtype),
+    sg(v0),
+  )
+  v, u, row_den, col_den, row_min, col_min, u_max, v_max = _repeat(
+    round_, init, num_iters, unroll
+  )
+  tiny = jnp.finfo(dtype).tiny
+  big = jnp.finfo(dtype).max
+
+  def accurate(den_min, x_max, terms):
+    largest = jnp.maximum(jnp.max(x_max), 1.0)
+    return (jnp.min(den_min) >= _MARGIN * tiny * terms * largest) & (
+      largest <= big / terms
+    )
+
+  ok = accurate(row_min, v_max, num_cols) & accurate(col_min, u_max, num_rows)
   if axis_name is not None:
     ok = jax.lax.pmin(ok.astype(jnp.int32), axis_name) > 0
   return Scalings(u=u, v=v, row_den=row_den, col_den=col_den, ok=ok)
@@ -243,10 +245,6 @@ def log_rounds(
     ``(F [..., n], G [..., m])`` after the last round.
   """
 
-  # Checkpointed: differentiated, a round keeps only its potentials, not
-  # the [..., n, m] terms of its log-sum-exps (XLA sizes one temporary
-  # buffer for every branch of a program, the untaken fallback included).
-  @jax.checkpoint
   def round_(pot_g):
     pot_f = log_a - row_lse(pot_g)
     return log_b - col_lse(pot_f)
@@ -259,37 +257,28 @@ def log_rounds(
 # ------------------------------------------------ entropic OT (SPEC §3.4)
 
 
-def _shared_kernel(cost: jax.Array, epsilon: float):
-  """Row-shifted kernel of a shared ``[C, C]`` cost.
+def _shared_cost_ops(neg_cost: jax.Array):
+  """Row-shifted kernel of a cost shared by ``[N]`` problems, and its ops."""
+  shift = jax.lax.stop_gradient(jnp.max(neg_cost, axis=-1))  # [C]
+  kernel = jnp.exp(neg_cost - shift[:, None])  # [C, C], row maxima 1
 
-  Returns:
-    ``(E, W, s)``: ``E = exp(-cost / eps - s)`` with ``s [C]`` the row
-    maxima of ``-cost / eps`` (so every row of ``E`` has maximum 1) and
-    ``W = E * cost``.
-  """
-  neg_cost = -cost / epsilon
-  shift = jax.lax.stop_gradient(jnp.max(neg_cost, axis=-1))
-  kernel = jnp.exp(neg_cost - shift[..., None])
-  return kernel, kernel * cost, shift
+  def row_sums(v):  # [N, C] -> [N, C]: (E v_n)_i
+    return jnp.matmul(v, kernel.T, precision=DOT_PRECISION)
 
+  def col_sums(u):  # (E^T u_n)_j
+    return jnp.matmul(u, kernel, precision=DOT_PRECISION)
 
-def _matmul(x: jax.Array, y: jax.Array) -> jax.Array:
-  return jnp.matmul(x, y, precision=DOT_PRECISION)
+  return kernel, shift, row_sums, col_sums
 
 
 def _ot_kernel_domain(log_a, log_b, cost, epsilon, num_iters):
-  """``(F, G, value)`` of ``N`` problems sharing ``cost``, kernel domain.
-
-  ``value = sum_ij u_i E_ij cost_ij v_j`` is one product with ``W``
-  (no ``[N, C, C]`` plan). Only products, divisions and ``exp``/``log``:
-  XLA CPU fuses all rounds into one YNNPACK graph, run on the calling
-  thread. Values are NaN where the fallback rule failed.
-  """
-  kernel, weighted, shift = _shared_kernel(cost, epsilon)
+  """``((F, G, value), ok)`` of the shared-cost problems, kernel domain."""
+  neg_cost = -cost / epsilon
+  kernel, shift, row_sums, col_sums = _shared_cost_ops(neg_cost)
   num = cost.shape[-1]
   out = scaling_rounds(
-    lambda v: _matmul(v, kernel.T),  # [N, C]: (E v_n)_i
-    lambda u: _matmul(u, kernel),  # (E^T u_n)_j
+    row_sums,
+    col_sums,
     jnp.exp(log_a),
     jnp.exp(log_b),
     jnp.ones_like(log_b),
@@ -298,10 +287,12 @@ def _ot_kernel_domain(log_a, log_b, cost, epsilon, num_iters):
     num_cols=num,
     unroll=num_iters,
   )
-  value = jnp.sum(out.u * _matmul(out.v, weighted.T), axis=-1)
   pot_f = log_a - jnp.log(out.row_den) - shift
   pot_g = log_b - jnp.log(out.col_den)
-  return pot_f, pot_g, value
+  # sum_ij u_i E_ij cost_ij v_j: one product with E * cost, no [N, C, C].
+  weighted = jnp.matmul(out.v, (kernel * cost).T, precision=DOT_PRECISION)
+  value = jnp.sum(out.u * weighted, axis=-1)
+  return (pot_f, pot_g, value), out.ok
 
 
 def _ot_log_domain(log_a, log_b, cost, epsilon, num_iters):
@@ -330,72 +321,48 @@ def _ot_log_domain(log_a, log_b, cost, epsilon, num_iters):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _ot_solve(log_a, log_b, cost, epsilon, num_iters, cost_grad):
   """``(F, G, value)``: kernel domain, or log domain where it is inexact."""
-  return _ot_solve_fwd(log_a, log_b, cost, epsilon, num_iters, cost_grad)[0]
-
-
-def _where_ok(ok, fast, slow_fn, *operands):
-  """``fast`` where ``ok``, else ``slow_fn(*operands)``, evaluated only then.
-
-  The ``lax.cond`` returns zeros on the fast path; the selection is an
-  elementwise ``where`` outside it, so the fast values stay out of the
-  conditional.
-  """
-
-  def skip(*_):
-    return jax.tree.map(jnp.zeros_like, fast)
-
-  slow = jax.lax.cond(ok, skip, slow_fn, *operands)
-  return jax.tree.map(lambda x, y: jnp.where(ok, x, y), fast, slow)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _ot_solve(log_a, log_b, cost, epsilon, num_iters, cost_grad):
-  """``(F, G, value)``: kernel domain, or log domain where it is inexact."""
-  return _ot_solve_fwd(log_a, log_b, cost, epsilon, num_iters, cost_grad)[0]
+  del cost_grad
+  return _ot_solve_fwd(log_a, log_b, cost, epsilon, num_iters, False)[0]
 
 
 def _ot_solve_fwd(log_a, log_b, cost, epsilon, num_iters, cost_grad):
-  del cost_grad
-  fast = _ot_kernel_domain(log_a, log_b, cost, epsilon, num_iters)
-  ok = jnp.all(jnp.isfinite(fast[2]))
-  out = _where_ok(
+  if cost_grad:
+    fast, pullback, ok = jax.vjp(
+      lambda *x: _ot_kernel_domain(*x, epsilon, num_iters),
+      log_a,
+      log_b,
+      cost,
+      has_aux=True,
+    )
+  else:
+    fast, pullback, ok = jax.vjp(
+      lambda *x: _ot_kernel_domain(*x, cost, epsilon, num_iters),
+      log_a,
+      log_b,
+      has_aux=True,
+    )
+  out = jax.lax.cond(
     ok,
-    fast,
-    lambda *x: _ot_log_domain(*x, epsilon, num_iters),
-    log_a,
-    log_b,
-    cost,
+    lambda: fast,
+    lambda: _ot_log_domain(log_a, log_b, cost, epsilon, num_iters),
   )
-  return out, (ok, log_a, log_b, cost)
+  return out, (ok, pullback, log_a, log_b, cost)
 
 
 def _ot_solve_bwd(epsilon, num_iters, cost_grad, residuals, cotangents):
-  """The unrolled rounds' gradient, the kernel domain's recomputed.
+  ok, pullback, log_a, log_b, cost = residuals
 
-  Recomputing the rounds (no per-round residuals) keeps the forward pass
-  one fused graph and the reverse pass another.
-  """
-  ok, log_a, log_b, cost = residuals
+  def fast(cts):
+    grads = pullback(cts)
+    return grads if cost_grad else (*grads, jnp.zeros_like(cost))
 
-  def pullback(solver, cts, *args):
-    if cost_grad:
-      _, vjp = jax.vjp(lambda *x: solver(*x, epsilon, num_iters), *args)
-      return vjp(cts)
-    _, vjp = jax.vjp(
-      lambda la, lb: solver(la, lb, args[2], epsilon, num_iters), *args[:2]
+  def slow(cts):
+    _, log_pullback = jax.vjp(
+      lambda *x: _ot_log_domain(*x, epsilon, num_iters), log_a, log_b, cost
     )
-    return (*vjp(cts), jnp.zeros_like(args[2]))
+    return log_pullback(cts)
 
-  fast = pullback(_ot_kernel_domain, cotangents, log_a, log_b, cost)
-  return _where_ok(
-    ok,
-    fast,
-    functools.partial(pullback, _ot_log_domain),
-    cotangents,
-    log_a,
-    log_b,
-    cost,
-  )
+  return jax.lax.cond(ok, fast, slow, cotangents)
 
 
 _ot_solve.defvjp(_ot_solve_fwd, _ot_solve_bwd)
