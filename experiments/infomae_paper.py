@@ -26,7 +26,7 @@ def get_config(arg=None):
   sections.loss.mask_ratio = 0.75
   # MOD's patch grids are padded to the window grid; as FOCAL's "visible"
   # padding, they blow the gradients up to ~1e18 (msjax.nn.SwinEncoder).
-  sections.model.encoder.pad_tokens = "masked"
+  sections.model.swin.pad_tokens = "masked"
   if smoke:
     # MOD's acoustic input has 1600 frequency bins: the tiny config's (2, 1)
     # patches would give the MAE decoder's global attention 8000 tokens.

@@ -5,7 +5,8 @@
 
 MPP with alpha 0.5, tau 0.1, Sinkhorn epsilon 0.05 and 3 iterations (SwAV's
 values; msjax's ProtoMM default is tau 0.2, epsilon 0.02, with which the
-between-modality term learns -- see docs/claims.md), the paper-size encoders; the raw files must be in ``config.data.manual_dir``
+between-modality term learns -- see docs/claims.md), the paper-size
+encoders; the raw files must be in ``config.data.manual_dir``
 (the run fails with a one-line message naming them otherwise). Arguments:
 ``smoke``; ``dataset`` one of wesad, pamap2, realworld_har, basic_motions.
 """

@@ -139,7 +139,10 @@ def _config(
 ) -> ml_collections.ConfigDict:
   sections = METHODS[method].default_config("tiny")
   for key, value in (model or {}).items():
-    sections.model[key] = value
+    if isinstance(value, dict):  # a nested section, e.g. InfoMAE's swin
+      sections.model[key].update(value)
+    else:
+      sections.model[key] = value
   for key, value in (loss or {}).items():
     sections.loss[key] = value
   if "num_classes" in sections.model:
@@ -284,6 +287,16 @@ def _protomm(setting: str, seed: int, budget: Budget) -> Suite:
 
 RATIOS = (0.01, 0.05, 0.2, 1.0)
 
+#: InfoMAE's model in the suite (docs/claims.md, "InfoMAE"): 64-wide SWIN
+#: tokens, no LayerNorm on the patch embedding (keeps the input amplitude);
+#: stage 2's embed reads the encoders (``eval_features``, the default).
+INFOMAE_MODEL = {
+  "swin": {"embed_dim": 64, "out_dim": 64, "num_heads": 4, "patch_norm": False},
+  "eval_features": "encoder",
+}
+#: ...and its reconstruction target: log(1 + |X|) of each (real, imag) pair.
+INFOMAE_LOSS = {"rec_target": "pair_log_magnitude"}
+
 
 def _infomae(setting: str, seed: int, budget: Budget) -> Suite:
   base = settings.data_config(setting)
@@ -301,7 +314,8 @@ def _infomae(setting: str, seed: int, budget: Budget) -> Suite:
         ),
         budget,
         seed,
-        loss={"stage": 1},
+        model=INFOMAE_MODEL,
+        loss={"stage": 1, **INFOMAE_LOSS},
       ),
     )
   ]
@@ -313,7 +327,8 @@ def _infomae(setting: str, seed: int, budget: Budget) -> Suite:
       ),
       budget,
       seed,
-      loss={"stage": 2, "seq_len": 1},
+      model=INFOMAE_MODEL,
+      loss={"stage": 2, "seq_len": 1, **INFOMAE_LOSS},
     )
     runs.append(
       Run(f"infomae_{ratio}", f"InfoMAE {ratio:.0%} pairs", config, "stage1")

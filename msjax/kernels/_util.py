@@ -10,19 +10,13 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-# Re-exported for the modules that import them from here (public home:
-# msjax.kernels.norms, exported as msjax.kernels.l2_normalize).
-from msjax.kernels.norms import l2_normalize, safe_norm
-
 __all__ = [
   "DOT_PRECISION",
   "as_float",
   "check_labels",
   "check_rank",
   "check_same_shape",
-  "l2_normalize",
   "lse",
-  "safe_norm",
 ]
 
 #: Precision of every matrix product inside the kernels. JAX's default lets

@@ -35,22 +35,11 @@ from msjax.methods.interface import Method
 
 __all__ = ["METHODS", "Method"]
 
-#: InfoMAE (SPEC §4) as a :class:`Method`.
-_INFOMAE = Method(
-  default_config=infomae.default_config,
-  init=infomae.init,
-  loss_fn=infomae.loss_fn,
-  embed=infomae.embed,
-  param_labels=infomae.param_labels,
-  requires_paired_rows=infomae.requires_paired_rows,
-  init_from_pretrained=infomae.init_from_pretrained,
-)
-
 #: Method name (``config.method``) -> its functions.
 METHODS: dict[str, Method] = {
   "protomm": protomm.METHOD,
   "promobal": promobal.METHOD,
-  "infomae": _INFOMAE,
+  "infomae": infomae.METHOD,
   "supervised_concat": supervised_concat,
   "supervised_sum": supervised_sum,
   "clip": clip,

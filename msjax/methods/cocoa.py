@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.kernels._util import DOT_PRECISION, l2_normalize
+from msjax.kernels.norms import l2_normalize
 from msjax.methods import encoders, forward
 from msjax.methods.interface import Method
 from msjax.methods.views import augment_config
@@ -130,14 +130,14 @@ def cocoa_loss(
   z = l2_normalize(z.astype(jnp.promote_types(z.dtype, jnp.float32)))
   num_mod, num = z.shape[:2]
   # [B, M, M] cross-modal similarities of each sample.
-  cross = jnp.einsum("mbe,nbe->bmn", z, z, precision=DOT_PRECISION)
+  cross = jnp.einsum("mbe,nbe->bmn", z, z, precision=jax.lax.Precision.HIGHEST)
   off_mod = ~jnp.eye(num_mod, dtype=bool)
   pos = jnp.sum(
     jnp.where(off_mod, jnp.exp((1.0 - cross) / tau), 0.0), axis=(1, 2)
   )
   l_pos = jnp.mean(pos) / (num_mod * (num_mod - 1))
   # [M, B, B] within-modality similarities across samples.
-  within = jnp.einsum("mie,mje->mij", z, z, precision=DOT_PRECISION)
+  within = jnp.einsum("mie,mje->mij", z, z, precision=jax.lax.Precision.HIGHEST)
   off_diag = ~jnp.eye(num, dtype=bool)
   neg = jnp.sum(jnp.where(off_diag, jnp.exp(within / tau), 0.0), axis=(1, 2))
   l_neg = jnp.sum(neg) / (num * (num - 1))

@@ -48,8 +48,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.kernels._util import l2_normalize
 from msjax.kernels.contrastive import nt_xent
+from msjax.kernels.norms import l2_normalize
 from msjax.methods import encoders, forward
 from msjax.methods.interface import Method
 from msjax.methods.views import augment_config

@@ -47,7 +47,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.kernels._util import DOT_PRECISION, l2_normalize, lse
+from msjax.kernels._util import lse
+from msjax.kernels.norms import l2_normalize
 from msjax.methods import encoders, forward
 from msjax.methods.batch_checks import check_batch
 from msjax.methods.interface import Method, never_paired
@@ -183,7 +184,7 @@ def moco_contrastive(q: jax.Array, k: jax.Array, *, tau: float) -> jax.Array:
     )
   q = l2_normalize(q)
   k = jax.lax.stop_gradient(l2_normalize(k))
-  logits = jnp.matmul(q, k.T, precision=DOT_PRECISION) / tau
+  logits = jnp.matmul(q, k.T, precision=jax.lax.Precision.HIGHEST) / tau
   positive = jnp.sum(q * k, axis=-1) / tau
   return 2.0 * tau * jnp.mean(lse(logits, axis=1)[:, 0] - positive)
 

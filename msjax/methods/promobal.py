@@ -36,10 +36,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from msjax.kernels._util import l2_normalize
 from msjax.kernels.contrastive import pro_ucl
 from msjax.kernels.distillation import pro_fd
 from msjax.kernels.geometry import ca_loss, fc_rs
+from msjax.kernels.norms import l2_normalize
 from msjax.kernels.selection import samobal_infer
 from msjax.methods import encoders
 from msjax.methods.batch_checks import check_batch

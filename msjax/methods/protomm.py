@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.kernels._util import l2_normalize
+from msjax.kernels.norms import l2_normalize
 from msjax.kernels.prototypes import mpp_loss
 from msjax.methods import encoders, forward
 from msjax.methods.batch_checks import check_batch

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from msjax.kernels._util import l2_normalize
+from msjax.kernels.norms import l2_normalize
 
 __all__ = [
   "LinearClassifier",

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from msjax.methods.interface import Method
 from msjax.train import (
   config_lib,
   evaluation,
@@ -77,7 +78,7 @@ def _global_example(feed: BatchFeed, host_batch: dict) -> dict:
 
 
 def build_setup(
-  method: Any,
+  method: Method,
   config: ml_collections.ConfigDict,
   mesh: jax.sharding.Mesh,
   example: dict,
@@ -91,12 +92,12 @@ def build_setup(
       whose objective relates the modalities of each row.
     DataError: the model cannot be initialised on batches of this shape.
   """
-  if "paired" in example and runtime.requires_paired_rows(method, config):
-    subset = config.data.get("subset", "mixed")
+  if "paired" in example and method.requires_paired_rows(config):
+    # Only the "paired" source (msjax.data.pairs) emits the key.
     raise ConfigError(
       f"{config.method} relates the modalities of each row, but"
-      f" data.subset={subset!r} gives rows whose modalities come from"
-      " different windows: use data.subset='paired'"
+      f" data.subset={config.data.subset!r} gives rows whose modalities"
+      " come from different windows: use data.subset='paired'"
     )
   try:
     jax.eval_shape(lambda: init_variables(method, config, example))
@@ -306,7 +307,7 @@ def train_and_evaluate(
   config: ml_collections.ConfigDict,
   workdir: str,
   *,
-  method: Any = None,
+  method: Method | None = None,
   make_source: runtime.SourceFactory | None = None,
   restart: bool = False,
 ) -> dict[str, Any]:
@@ -315,7 +316,7 @@ def train_and_evaluate(
   Args:
     config: the experiment config (saved as ``workdir/config.json``).
     workdir: the run directory.
-    method: the method module (default ``METHODS[config.method]``).
+    method: the method (default ``METHODS[config.method]``).
     make_source: the data factory (default ``msjax.data.make_source``).
     restart: start over: move a previous run in ``workdir`` aside instead of
       resuming it (or refusing it when its config differs).

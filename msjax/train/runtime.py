@@ -41,7 +41,6 @@ __all__ = [
   "maybe_initialize_distributed",
   "open_source",
   "has_labels",
-  "requires_paired_rows",
   "sync_processes",
 ]
 
@@ -354,13 +353,6 @@ def get_method(name: str) -> Method:
   if name not in METHODS:
     raise ConfigError(f"unknown method {name!r}; known: {sorted(METHODS)}")
   return METHODS[name]
-
-
-def requires_paired_rows(
-  method: Method, config: ml_collections.ConfigDict
-) -> bool:
-  """The method's ``requires_paired_rows(config)`` as a ``bool``."""
-  return bool(method.requires_paired_rows(config))
 
 
 def open_source(

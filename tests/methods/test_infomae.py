@@ -16,8 +16,8 @@ import pytest
 from msjax.data import synthetic
 from msjax.evaluation.probes import linear_probe
 from msjax.kernels.masking import patchify, random_patch_mask, unpatchify
-from msjax.methods import _infomae_parts as parts
 from msjax.methods import infomae
+from msjax.methods.infomae import parts
 
 LR = 1e-2
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
@@ -261,10 +261,13 @@ def test_encoder_sees_only_visible_patches(stage1):
   assert not np.allclose(apply(x, full), apply(x2, full), atol=1e-3)
 
 
+@pytest.mark.parametrize("features", infomae.EVAL_FEATURES)
 def test_linear_probe_beats_random_encoder_on_shared_factor(
-  stage2, stage2_trained
+  stage2, stage2_trained, features
 ):
   params, _, _ = stage2_trained
+  config = stage2.config.copy_and_resolve_references()
+  config.model.eval_features = features
   train, test = _sources()
   parts_ = [s.get(np.arange(s.num_examples)) for s in (train, test)]
   signals = {
@@ -273,7 +276,7 @@ def test_linear_probe_beats_random_encoder_on_shared_factor(
   }
   n = train.num_examples
   embed = jax.jit(
-    lambda p: infomae.embed({"params": p}, {"signals": signals}, stage2.config)[
+    lambda p: infomae.embed({"params": p}, {"signals": signals}, config)[
       "fused"
     ],
     compiler_options=FAST_COMPILE,
@@ -290,6 +293,44 @@ def test_linear_probe_beats_random_encoder_on_shared_factor(
     )
     accuracy[name] = result.metrics["accuracy"]
   assert accuracy["trained"] > accuracy["random"] + 0.05, accuracy
+
+
+def test_eval_features_choose_encoder_or_projections(stage2):
+  """Stage-2 embed: the pooled encoder output, or concat(U, V) of it."""
+  config = stage2.config.copy_and_resolve_references()
+  params = stage2.variables["params"]
+  signals = stage2.batch["signals"]
+  expected = {}
+  for m in config.data.modalities:
+    x = parts.prepare_input(signals[m], m, config)
+    feat, _ = parts.encoder(config).apply(
+      {"params": params[f"encoder_{m}"]}, x, train=False
+    )
+    u, v = (
+      parts.projector(config, kind).apply(
+        {"params": params[f"{kind}_{m}"]}, feat, train=False
+      )
+      for kind in ("shared", "private")
+    )
+    expected[m] = {"encoder": feat, "projections": np.concatenate([u, v], -1)}
+  for features in ("encoder", "projections"):
+    config.model.eval_features = features
+    out = infomae.embed(stage2.variables, {"signals": signals}, config)
+    for m in config.data.modalities:
+      np.testing.assert_allclose(out[m], expected[m][features], atol=1e-5)
+    np.testing.assert_allclose(
+      out["fused"],
+      np.concatenate(
+        [expected[m][features] for m in config.data.modalities], -1
+      ),
+      atol=1e-5,
+    )
+  assert not np.allclose(
+    expected["acc"]["encoder"], expected["acc"]["projections"], atol=1e-3
+  )
+  config.model.eval_features = "decoder"
+  with pytest.raises(ValueError, match="model.eval_features='decoder'"):
+    infomae.embed(stage2.variables, {"signals": signals}, config)
 
 
 def test_init_from_stage1_copies_encoders_only(stage1, stage2):

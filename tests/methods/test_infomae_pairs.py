@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from msjax.data import synthetic
-from msjax.methods import _infomae_parts as parts
 from msjax.methods import infomae
+from msjax.methods.infomae import parts
 
 B = 8
 
@@ -26,7 +26,7 @@ def _config(**model):
     dict(data=data, **infomae.default_config("tiny"))
   )
   c.loss.seq_len = 1
-  c.model.encoder.update(model)
+  c.model.swin.update(model)
   return c
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from msjax.kernels._util import l2_normalize
+from msjax.kernels.norms import l2_normalize
 from msjax.kernels.selection import samobal_infer
 from msjax.methods import promobal
 from tests.methods import _train_util as tu

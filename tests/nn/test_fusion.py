@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from msjax.kernels import selection
-from msjax.kernels._util import l2_normalize
+from msjax.kernels.norms import l2_normalize
 from msjax.nn import SaMoBalFusion
 
 M, B, D, C = 3, 5, 8, 4

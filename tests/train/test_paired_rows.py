@@ -7,7 +7,7 @@ import pytest
 
 from msjax import methods
 from msjax.data import pairing_config
-from msjax.train import config_lib, loop, runtime
+from msjax.train import config_lib, loop
 from msjax.train.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -43,14 +43,14 @@ def _config(method, **loss):
 def test_which_objectives_need_synchronized_rows(name, loss, required):
   method = methods.METHODS[name]
   config = _config(method, **loss)
-  assert runtime.requires_paired_rows(method, config) is required
+  assert method.requires_paired_rows(config) is required
 
 
 def test_methods_without_the_hook_need_synchronized_rows():
   bare = methods.Method(
     default_config=None, init=None, loss_fn=None, embed=None
   )
-  assert runtime.requires_paired_rows(bare, None) is True
+  assert bare.requires_paired_rows(None) is True
 
 
 def test_mixed_subset_for_a_cross_modal_method_is_one_line(tmp_path):

@@ -1,6 +1,6 @@
 """InfoMAE stage-1 and stage-2 objectives (private to :mod:`infomae`).
 
-See :mod:`msjax.methods.infomae` for the method-level description. To keep
+See :mod:`msjax.methods.infomae.method` for the method itself. To keep
 the compiled graph small, each modality's encoder runs once on the batch of
 both views ``concat(x, x_aug)`` (``2B`` rows, each row with its own random
 patch mask), and each discriminator scores joint and product tuples in one
@@ -11,8 +11,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from msjax.data import augment as augment_lib
-from msjax.kernels._util import l2_normalize
 from msjax.kernels.contrastive import nt_xent
 from msjax.kernels.density_ratio import (
   discriminator_bce,
@@ -21,8 +19,10 @@ from msjax.kernels.density_ratio import (
   product_of_marginals,
 )
 from msjax.kernels.masking import masked_mse, random_patch_mask
+from msjax.kernels.norms import l2_normalize
 from msjax.kernels.temporal import temporal_locality
-from msjax.methods import _infomae_parts as parts
+from msjax.methods.infomae import parts
+from msjax.methods.views import augment_batch
 
 __all__ = ["DISC_GROUP", "encode", "stage1_loss", "stage2_loss"]
 
@@ -109,14 +109,7 @@ def stage1_loss(
 def _augment(
   key: jax.Array, x: jax.Array, config: ml_collections.ConfigDict
 ) -> jax.Array:
-  frac = config.loss.aug_mask_fraction
-  ops = tuple(config.loss.aug_ops)
-  params = {
-    op: {"max_fraction": frac}
-    for op in ("time_mask", "frequency_mask")
-    if op in ops
-  }
-  return augment_lib.augment(key, x, ops=ops, params=params)
+  return augment_batch(key, x, config.loss.augment)
 
 
 def _views(
@@ -270,7 +263,7 @@ def stage2_loss(
     jnp.stack([t["x1v1"], t["x2v2"]]),
     jnp.stack([t["v1u1"], t["v2u2"]]),
     gamma=cfg.gamma,
-    eps=cfg.eps,
+    eps=cfg.vu_weight,
     weights=weight,
   )
   main = shared + private + cfg.delta * rec + cfg.aug_weight * aug + temp

@@ -189,7 +189,7 @@ def patch_targets(x: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
 
 def encoder(config: ml_collections.ConfigDict) -> SwinEncoder:
   """The SWIN encoder of one modality (MAE path, mean pooling)."""
-  e = config.model.encoder
+  e = config.model.swin
   return SwinEncoder(
     patch_size=tuple(config.model.patch_size),
     window=tuple(e.window),
@@ -202,8 +202,8 @@ def encoder(config: ml_collections.ConfigDict) -> SwinEncoder:
     drop_path_rate=e.drop_path_rate,
     out_dim=e.out_dim,
     pool="mean",
-    pad_tokens=e.get("pad_tokens", "visible"),
-    patch_norm=e.get("patch_norm", True),
+    pad_tokens=e.pad_tokens,
+    patch_norm=e.patch_norm,
   )
 
 
