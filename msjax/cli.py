@@ -13,14 +13,16 @@ exit status 2.
 
 Before JAX starts, ``MSJAX_HOST_MALLOC=reuse`` or ``single_arena`` sets glibc
 malloc to keep and reuse freed memory (:mod:`msjax.host_memory`; unset: glibc's
-defaults).
+defaults). ``train``, ``eval`` and ``claims`` keep compiled programs in JAX's
+persistent cache (:mod:`msjax.compile_cache`; ``--compile-cache DIR``,
+``--no-compile-cache``), so a second run or a resume skips most compiling.
 """
 
 import argparse
 import sys
 from collections.abc import Sequence
 
-from msjax import host_memory
+from msjax import compile_cache, host_memory
 
 __all__ = ["main", "parse_args"]
 
@@ -32,6 +34,9 @@ _EPILOG = """commands:
   msjax eval --workdir DIR
   msjax report DIR
   msjax claims --paper {protomm,infomae,promobal,all} --workdir DIR [--seeds N]
+
+train, eval and claims cache compiled programs in ~/.cache/msjax/jax
+(--compile-cache DIR to move it, --no-compile-cache to turn it off).
 
 Run 'msjax <command> --help' for a command's options. Errors a user can fix
 are printed as one line and exit with status 2.
@@ -63,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     epilog=_TRAIN_EPILOG,
     formatter_class=raw,
     usage="msjax train [-h] --config FILE.py[:arg] --workdir DIR"
-    " [--config.a.b=value ...] [--restart]",
+    " [--config.a.b=value ...] [--restart] [--compile-cache DIR |"
+    " --no-compile-cache]",
   )
   train.add_argument(
     "--config",
@@ -122,7 +128,27 @@ def _parser() -> argparse.ArgumentParser:
     default="",
     help="comma-separated run names to keep (default: all)",
   )
+  for command in (train, evaluate, claims):
+    _add_cache_flags(command)
   return parser
+
+
+def _add_cache_flags(command: argparse.ArgumentParser) -> None:
+  group = command.add_mutually_exclusive_group()
+  group.add_argument(
+    "--compile-cache",
+    metavar="DIR",
+    default=None,
+    help="JAX persistent compilation cache directory (default:"
+    " $JAX_COMPILATION_CACHE_DIR, $MSJAX_COMPILE_CACHE or"
+    " ~/.cache/msjax/jax)",
+  )
+  group.add_argument(
+    "--no-compile-cache",
+    dest="use_compile_cache",
+    action="store_false",
+    help="compile every program afresh (no persistent cache)",
+  )
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -148,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     host_memory.configure_from_env()
+    if args.command in ("train", "eval", "claims"):
+      compile_cache.configure(args.compile_cache, args.use_compile_cache)
   except ValueError as error:
     print(f"msjax: error: {error}", file=sys.stderr)
     return 2
