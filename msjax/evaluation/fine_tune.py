@@ -21,9 +21,19 @@ from msjax.methods.interface import Method
 __all__ = ["fine_tune_all", "fine_tune_one"]
 
 
-def _labelled(source: Any, limit: int) -> np.ndarray:
-  labels = source.get(np.arange(source.num_examples))["label"]
-  rows = np.flatnonzero(np.asarray(labels) >= 0)
+def _labels(source: Any, chunk: int) -> np.ndarray:
+  """``[N]`` labels, read ``chunk`` rows at a time (not the whole source)."""
+  n = source.num_examples
+  return np.concatenate(
+    [
+      np.asarray(source.get(np.arange(i, min(i + chunk, n)))["label"])
+      for i in range(0, n, chunk)
+    ]
+  )
+
+
+def _labelled(source: Any, limit: int, chunk: int) -> np.ndarray:
+  rows = np.flatnonzero(_labels(source, chunk) >= 0)
   return rows[:limit] if limit else rows
 
 
@@ -37,7 +47,8 @@ def fine_tune_one(
 ) -> dict[str, float]:
   """Fine-tunes on embedding ``name``; returns test accuracy/F1/mAP."""
   train_source, test_source = sources
-  rows = _labelled(train_source, config.eval.max_examples)
+  chunk = config.eval.batch_size
+  rows = _labelled(train_source, config.eval.max_examples, chunk)
   size = min(config.eval.batch_size, len(rows))
   num_classes = train_source.num_classes
   example = train_source.get(rows[:size])
@@ -73,7 +84,7 @@ def fine_tune_one(
     trainable, opt_state = update(
       trainable, opt_state, train_source.get(rows[picks])
     )
-  test_rows = _labelled(test_source, config.eval.max_examples)
+  test_rows = _labelled(test_source, config.eval.max_examples, chunk)
   score = jax.jit(logits)
   scores = np.concatenate(
     [
@@ -81,7 +92,7 @@ def fine_tune_one(
       for i in range(0, len(test_rows), size)
     ]
   )
-  labels = test_source.get(test_rows)["label"]
+  labels = _labels(test_source, chunk)[test_rows]
   return {
     k: float(v) for k, v in classification_metrics(labels, scores).items()
   }
