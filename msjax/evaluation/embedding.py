@@ -19,7 +19,7 @@ import numpy as np
 from msjax.data.loader import iterate
 from msjax.methods.interface import Method
 
-__all__ = ["ReadChunk", "embed_source", "make_embed_fn"]
+__all__ = ["ReadChunk", "embed_columns", "embed_source", "make_embed_fn"]
 
 
 def _limit(source: Any, max_examples: int) -> np.ndarray:
@@ -63,6 +63,18 @@ def embed_source(
   source: Any,
   config: ml_collections.ConfigDict,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """Embeds a source: :func:`embed_columns` keeping the labels only."""
+  out, columns = embed_columns(embed_fn, variables, source, config)
+  return out, columns["label"]
+
+
+def embed_columns(
+  embed_fn: Callable[[dict, dict], dict],
+  variables: dict,
+  source: Any,
+  config: ml_collections.ConfigDict,
+  columns: tuple[str, ...] = ("label",),
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
   """Embeds a source in batches of ``eval.batch_size`` (the last one padded).
 
   Every batch has the same shape, so ``embed_fn`` compiles once. The
@@ -75,8 +87,11 @@ def embed_source(
     config: the experiment config (``eval.batch_size``, ``eval.max_examples``,
       ``data.num_workers``, ``data.prefetch``).
 
+    columns: per-example columns of the source's batches to return with
+      the embeddings (those the source does not have are left out).
+
   Returns:
-    ``(embeddings by key [N, E], labels [N])``.
+    ``(embeddings by key [N, E], {column: [N]})``.
   """
   indices = _limit(source, config.eval.max_examples)
   size = config.eval.batch_size
@@ -90,11 +105,11 @@ def embed_source(
     prefetch=int(config.data.prefetch),
   )
   parts: list[dict[str, np.ndarray]] = []
-  labels = []
+  kept: list[dict[str, np.ndarray]] = []
   for chunk, batch in enumerate(batches):
     rows = min(size, len(indices) - chunk * size)
     out = jax.device_get(embed_fn(variables, batch))
     parts.append({k: np.asarray(v)[:rows] for k, v in out.items()})
-    labels.append(np.asarray(batch["label"])[:rows])
+    kept.append({c: np.asarray(batch[c])[:rows] for c in columns if c in batch})
   merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-  return merged, np.concatenate(labels)
+  return merged, {c: np.concatenate([p[c] for p in kept]) for c in kept[0]}

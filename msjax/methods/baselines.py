@@ -46,6 +46,7 @@ def _selfsup(variant: str) -> Method:
     init=bind(selfsup.init),
     loss_fn=bind(selfsup.loss_fn),
     embed=bind(selfsup.embed),
+    align=bind(selfsup.align) if variant in ("clip", "slip") else None,
     # SimCLR has no term that relates two modalities.
     requires_paired_rows=never_paired if variant == "simclr" else always_paired,
   )

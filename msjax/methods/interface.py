@@ -103,6 +103,11 @@ class Method:
       for ``train.init_from`` (default: :func:`copy_matching`).
     predict: ``(variables, batch, config) -> {"fused": logits [B, C], ...}``,
       the method's own classifier, or ``None`` when it has none.
+    align: ``(variables, batch, config) -> {m: [B, E]}``, the per-modality
+      embeddings in the one space the objective aligns across modalities
+      (for cross-modal retrieval, ``msjax.evaluation.retrieval``), or
+      ``None`` when the method aligns none; fewer than two keys: nothing
+      aligned in this config.
   """
 
   default_config: Callable[..., Config]
@@ -118,6 +123,10 @@ class Method:
   requires_paired_rows: Callable[[Config], bool] = always_paired
   init_from_pretrained: Callable[[Any, Any, Config], Any] = copy_matching
   predict: (
+    Callable[[Variables, Mapping[str, Any], Config], dict[str, jax.Array]]
+    | None
+  ) = None
+  align: (
     Callable[[Variables, Mapping[str, Any], Config], dict[str, jax.Array]]
     | None
   ) = None

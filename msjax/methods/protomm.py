@@ -46,6 +46,7 @@ from msjax.nn import MLPProjector, PrototypeBank
 __all__ = [
   "METHOD",
   "ProtoMMModel",
+  "align",
   "default_config",
   "embed",
   "init",
@@ -252,6 +253,18 @@ def embed(
   return forward.with_fused(features, mods)
 
 
+def align(
+  variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
+) -> dict[str, jax.Array]:
+  """The projections ``{m: z_m [B, E]}`` (normalised, eval mode).
+
+  Both modalities are scored against the one shared prototype bank, so
+  ``z`` is the space ProtoMM aligns them in.
+  """
+  mods, (_, z, _) = forward.apply_eval(_model(config), variables, batch, config)
+  return {m: z[m] for m in mods}
+
+
 def soft_assignments(
   variables: dict[str, Any], batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
@@ -281,4 +294,6 @@ def post_update(
 
 
 #: The method record (:class:`msjax.methods.interface.Method`).
-METHOD = Method(default_config, init, loss_fn, embed, post_update=post_update)
+METHOD = Method(
+  default_config, init, loss_fn, embed, post_update=post_update, align=align
+)

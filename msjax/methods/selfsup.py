@@ -44,6 +44,7 @@ from msjax.nn import MLPProjector
 __all__ = [
   "VARIANTS",
   "SelfSupModel",
+  "align",
   "default_config",
   "embed",
   "init",
@@ -232,3 +233,19 @@ def embed(
     _model(config, variant), variables, batch, config
   )
   return forward.with_fused(features, mods)
+
+
+def align(
+  variables: dict[str, Any],
+  batch: dict,
+  config: ml_collections.ConfigDict,
+  *,
+  variant: str,
+) -> dict[str, jax.Array]:
+  """The cross-modal projections ``{m: p_m [B, E]}`` (CLIP, SLIP)."""
+  if variant not in _CROSS_MODAL:
+    raise ValueError(f"{variant} aligns no modalities.")
+  mods, (_, projections) = forward.apply_eval(
+    _model(config, variant), variables, batch, config
+  )
+  return {m: projections[m] for m in mods}

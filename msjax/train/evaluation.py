@@ -27,7 +27,12 @@ import numpy as np
 
 from msjax.evaluation import diagnostics, fine_tune, probes
 from msjax.evaluation.classification_metrics import classification_metrics
-from msjax.evaluation.embedding import embed_source, make_embed_fn
+from msjax.evaluation.embedding import (
+  embed_columns,
+  embed_source,
+  make_embed_fn,
+)
+from msjax.evaluation.retrieval import retrieval_table
 from msjax.methods.interface import Method
 from msjax.train import config_lib, runtime
 from msjax.train.checkpoint import Checkpointer
@@ -171,6 +176,44 @@ def own_classifier_scores(
   }
 
 
+def retrieval_scores(
+  method: Method,
+  variables: dict,
+  config: ml_collections.ConfigDict,
+  test_source: Any,
+) -> dict[str, dict[str, float]] | None:
+  """Cross-modal retrieval on the test split, or None if nothing is aligned.
+
+  Args:
+    method: the method (its optional ``align`` gives the aligned space).
+    variables: the model variables.
+    config: the experiment config.
+    test_source: the test split (labelled windows; ``session`` ids when
+      the source has them).
+
+  Returns:
+    :func:`msjax.evaluation.retrieval.retrieval_table` of the labelled
+    test windows, or None (no ``align`` hook, or fewer than two aligned
+    modalities in this config).
+  """
+  align = method.align
+  if align is None:
+    return None
+  align_fn = jax.jit(lambda v, b: align(v, b, config))
+  aligned, columns = embed_columns(
+    align_fn, variables, test_source, config, ("label", "session")
+  )
+  if len(aligned) < 2:
+    return None
+  keep = columns["label"] >= 0
+  groups = columns.get("session")
+  return retrieval_table(
+    {m: x[keep] for m, x in aligned.items()},
+    columns["label"][keep],
+    None if groups is None else groups[keep],
+  )
+
+
 def evaluate_variables(
   method: Method,
   variables: dict,
@@ -253,8 +296,11 @@ def evaluate(
     make_source: the data factory (default ``msjax.data.make_source``).
 
   Returns:
-    ``{"protocol", "step", "trained", "random" (or None), "diagnostics"}``,
-    also written to ``workdir/eval.json``.
+    ``{"protocol", "step", "trained", "random" (or None), "raw_input",
+    "own" (the method's own classifier, or None), "retrieval" and
+    "retrieval_random" (cross-modal retrieval of the aligned space and of
+    the random encoder, or None), "diagnostics"}``, also written to
+    ``workdir/eval.json``.
   """
   config = config_lib.restore_config(workdir) if config is None else config
   if config.eval.protocol not in PROTOCOLS:
@@ -291,6 +337,8 @@ def evaluate(
     "random": None,
     "raw_input": raw_input_scores(config, sources),
     "own": own_classifier_scores(method, variables, config, sources[1]),
+    "retrieval": retrieval_scores(method, variables, config, sources[1]),
+    "retrieval_random": None,
     "diagnostics": diagnostics.compute(variables["params"], *test_embeddings),
   }
   if config.eval.random_baseline:
@@ -302,6 +350,10 @@ def evaluate(
     results["random"], _ = evaluate_variables(
       method, random_variables, config, sources, key, embed_fn
     )
+    if results["retrieval"] is not None:
+      results["retrieval_random"] = retrieval_scores(
+        method, random_variables, config, sources[1]
+      )
   if jax.process_index() == 0:
     path = pathlib.Path(workdir) / EVAL_FILE
     path.write_text(json.dumps(results, indent=2))
@@ -339,4 +391,38 @@ def format_results(results: dict[str, Any]) -> str:
         f"  {name:<12}{metrics['accuracy']:9.3f}"
         f"{metrics['macro_f1']:10.3f}{metrics['map']:8.3f}"
       )
+  lines += _retrieval_lines(results)
   return "\n".join(lines)
+
+
+_RETRIEVAL_COLUMNS = (
+  ("instance_r1", "inst R@1"),
+  ("instance_r5", "inst R@5"),
+  ("recording_p1", "rec P@1"),
+  ("class_p1", "class P@1"),
+  ("class_map", "class mAP"),
+)
+
+
+def _retrieval_lines(results: dict[str, Any]) -> list[str]:
+  """The cross-modal retrieval rows of :func:`format_results`."""
+  table = results.get("retrieval")
+  if not table:
+    return []
+  random = results.get("retrieval_random") or {}
+  rows = [(pair, m) for pair, m in table.items() if pair != "chance"]
+  rows += [
+    (f"{pair} random", m) for pair, m in random.items() if pair != "chance"
+  ]
+  rows.append(("chance", table["chance"]))
+  columns = [(k, t) for k, t in _RETRIEVAL_COLUMNS if k in table["chance"]]
+  lines = [
+    "  cross-modal retrieval on the test split (aligned space, both"
+    " directions):",
+    f"  {'pair':<20}" + "".join(f"{t:>11}" for _, t in columns),
+  ]
+  for name, metrics in rows:
+    lines.append(
+      f"  {name:<20}" + "".join(f"{metrics[k]:11.3f}" for k, _ in columns)
+    )
+  return lines

@@ -291,12 +291,24 @@ def drop_events_after(logdir: str | pathlib.Path, step: int) -> int:
 
 
 def eval_scalars(results: dict) -> dict[str, float]:
-  """``eval/<embedding>/<metric>`` (and ``eval_random/...``) of ``evaluate``."""
+  """``eval/<embedding>/<metric>`` (and ``eval_random/...``) of ``evaluate``.
+
+  Cross-modal retrieval, when evaluated, is ``eval/retrieval/<a|b>/<metric>``
+  (``eval_random/retrieval/...`` for the random encoder).
+  """
   out = {}
   for prefix, key in (("eval", "trained"), ("eval_random", "random")):
     for name, metrics in (results.get(key) or {}).items():
       for metric, value in metrics.items():
         out[f"{prefix}/{name}/{metric}"] = float(value)
+  for prefix, key in (
+    ("eval/retrieval", "retrieval"),
+    ("eval_random/retrieval", "retrieval_random"),
+  ):
+    for pair, metrics in (results.get(key) or {}).items():
+      if pair != "chance":
+        for metric, value in metrics.items():
+          out[f"{prefix}/{pair}/{metric}"] = float(value)
   return out
 
 
@@ -311,9 +323,11 @@ def write_eval(logdir: str | pathlib.Path, results: dict) -> None:
   step = int(results["step"])
   _drop_events(  # an evaluation run again replaces the earlier scores
     logdir,
-    lambda e: e["step"] == step
-    and e["scalars"]
-    and all(t.startswith(("eval/", "eval_random/")) for t in e["scalars"]),
+    lambda e: (
+      e["step"] == step
+      and e["scalars"]
+      and all(t.startswith(("eval/", "eval_random/")) for t in e["scalars"])
+    ),
   )
   writer = EventFileWriter(str(logdir))
   try:

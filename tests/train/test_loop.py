@@ -62,6 +62,13 @@ def test_metrics_checkpoints_and_eval(finished_run):
   assert set(saved["trained"]) == {"fused", "a", "b"}
   assert set(saved["random"]["fused"]) == {"accuracy", "macro_f1", "map"}
   assert sum(saved["diagnostics"]["prototype_usage"]["fused"]) == 64
+  # The toy's align hook gives both modalities: one retrieval pair.
+  for key in ("retrieval", "retrieval_random"):
+    assert set(saved[key]) >= {"a|b"}
+    assert 0.0 <= saved[key]["a|b"]["class_map"] <= 1.0
+  assert saved["retrieval"]["chance"]["instance_r1"] == pytest.approx(1 / 64)
+  text = evaluation.format_results(outcome["eval"])
+  assert "cross-modal retrieval" in text and "a|b random" in text
   assert config_lib.restore_config(str(workdir)).to_dict() == config.to_dict()
 
 

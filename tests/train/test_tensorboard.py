@@ -165,6 +165,7 @@ def test_resume_writes_each_step_once_and_eval_scores(tmp_path):
     outcome["eval"]["trained"]["fused"]["accuracy"]
   )
   assert (6, "eval/a/macro_f1") in seen
+  assert (6, "eval/retrieval/a|b/class_map") in seen
   # Evaluating again replaces the scores at that step.
   from msjax.train import evaluation  # noqa: PLC0415
 

@@ -98,6 +98,10 @@ def embed(variables, batch, config):
   return {"fused": sum(z.values()) / len(z), **z}
 
 
+def align(variables, batch, config):
+  return _encode(variables["params"], batch, config)
+
+
 def param_labels(params, config):
   del config
   return {
@@ -123,6 +127,7 @@ METHOD = Method(
   embed=embed,
   param_labels=param_labels,
   post_update=post_update,
+  align=align,
 )
 
 

@@ -57,6 +57,7 @@ __all__ = [
   "DISC_GROUP",
   "EVAL_FEATURES",
   "METHOD",
+  "align",
   "default_config",
   "embed",
   "init",
@@ -345,6 +346,25 @@ def embed(
   return out
 
 
+def align(
+  variables: dict, batch: dict, config: ml_collections.ConfigDict
+) -> dict[str, jax.Array]:
+  """The shared projections ``{m: U_m [B, shared_dim]}`` of stage 2.
+
+  ``U_m`` is the space ``L_shared`` aligns; stage 1 aligns nothing: ``{}``.
+  """
+  if parts.check_stage(config) == 1:
+    return {}
+  params = variables["params"]
+  out = {}
+  for m, x in _inputs(batch, config).items():
+    feat, _ = losses.encode(params, m, x, None, config, None)
+    out[m] = parts.projector(config, "shared").apply(
+      {"params": params[f"shared_{m}"]}, feat, train=False
+    )
+  return out
+
+
 def param_labels(params: dict, config: ml_collections.ConfigDict) -> dict:
   """Optimiser group per leaf.
 
@@ -435,4 +455,5 @@ METHOD = Method(
   param_labels=param_labels,
   requires_paired_rows=requires_paired_rows,
   init_from_pretrained=init_from_pretrained,
+  align=align,
 )
