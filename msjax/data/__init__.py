@@ -1,14 +1,14 @@
 """Data: signal processing, sources, TFDS builders and input pipelines.
 
-`make_source(config.data, split)` builds the source `config.data.source`
-names, through the one explicit dict `SOURCES`: "synthetic" (the simulated
+``make_source(config.data, split)`` builds the source ``config.data.source``
+names, through the one explicit dict ``SOURCES``: "synthetic" (the simulated
 multimodal generator), "npz" (bring-your-own arrays), "paired" (InfoMAE's
-pair-ratio subsets of another source, `pairing_config`) and every TFDS builder
-name of `msjax.data.builders.BUILDERS` (prepared on first use from the raw
-files in `config.data.manual_dir`, read back record by record without
-TensorFlow). `switch_source(config.data, name)` retypes a data section for
+pair-ratio subsets of another source, ``pairing_config``) and every TFDS builder
+name of ``msjax.data.builders.BUILDERS`` (prepared on first use from the raw
+files in ``config.data.manual_dir``, read back record by record without
+TensorFlow). ``switch_source(config.data, name)`` retypes a data section for
 another source (what a ``--config.data.source=...`` override does). Batches of
-`(seed, step)` are read through grain: `msjax.data.loader`.
+``(seed, step)`` are read through grain: ``msjax.data.loader``.
 """
 
 from collections.abc import Callable
@@ -100,8 +100,8 @@ def _paired(data_config: Any, split: str) -> Any:
   return pairs.paired_source(data_config, split, make_source)
 
 
-#: `config.data.source` -> constructor `(config.data, split) -> Source`. The
-#: builder entries are the keys of `msjax.data.builders.BUILDERS` (that
+#: ``config.data.source`` -> constructor ``(config.data, split) -> Source``. The
+#: builder entries are the keys of ``msjax.data.builders.BUILDERS`` (that
 #: package imports tensorflow_datasets, so it is loaded only when used).
 SOURCES: dict[str, Callable[[Any, str], Any]] = {
   "synthetic": _synthetic,
@@ -116,7 +116,7 @@ SOURCES: dict[str, Callable[[Any, str], Any]] = {
 
 
 def make_source(data_config: Any, split: str) -> Any:
-  """The `split` ("train", "val", "test") of the source `config.data` names.
+  """The ``split`` ("train", "val", "test") of the source ``config.data`` names.
 
   Raises:
     ValueError: unknown source name.

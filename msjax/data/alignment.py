@@ -1,7 +1,7 @@
 """Aligning streams to windows: per-window labels, uniform-grid interpolation.
 
-* `window_labels`: one label per window from a per-sample label stream.
-* `interpolate_uniform`: irregularly timestamped samples onto a uniform grid.
+* ``window_labels``: one label per window from a per-sample label stream.
+* ``interpolate_uniform``: irregularly timestamped samples onto a uniform grid.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ def window_labels(
   """One label per window of a per-sample integer label stream.
 
   Args:
-    labels: `int [T]`.
+    labels: ``int [T]``.
     window: window length in samples.
     hop: window step in samples.
-    rule: "unanimous" (all samples equal, else `invalid`), "majority" (most
+    rule: "unanimous" (all samples equal, else ``invalid``), "majority" (most
       frequent value, ties to the smallest) or "center" (the middle sample).
     invalid: value for windows that fail the unanimous rule.
 
   Returns:
-    `int64 [N]`, N = `num_windows(T, window=, hop=)`.
+    ``int64 [N]``, N = ``num_windows(T, window=, hop=)``.
   """
   labels = np.asarray(labels)
   if labels.ndim != 1:
@@ -62,12 +62,13 @@ def interpolate_uniform(
   """Linear interpolation of timestamped samples onto a grid.
 
   Args:
-    times: `[T]` strictly increasing sample times (any unit).
-    values: `[T, C]` (or `[T]`) samples.
-    grid: `[G]` output times in the same unit, inside `[times[0], times[-1]]`.
+    times: ``[T]`` strictly increasing sample times (any unit).
+    values: ``[T, C]`` (or ``[T]``) samples.
+    grid: ``[G]`` output times in the same unit, inside ``[times[0],
+      times[-1]]``.
 
   Returns:
-    float64 `[C, G]` (channels first; `[1, G]` for 1-D values).
+    float64 ``[C, G]`` (channels first; ``[1, G]`` for 1-D values).
   """
   times = np.asarray(times, dtype=np.float64)
   values = np.asarray(values, dtype=np.float64)

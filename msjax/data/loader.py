@@ -1,23 +1,23 @@
-"""The grain input pipeline: per-process batches of `(seed, step)`.
+"""The grain input pipeline: per-process batches of ``(seed, step)``.
 
-A training run's input is a `grain.MapDataset` whose element `s` is
-`(s, batch)`: this process's block of the global batch at step `s`. The
-element is a pure function of the step (`StepIndices` picks the example
-indices, `ReadBatch` reads exactly those records from the source), so
+A training run's input is a ``grain.MapDataset`` whose element ``s`` is
+``(s, batch)``: this process's block of the global batch at step ``s``. The
+element is a pure function of the step (``StepIndices`` picks the example
+indices, ``ReadBatch`` reads exactly those records from the source), so
 
-* resuming at step `s` is slicing the dataset at `s` (the position is the
+* resuming at step ``s`` is slicing the dataset at ``s`` (the position is the
   step; no iterator state needs saving), and
-* the batches do not depend on how many workers read them: grain's worker
-  `i` of `n` reads elements `i, i + n, ...` and the iterator yields them back
-  in step order.
+* the batches do not depend on how many workers read them: grain's worker ``i``
+  of ``n`` reads elements ``i, i + n, ...`` and the iterator yields them back in
+  step order.
 
-`iterate` turns the dataset into an iterator that reads ahead: with
-``num_workers = 0`` in `prefetch` background threads of this process, with
+``iterate`` turns the dataset into an iterator that reads ahead: with
+``num_workers = 0`` in ``prefetch`` background threads of this process, with
 ``num_workers > 0`` in that many grain worker processes (spawned; the source
 is pickled to them, so it should hold file handles or parameters, not data:
-`msjax.data.records.RecordSource` does). Samplers (uniform epochs, sequences
+``msjax.data.records.RecordSource`` does). Samplers (uniform epochs, sequences
 of consecutive windows) are index functions here; pair-ratio subsets and
-unpaired pools are source views (`msjax.data.pairs`) read through the same
+unpaired pools are source views (``msjax.data.pairs``) read through the same
 dataset.
 """
 
@@ -43,12 +43,12 @@ __all__ = [
 
 
 def loader_options() -> dict[str, int]:
-  """The input pipeline's `config.data` keys, with their defaults.
+  """The input pipeline's ``config.data`` keys, with their defaults.
 
   ``num_workers``: grain worker processes reading batches (0: background
   threads of the training process, enough when a batch is a cheap read);
   ``prefetch``: batches read ahead (per worker). Every source's
-  `default_config` includes them.
+  ``default_config`` includes them.
   """
   return dict(num_workers=0, prefetch=2)
 
@@ -56,7 +56,7 @@ def loader_options() -> dict[str, int]:
 def epoch_permutation(
   num_examples: int, *, seed: int, epoch: int
 ) -> np.ndarray:
-  """The visiting order of epoch `epoch`, `int64 [N]`."""
+  """The visiting order of epoch ``epoch``, ``int64 [N]``."""
   rng = np.random.default_rng([int(seed), int(epoch)])
   return rng.permutation(num_examples)
 
@@ -66,7 +66,7 @@ class StepIndices:
 
   Attributes:
     num_examples: N of the source.
-    batch_size: global batch size B (= S * L with `sequences`).
+    batch_size: global batch size B (= S * L with ``sequences``).
     seed: data seed.
     process_index: this process's block of the global batch.
     process_count: number of blocks.
@@ -84,7 +84,7 @@ class StepIndices:
     process_index: int = 0,
     process_count: int = 1,
   ) -> None:
-    """Checks the sizes (see `msjax.data.pipeline.batch_at` for the args)."""
+    """Checks the sizes (see ``msjax.data.pipeline.batch_at`` for the args)."""
     if batch_size < 1 or batch_size > num_examples:
       raise ValueError(
         f"batch_size={batch_size} must be in [1, num_examples="
@@ -115,7 +115,7 @@ class StepIndices:
     self._epoch: tuple[int, np.ndarray] | None = None
 
   def global_indices(self, step: int) -> np.ndarray:
-    """`int64 [B]` example indices of the global batch at `step`."""
+    """``int64 [B]`` example indices of the global batch at ``step``."""
     if step < 0:
       raise ValueError(f"step={step} must be >= 0.")
     if self.sequences is not None:
@@ -131,7 +131,7 @@ class StepIndices:
     return self._order(epoch)[start : start + self.batch_size]
 
   def _order(self, epoch: int) -> np.ndarray:
-    """Epoch `epoch`'s visiting order (the last one is kept)."""
+    """Epoch ``epoch``'s visiting order (the last one is kept)."""
     if not self.shuffle:
       return np.arange(self.num_examples)
     cached = self._epoch  # one read: grain threads share this object
@@ -142,7 +142,7 @@ class StepIndices:
     return cached[1]
 
   def __call__(self, step: int) -> np.ndarray:
-    """`int64 [B / P]`: this process's contiguous block at `step`."""
+    """``int64 [B / P]``: this process's contiguous block at ``step``."""
     per = self.batch_size // self.process_count
     start = self.process_index * per
     return self.global_indices(step)[start : start + per]
@@ -152,15 +152,15 @@ class StepIndices:
 
 
 class ReadBatch:
-  """Step -> `(step, source.get(indices(step)))` (a grain map function)."""
+  """Step -> ``(step, source.get(indices(step)))`` (a grain map function)."""
 
   def __init__(self, source: Any, indices: StepIndices) -> None:
-    """Reads from `source` the examples `indices` names."""
+    """Reads from ``source`` the examples ``indices`` names."""
     self.source = source
     self.indices = indices
 
   def __call__(self, step: Any) -> tuple[int, dict[str, Any]]:
-    """The element of `batch_dataset` at `step`."""
+    """The element of ``batch_dataset`` at ``step``."""
     step = int(step)
     return step, self.source.get(self.indices(step))
 
@@ -168,15 +168,15 @@ class ReadBatch:
 def batch_dataset(
   source: Any, indices: StepIndices, *, num_steps: int
 ) -> grain.MapDataset:
-  """The grain dataset of steps `0 .. num_steps - 1`.
+  """The grain dataset of steps ``0 .. num_steps - 1``.
 
   Args:
-    source: a `Source` (reads only the records each `get` names).
+    source: a ``Source`` (reads only the records each ``get`` names).
     indices: the sampler.
-    num_steps: the dataset's length (e.g. `train.total_steps`).
+    num_steps: the dataset's length (e.g. ``train.total_steps``).
 
   Returns:
-    A `MapDataset` whose element `s` is `(s, host batch at s)`.
+    A ``MapDataset`` whose element ``s`` is ``(s, host batch at s)``.
   """
   if num_steps < 1:
     raise ValueError(f"num_steps={num_steps} must be >= 1.")
@@ -190,18 +190,18 @@ def iterate(
   num_workers: int = 0,
   prefetch: int = 2,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-  """Iterates `dataset` from `start_step` on, reading ahead.
+  """Iterates ``dataset`` from ``start_step`` on, reading ahead.
 
   Args:
-    dataset: from `batch_dataset`.
+    dataset: from ``batch_dataset``.
     start_step: the first step yielded (the resume position).
     num_workers: grain worker processes (0: threads of this process).
-    prefetch: batches read ahead (per worker with `num_workers > 0`; 0
+    prefetch: batches read ahead (per worker with ``num_workers > 0``; 0
       reads each batch when it is asked for).
 
   Returns:
-    A grain iterator of `(step, batch)`, in step order; the same elements
-    whatever `num_workers` and `prefetch`.
+    A grain iterator of ``(step, batch)``, in step order; the same elements
+    whatever ``num_workers`` and ``prefetch``.
   """
   if num_workers < 0 or prefetch < 0:
     raise ValueError(

@@ -1,30 +1,30 @@
-"""Bring-your-own data: a `.npz` file of windows, usable by every method.
+"""Bring-your-own data: a ``.npz`` file of windows, usable by every method.
 
-File format (`numpy.savez`):
+File format (``numpy.savez``):
 
-* one float array per modality, key = modality name, shape `[N, C, T]`
-  (or `[N, C, F, S]` spectrograms); all modalities share N.
-* optional `label` (`int [N]`, -1 = unlabelled), `subject` (`int [N]`,
-  subject / session id), `timestamp` (`[N]`, window start time in any unit)
-  or `time_index` (`int [N]`, window index inside its session). Key names are
-  configurable (`label_key`, `session_key`, `time_key`).
+* one float array per modality, key = modality name, shape ``[N, C, T]``
+  (or ``[N, C, F, S]`` spectrograms); all modalities share N.
+* optional ``label`` (``int [N]``, -1 = unlabelled), ``subject`` (``int [N]``,
+  subject / session id), ``timestamp`` (``[N]``, window start time in any unit)
+  or ``time_index`` (``int [N]``, window index inside its session). Key names
+  are configurable (``label_key``, ``session_key``, ``time_key``).
 
-Without `time_index`, windows are numbered by the rank of their timestamp
+Without ``time_index``, windows are numbered by the rank of their timestamp
 inside each session (0, 1, 2, ...), which is the consecutive-window order the
 sequence sampler needs.
 
-Splits (`config.data.split_by`): ``"file"`` reads `path` with `{split}`
-replaced by the split name (`data_{split}.npz`); ``"subject"`` holds out the
-subjects listed in `test_subjects` (ids as stored in the file), or, when that
-is empty, a `test_fraction` of the subjects (seeded by `split_seed`), as
+Splits (``config.data.split_by``): ``"file"`` reads ``path`` with ``{split}``
+replaced by the split name (``data_{split}.npz``); ``"subject"`` holds out the
+subjects listed in ``test_subjects`` (ids as stored in the file), or, when that
+is empty, a ``test_fraction`` of the subjects (seeded by ``split_seed``), as
 "test" ("val" is the same as "test"); ``"example"`` holds out a fraction of
 windows.
 
-Spectrograms (`config.data.representation = "stft"`): raw `[N, C, T]`
-windows are turned into `[N, C', F, S]` spectrograms once, when the file is
-read, with :func:`msjax.data.signal.stft` (Hann frames of `stft.segment_s`
-every `stft.hop_s` seconds at `sample_rate_hz[m]`; `stft.output` as the
-synthetic source: ``"real_imag"`` gives `C' = 2C`). That is what InfoMAE and
+Spectrograms (``config.data.representation = "stft"``): raw ``[N, C, T]``
+windows are turned into ``[N, C', F, S]`` spectrograms once, when the file is
+read, with :func:`msjax.data.signal.stft` (Hann frames of ``stft.segment_s``
+every ``stft.hop_s`` seconds at ``sample_rate_hz[m]``; ``stft.output`` as the
+synthetic source: ``"real_imag"`` gives ``C' = 2C``). That is what InfoMAE and
 the spectrogram baselines read. docs/byod.md walks through a whole study.
 """
 
@@ -48,10 +48,10 @@ _SPLITS = ("train", "val", "test")
 def default_config(
   path: str = "", modalities: tuple[str, ...] = ()
 ) -> ml_collections.ConfigDict:
-  """The `config.data` section of an npz source.
+  """The ``config.data`` section of an npz source.
 
   Args:
-    path: the npz file (or a pattern containing `{split}`).
+    path: the npz file (or a pattern containing ``{split}``).
     modalities: modality keys of the file to use, in order.
 
   Returns:
@@ -85,7 +85,7 @@ def default_config(
 def save_npz(
   path: str, signals: dict[str, np.ndarray], **columns: np.ndarray
 ) -> None:
-  """Writes windows in the format above (`columns`: label, subject, ...)."""
+  """Writes windows in the format above (``columns``: label, subject, ...)."""
   overlap = set(signals) & set(columns)
   if overlap:
     raise ValueError(f"modality names {overlap} clash with column names.")
@@ -95,20 +95,20 @@ def save_npz(
 def split_members(
   groups: np.ndarray, *, test_fraction: float, seed: int, split: str
 ) -> np.ndarray:
-  """Indices of `split` when holding out whole groups.
+  """Indices of ``split`` when holding out whole groups.
 
-  The sorted unique groups are permuted with `default_rng(seed)`; the first
-  `max(1, round(test_fraction * G))` are "test" (also "val"), the rest
+  The sorted unique groups are permuted with ``default_rng(seed)``; the first
+  ``max(1, round(test_fraction * G))`` are "test" (also "val"), the rest
   "train".
 
   Args:
-    groups: `[N]` group id per example (subject, or arange(N) per example).
+    groups: ``[N]`` group id per example (subject, or arange(N) per example).
     test_fraction: fraction of groups held out, in (0, 1).
     seed: split seed.
     split: "train", "val" or "test".
 
   Returns:
-    `int64 [n]` sorted example indices.
+    ``int64 [n]`` sorted example indices.
   """
   if split not in _SPLITS:
     raise ValueError(f"split {split!r} unknown; use one of {_SPLITS}.")
@@ -128,7 +128,7 @@ def split_members(
 def _held_out(
   groups: np.ndarray, test_subjects: tuple, split: str, file_path: str
 ) -> np.ndarray:
-  """Indices of `split` when the test subjects are named."""
+  """Indices of ``split`` when the test subjects are named."""
   if split not in _SPLITS:
     raise ValueError(f"split {split!r} unknown; use one of {_SPLITS}.")
   named = np.asarray(test_subjects)
@@ -227,7 +227,7 @@ def _checked_labels(
 
 
 def load_npz(data_config: ml_collections.ConfigDict, split: str) -> ArraySource:
-  """The `split` of the npz source `data_config` describes."""
+  """The ``split`` of the npz source ``data_config`` describes."""
   path = str(data_config.path)
   file_path = (
     path.format(split=split) if data_config.split_by == "file" else path

@@ -1,29 +1,30 @@
 """InfoMAE's pair-ratio subsets: few synchronized pairs, much unpaired data.
 
-`pair_ratio_split` keeps `round(pair_ratio * N)` windows (chosen by
-`default_rng(seed)`) as synchronized multimodal pairs. The remaining windows
+``pair_ratio_split`` keeps ``round(pair_ratio * N)`` windows (chosen by
+``default_rng(seed)``) as synchronized multimodal pairs. The remaining windows
 become unpaired unimodal data: with ``unpaired="disjoint"`` (default) they are
 dealt round-robin to the modalities, so each contributes exactly one modality
 and no cross-modal pair can be recovered from them; with ``"all"`` every
 remaining window contributes every modality (pairing is broken later by
-independent sampling). The split is a `PairSplit` record, saved and loaded as
-JSON (`save_pair_split` / `load_pair_split`), so a run can record and reuse it.
+independent sampling). The split is a ``PairSplit`` record, saved and loaded as
+JSON (``save_pair_split`` / ``load_pair_split``), so a run can record and reuse
+it.
 
-As a config: `pairing_config(base_data_config, pair_ratio=..., subset=...)`
-gives a `config.data` with ``source="paired"`` wrapping any other source;
-`make_source` then returns, for the "train" split, the pairs only
-(``subset="paired"``, e.g. InfoMAE stage 2), the `PairedSource` of pairs +
+As a config: ``pairing_config(base_data_config, pair_ratio=..., subset=...)``
+gives a ``config.data`` with ``source="paired"`` wrapping any other source;
+``make_source`` then returns, for the "train" split, the pairs only
+(``subset="paired"``, e.g. InfoMAE stage 2), the ``PairedSource`` of pairs +
 unpaired rows (``"mixed"``), or only the unsynchronized rows
 (``"unpaired"``, e.g. unimodal pretraining); other splits are the base
-source unchanged. With `record_path` set the split is saved there as JSON
+source unchanged. With ``record_path`` set the split is saved there as JSON
 on first use and reloaded (and checked) afterwards.
 
-`PairedSource` presents the result as one Source: examples `0 .. P-1` are the
-pairs; example `P + j` takes modality m from its own unpaired pool, window
-`unpaired[m][j % len(unpaired[m])]` after a per-modality permutation, so rows
-beyond P are not synchronized. Batches gain a `"paired"` bool `[B]` key
-(an extension of the batch format) and unpaired rows have label -1. The
-training loop accepts such batches only for methods whose
+``PairedSource`` presents the result as one Source: examples ``0 .. P-1`` are
+the pairs; example ``P + j`` takes modality m from its own unpaired pool, window
+``unpaired[m][j % len(unpaired[m])]`` after a per-modality permutation, so rows
+beyond P are not synchronized. Batches gain a ``"paired"`` bool ``[B]`` key (an
+extension of the batch format) and unpaired rows have label -1. The training
+loop accepts such batches only for methods whose
 ``requires_paired_rows(config)`` is false (SimCLR, InfoMAE stage 1).
 """
 
@@ -57,8 +58,8 @@ class PairSplit(NamedTuple):
     pair_ratio: requested fraction of paired windows.
     seed: split seed.
     num_examples: N of the split source.
-    paired: `int64 [P]` sorted indices of synchronized pairs.
-    unpaired: modality -> `int64 [U_m]` sorted indices used unimodally.
+    paired: ``int64 [P]`` sorted indices of synchronized pairs.
+    unpaired: modality -> ``int64 [U_m]`` sorted indices used unimodally.
   """
 
   pair_ratio: float
@@ -85,8 +86,7 @@ def pair_ratio_split(
     seed: split seed.
     unpaired: "disjoint" or "all" (see module docstring).
 
-  Returns:
-    A `PairSplit`.
+  Returns: A ``PairSplit``.
   """
   if not 0.0 <= pair_ratio <= 1.0:
     raise ValueError(f"pair_ratio={pair_ratio} must be in [0, 1].")
@@ -128,7 +128,7 @@ def save_pair_split(path: str, split: PairSplit) -> None:
 
 
 def load_pair_split(path: str) -> PairSplit:
-  """Reads a split written by `save_pair_split`."""
+  """Reads a split written by ``save_pair_split``."""
   with open(path) as f:
     record = json.load(f)
   return PairSplit(
@@ -141,10 +141,10 @@ def load_pair_split(path: str) -> PairSplit:
 
 
 class PairedSource:
-  """A Source view of a `PairSplit` over a base source (see module doc)."""
+  """A Source view of a ``PairSplit`` over a base source (see module doc)."""
 
   def __init__(self, base: Any, split: PairSplit) -> None:
-    """Wraps `base` (a Source with `get`) using `split`."""
+    """Wraps ``base`` (a Source with ``get``) using ``split``."""
     if split.num_examples != base.num_examples:
       raise ValueError(
         f"pair split was made for {split.num_examples} windows, the source "
@@ -208,11 +208,11 @@ def pairing_config(
   split_seed: int = 0,
   record_path: str = "",
 ) -> ml_collections.ConfigDict:
-  """A `config.data` that applies a pair-ratio split to `base`'s train split.
+  """A ``config.data`` applying a pair-ratio split to ``base``'s train split.
 
   Keys: source ("paired"), modalities (copied from base), base, pair_ratio,
   subset, unpaired, split_seed, record_path and the loader keys
-  (`msjax.data.loader.loader_options`; those of base are not read).
+  (``msjax.data.loader.loader_options``; those of base are not read).
   """
   return ml_collections.ConfigDict(
     dict(
@@ -232,7 +232,7 @@ def pairing_config(
 def paired_source(
   data_config: Any, split: str, make_source: Callable[[Any, str], Any]
 ) -> Any:
-  """The source a `pairing_config` describes (see module docstring)."""
+  """The source a ``pairing_config`` describes (see module docstring)."""
   base = make_source(data_config.base, split)
   if split != "train":
     return base

@@ -1,19 +1,19 @@
-"""Deterministic, resumable, per-process batching of a `Source`.
+"""Deterministic, resumable, per-process batching of a ``Source``.
 
-Every batch is a pure function of `(seed, step)`: the resumable position of an
+Every batch is a pure function of ``(seed, step)``: the resumable position of an
 input pipeline is just the step. The batches are read by grain
-(`msjax.data.loader`); this module holds the samplers' definitions:
+(``msjax.data.loader``); this module holds the samplers' definitions:
 
-* uniform: epoch `e` visits the examples in the order of
-  `np.random.default_rng([seed, e]).permutation(N)`; step `s` takes the
-  `s % (N // B)`-th block of `B` of epoch `s // (N // B)` (the remainder of an
+* uniform: epoch ``e`` visits the examples in the order of
+  ``np.random.default_rng([seed, e]).permutation(N)``; step ``s`` takes the ``s
+  % (N // B)``-th block of ``B`` of epoch ``s // (N // B)`` (the remainder of an
   epoch is dropped).
-* sequence: `S` sequences of `L` consecutive windows, sequence-major, far
-  apart in time (`msjax.data.sequences`, re-exported here).
+* sequence: ``S`` sequences of ``L`` consecutive windows, sequence-major, far
+  apart in time (``msjax.data.sequences``, re-exported here).
 
 The global batch is split across processes in contiguous blocks
-(`process_index`-th of `process_count`), matching
-`jax.make_array_from_process_local_data` on a data-sharded mesh.
+(``process_index``-th of ``process_count``), matching
+``jax.make_array_from_process_local_data`` on a data-sharded mesh.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def global_batch_indices(
   step: int,
   shuffle: bool = True,
 ) -> np.ndarray:
-  """Example indices of the global batch at `step`, `int64 [B]`.
+  """Example indices of the global batch at ``step``, ``int64 [B]``.
 
   Args:
     num_examples: N, size of the source.
@@ -106,12 +106,12 @@ def process_slice(
   """This process's contiguous block of the global batch.
 
   Args:
-    global_indices: `[B, ...]` the global batch (indices or arrays).
-    process_index: this process (default `jax.process_index()`).
-    process_count: number of processes (default `jax.process_count()`).
+    global_indices: ``[B, ...]`` the global batch (indices or arrays).
+    process_index: this process (default ``jax.process_index()``).
+    process_count: number of processes (default ``jax.process_count()``).
 
   Returns:
-    `[B / P, ...]` rows `p * B / P ... (p + 1) * B / P - 1`.
+    ``[B / P, ...]`` rows ``p * B / P ... (p + 1) * B / P - 1``.
   """
   index = jax.process_index() if process_index is None else process_index
   count = jax.process_count() if process_count is None else process_count
@@ -138,7 +138,7 @@ def step_indices(
   process_index: int | None = None,
   process_count: int | None = None,
 ) -> StepIndices:
-  """The sampler of `batch_at` (process defaults: jax's)."""
+  """The sampler of ``batch_at`` (process defaults: jax's)."""
   return StepIndices(
     source.num_examples,
     batch_size=batch_size,
@@ -156,21 +156,21 @@ def step_indices(
 
 
 def batch_at(source: Source, step: int, **kwargs: Any) -> dict[str, Any]:
-  """This process's part of the global batch at `step` (host numpy).
+  """This process's part of the global batch at ``step`` (host numpy).
 
-  The element `step` of the grain dataset `iterate_batches` reads.
+  The element ``step`` of the grain dataset ``iterate_batches`` reads.
 
   Args:
     source: the data source.
     step: training step.
-    **kwargs: `step_indices`'s: batch_size (global B, = S * L with
+    **kwargs: ``step_indices``'s: batch_size (global B, = S * L with
       sequences), seed, sequences (use the sequence sampler with this
-      index), min_gap (see `sequence_batch_indices`), shuffle (uniform
+      index), min_gap (see ``sequence_batch_indices``), shuffle (uniform
       sampler only; False visits examples in order), process_index,
       process_count (default jax's).
 
   Returns:
-    `source.get(...)` of `B / process_count` examples.
+    ``source.get(...)`` of ``B / process_count`` examples.
   """
   return ReadBatch(source, step_indices(source, **kwargs))(step)[1]
 
@@ -186,11 +186,11 @@ def iterate_batches(
   prefetch: int = 2,
   **kwargs: Any,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-  """Yields `(step, batch_at(source, step, ...))` from `start_step` on.
+  """Yields ``(step, batch_at(source, step, ...))`` from ``start_step`` on.
 
-  Read by grain (`msjax.data.loader`) with `num_workers` worker processes
-  and `prefetch` batches read ahead. Resuming at step s yields exactly what
-  an uninterrupted run yields there. `kwargs` are passed to `step_indices`.
+  Read by grain (``msjax.data.loader``) with ``num_workers`` worker processes
+  and ``prefetch`` batches read ahead. Resuming at step s yields exactly what
+  an uninterrupted run yields there. ``kwargs`` are passed to ``step_indices``.
   """
   end = _ENDLESS if num_steps is None else start_step + num_steps
   sampler = step_indices(source, batch_size=batch_size, seed=seed, **kwargs)

@@ -1,11 +1,11 @@
 """Dataset preparation that exactly one process performs while others wait.
 
 Every process of a multi-host job (and any other job sharing the data
-directory) calls `prepare_once(directory, is_done, prepare)`. The first to
+directory) calls ``prepare_once(directory, is_done, prepare)``. The first to
 create the lock file ``directory/.msjax_prepare.lock`` (an atomic
 ``O_CREAT | O_EXCL``, which also holds on NFS v3+) prepares; the others poll
-until the lock is gone and `is_done()` holds. The preparing process touches
-the lock every few seconds; a lock not touched for `stale_s` (its process
+until the lock is gone and ``is_done()`` holds. The preparing process touches
+the lock every few seconds; a lock not touched for ``stale_s`` (its process
 died) is removed by the next waiter, which then prepares itself.
 """
 
@@ -51,7 +51,7 @@ def prepare_once(
   stale_s: float = 120.0,
   timeout_s: float = 24 * 3600.0,
 ) -> None:
-  """Runs `prepare` in one process; the others wait until `is_done()`.
+  """Runs ``prepare`` in one process; the others wait until ``is_done()``.
 
   Args:
     directory: the shared data directory (created if absent).
@@ -62,7 +62,7 @@ def prepare_once(
     timeout_s: a waiter gives up after this long (TimeoutError).
 
   Raises:
-    TimeoutError: still not prepared after `timeout_s`.
+    TimeoutError: still not prepared after ``timeout_s``.
   """
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, LOCK_NAME)

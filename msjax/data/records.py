@@ -1,12 +1,12 @@
 """A source read record by record from a prepared TFDS array_record split.
 
-`RecordSource` opens a split with `tfds.data_source` (`as_data_source`, no
-TensorFlow) and decodes only the records each `get` names: memory does not
+``RecordSource`` opens a split with ``tfds.data_source`` (``as_data_source``, no
+TensorFlow) and decodes only the records each ``get`` names: memory does not
 grow with the dataset. The per-example ``label`` / ``session`` /
-``time_index`` columns (`metadata()`, for samplers and class checks) are read
+``time_index`` columns (``metadata()``, for samplers and class checks) are read
 once, on first use, from the stored protos without decoding signals, and
 kept: 12 bytes per record. Batches have the layout of
-`msjax.data.sources.ArraySource`. The source pickles as its builder's
+``msjax.data.sources.ArraySource``. The source pickles as its builder's
 location, so grain worker processes reopen the files instead of receiving
 data.
 """
@@ -27,7 +27,7 @@ class RecordSource:
   """Windows of one prepared split, decoded on demand.
 
   Attributes:
-    modalities: modality names, in the order of `config.data.modalities`.
+    modalities: modality names, in the order of ``config.data.modalities``.
     num_examples: N.
     num_classes: number of label classes.
     name: "<builder>/<split>", for messages.
@@ -41,13 +41,13 @@ class RecordSource:
     *,
     rows: np.ndarray | None = None,
   ) -> None:
-    """Opens `split` of a prepared builder.
+    """Opens ``split`` of a prepared builder.
 
     Args:
-      builder: a prepared `msjax.data.builders.WindowBuilder`.
+      builder: a prepared ``msjax.data.builders.WindowBuilder``.
       split: a split name of the builder.
       modalities: modalities to read, in order.
-      rows: `int [N]` records of the split this source holds, in order
+      rows: ``int [N]`` records of the split this source holds, in order
         (default: all).
     """
     splits = list(builder.info.splits)
@@ -127,9 +127,9 @@ class RecordSource:
     return {k: v.copy() for k, v in self._columns.items()}
 
   def _read_columns(self, chunk: int = 4096) -> dict[str, np.ndarray]:
-    """Every record's label/session/time_index, `chunk` records at a time.
+    """Every record's label/session/time_index, ``chunk`` records at a time.
 
-    Parses the stored `tf.train.Example` protos (C) and converts only the
+    Parses the stored ``tf.train.Example`` protos (C) and converts only the
     three int64 features: signals are never turned into arrays.
     """
     raw = self._data.data_source  # the split's array_record reader (bytes)
@@ -144,11 +144,11 @@ class RecordSource:
     return columns
 
   def labels(self) -> np.ndarray:
-    """`int32 [N]` labels."""
+    """``int32 [N]`` labels."""
     return self.metadata()["label"]
 
   def subset(self, indices: np.ndarray) -> RecordSource:
-    """A view holding only `indices` (nothing is read)."""
+    """A view holding only ``indices`` (nothing is read)."""
     view = RecordSource(
       self._builder,
       self._split,

@@ -1,10 +1,10 @@
 """Consecutive-window sequence sampler (the temporal-locality loss).
 
-A batch is `S` sequences of `L` consecutive windows (same session,
-`time_index` increasing by 1), laid out sequence-major (row `s * L + l`),
-their starts at least `min_gap` windows apart when they share a session, so
-that sequences are far apart in time. Sampling is a pure function of
-`(seed, step)`.
+A batch is ``S`` sequences of ``L`` consecutive windows (same session,
+``time_index`` increasing by 1), laid out sequence-major (row ``s * L + l``),
+their starts at least ``min_gap`` windows apart when they share a session, so
+that sequences are far apart in time. Sampling is a pure function of ``(seed,
+step)``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ class SequenceIndex(NamedTuple):
   """Where runs of L consecutive windows start.
 
   Attributes:
-    order: `int64 [N]` example indices sorted by (session, time_index).
-    starts: `int64 [K]` positions p in `order` such that `order[p:p + L]` is
-      one session with time indices t, t + 1, ..., t + L - 1.
-    session: `int64 [K]` session of each start.
-    time: `int64 [K]` time index of each start.
+    order: ``int64 [N]`` example indices sorted by (session, time_index).
+    starts: ``int64 [K]`` positions p in ``order`` such that ``order[p:p + L]``
+      is one session with time indices t, t + 1, ..., t + L - 1.
+    session: ``int64 [K]`` session of each start.
+    time: ``int64 [K]`` time index of each start.
     length: L.
   """
 
@@ -43,15 +43,15 @@ class SequenceIndex(NamedTuple):
 def sequence_index(
   session: np.ndarray, time_index: np.ndarray, *, sequence_length: int
 ) -> SequenceIndex:
-  """Finds every run of `sequence_length` consecutive windows.
+  """Finds every run of ``sequence_length`` consecutive windows.
 
   Args:
-    session: `int [N]` session id per example.
-    time_index: `int [N]` window index inside its session.
+    session: ``int [N]`` session id per example.
+    time_index: ``int [N]`` window index inside its session.
     sequence_length: L >= 1.
 
   Returns:
-    A `SequenceIndex`; raises if no run of length L exists.
+    A ``SequenceIndex``; raises if no run of length L exists.
   """
   session = np.asarray(session, dtype=np.int64)
   time_index = np.asarray(time_index, dtype=np.int64)
@@ -83,10 +83,10 @@ def sequence_index(
 
 
 def sequence_index_for(source: Any, sequence_length: int) -> SequenceIndex:
-  """`sequence_index` of a source's `session` / `time_index` columns.
+  """``sequence_index`` of a source's ``session`` / ``time_index`` columns.
 
-  Uses `source.metadata()` when the source has it (no signals read), else
-  one `get` of every example.
+  Uses ``source.metadata()`` when the source has it (no signals read), else
+  one ``get`` of every example.
   """
   if hasattr(source, "metadata"):
     columns = source.metadata()
@@ -110,21 +110,21 @@ def sequence_batch_indices(
   step: int,
   min_gap: int | None = None,
 ) -> np.ndarray:
-  """Example indices of S sequences of L windows, sequence-major `[S * L]`.
+  """Example indices of S sequences of L windows, sequence-major ``[S * L]``.
 
-  Starts are drawn in the order of `default_rng([seed, step]).permutation`
+  Starts are drawn in the order of ``default_rng([seed, step]).permutation``
   and accepted greedily when every accepted start of the same session is at
-  least `min_gap` windows away (default 2 L: no overlap plus a gap of L).
+  least ``min_gap`` windows away (default 2 L: no overlap plus a gap of L).
 
   Args:
-    index: from `sequence_index`.
+    index: from ``sequence_index``.
     num_sequences: S.
     seed: data seed.
     step: training step (the resumable position).
     min_gap: minimum start distance inside one session.
 
   Returns:
-    `int64 [S * L]`; raises if S far-apart sequences do not exist.
+    ``int64 [S * L]``; raises if S far-apart sequences do not exist.
   """
   length = index.length
   gap = 2 * length if min_gap is None else min_gap

@@ -1,29 +1,30 @@
 """Signal processing used once, at data preparation time (numpy, no JAX).
 
 Conventions: the time axis is the last axis; channels come before it
-(`[C, T]`, or any leading axes `[..., T]`). Every function is pure and
+(``[C, T]``, or any leading axes ``[..., T]``). Every function is pure and
 deterministic.
 
-* `sliding_windows`: windows of `window` samples every `hop` samples,
-  stacked on a new leading axis `[N, ..., window]` (N = number of windows).
-* `resample`: rate conversion. ``method="polyphase"`` (default) is
-  `scipy.signal.resample_poly` with the reduced ratio `up/down` of the two
+* ``sliding_windows``: windows of ``window`` samples every ``hop`` samples,
+  stacked on a new leading axis ``[N, ..., window]`` (N = number of windows).
+* ``resample``: rate conversion. ``method="polyphase"`` (default) is
+  ``scipy.signal.resample_poly`` with the reduced ratio ``up/down`` of the two
   rates (a Kaiser-windowed FIR anti-aliasing filter, zero phase; good for
   long streams and rational ratios such as 64 -> 50 Hz or 16 kHz -> 8 kHz).
-  ``method="fft"`` is band-limited Fourier resampling (`scipy.signal.resample`;
+  ``method="fft"`` is band-limited Fourier resampling
+  (``scipy.signal.resample``;
   exact for periodic band-limited input, best on short windows). Output length
-  is `round(T * rate_out / rate_in)` for both.
-* `split_intervals`: FOCAL's interval split `[..., T] -> [..., I, S]`.
-* `interval_fft`: FOCAL/InfoMAE's spectral input: the full complex FFT of each
+  is ``round(T * rate_out / rate_in)`` for both.
+* ``split_intervals``: FOCAL's interval split ``[..., T] -> [..., I, S]``.
+* ``interval_fft``: FOCAL/InfoMAE's spectral input: the full complex FFT of each
   interval (rectangular window, window = hop = one interval, no padding), real
   and imaginary parts interleaved as channels, `[..., C, I, S] -> [..., 2C, I,
   S]` ordered (c0 real, c0 imag, c1 real, ...).
-* `stft`: short-time Fourier transform `[..., C, T] -> [..., C', F, N]`
-  (F = nfft // 2 + 1 one-sided bins, N frames) as `"complex"`, `"real_imag"`
-  (interleaved, C' = 2C), `"magnitude"` or `"log_magnitude"` (C' = C).
+* ``stft``: short-time Fourier transform ``[..., C, T] -> [..., C', F, N]``
+  (F = nfft // 2 + 1 one-sided bins, N frames) as ``"complex"``, ``"real_imag"``
+  (interleaved, C' = 2C), ``"magnitude"`` or ``"log_magnitude"`` (C' = C).
 
 Label windowing and irregular-timestamp interpolation are in
-`msjax.data.alignment`.
+``msjax.data.alignment``.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _check_window(window: int, hop: int) -> None:
 
 
 def num_windows(length: int, *, window: int, hop: int) -> int:
-  """Number of full windows of `window` samples every `hop` in `length`.
+  """Number of full windows of ``window`` samples every ``hop`` in ``length``.
 
   Args:
     length: number of samples in the stream.
@@ -62,7 +63,7 @@ def num_windows(length: int, *, window: int, hop: int) -> int:
     hop: step between window starts in samples.
 
   Returns:
-    `max(0, (length - window) // hop + 1)`; a partial last window is dropped.
+    ``max(0, (length - window) // hop + 1)``; a partial last window is dropped.
   """
   _check_window(window, hop)
   if length < window:
@@ -71,7 +72,7 @@ def num_windows(length: int, *, window: int, hop: int) -> int:
 
 
 def window_starts(length: int, *, window: int, hop: int) -> np.ndarray:
-  """Start sample of every full window, `int64 [N]`."""
+  """Start sample of every full window, ``int64 [N]``."""
   count = num_windows(length, window=window, hop=hop)
   return np.arange(count, dtype=np.int64) * hop
 
@@ -80,12 +81,12 @@ def sliding_windows(x: np.ndarray, *, window: int, hop: int) -> np.ndarray:
   """Cuts the last axis into full windows.
 
   Args:
-    x: `[..., T]` array.
+    x: ``[..., T]`` array.
     window: window length in samples.
     hop: step between window starts (window // 2 = 50 % overlap).
 
   Returns:
-    `[N, ..., window]` (a copy), N = `num_windows(T, window=, hop=)`.
+    ``[N, ..., window]`` (a copy), N = ``num_windows(T, window=, hop=)``.
 
   Example:
     >>> sliding_windows(np.arange(6), window=4, hop=2)
@@ -110,17 +111,17 @@ def resample(
   rate_out: float,
   method: Literal["polyphase", "fft"] = "polyphase",
 ) -> np.ndarray:
-  """Resamples the last axis from `rate_in` Hz to `rate_out` Hz.
+  """Resamples the last axis from ``rate_in`` Hz to ``rate_out`` Hz.
 
   Args:
-    x: `[..., T]` float array.
+    x: ``[..., T]`` float array.
     rate_in: input sample rate in Hz (> 0).
     rate_out: output sample rate in Hz (> 0).
-    method: ``"polyphase"`` (FIR, `scipy.signal.resample_poly`) or ``"fft"``
-      (Fourier, `scipy.signal.resample`); see the module docstring.
+    method: ``"polyphase"`` (FIR, ``scipy.signal.resample_poly``) or ``"fft"``
+      (Fourier, ``scipy.signal.resample``); see the module docstring.
 
   Returns:
-    `[..., round(T * rate_out / rate_in)]` float array (float32 input stays
+    ``[..., round(T * rate_out / rate_in)]`` float array (float32 input stays
     float32).
   """
   if rate_in <= 0 or rate_out <= 0:
@@ -134,7 +135,7 @@ def resample(
     return x.copy()
   length = x.shape[-1]
   out_len = int(round(length * rate_out / rate_in))
-  import scipy.signal  # noqa: PLC0415 (lazy: keeps `import msjax.data` fast)
+  import scipy.signal  # noqa: PLC0415 (lazy: keeps ``import msjax.data`` fast)
 
   if method == "fft":
     y = scipy.signal.resample(x, out_len, axis=-1)
@@ -161,12 +162,12 @@ def split_intervals(x: np.ndarray, *, interval: int, hop: int) -> np.ndarray:
   PAMAP2 200 samples -> 9 intervals of 40 with 50 % overlap (hop 20).
 
   Args:
-    x: `[..., T]` array.
+    x: ``[..., T]`` array.
     interval: interval length S in samples.
     hop: step between interval starts.
 
   Returns:
-    `[..., I, S]`, I = `num_windows(T, window=interval, hop=hop)`.
+    ``[..., I, S]``, I = ``num_windows(T, window=interval, hop=hop)``.
   """
   out = sliding_windows(x, window=interval, hop=hop)  # [I, ..., S]
   if out.shape[0] == 0:
@@ -181,10 +182,10 @@ def interval_fft(x: np.ndarray) -> np.ndarray:
   """FOCAL's per-interval spectrum with real/imag interleaved channels.
 
   Args:
-    x: `[..., C, I, S]` real array (C channels, I intervals of S samples).
+    x: ``[..., C, I, S]`` real array (C channels, I intervals of S samples).
 
   Returns:
-    float32 `[..., 2C, I, S]`: channel `2c` = Re FFT(x[c]), `2c + 1` = Im,
+    float32 ``[..., 2C, I, S]``: channel ``2c`` = Re FFT(x[c]), ``2c + 1`` = Im,
     full (two-sided) FFT along S, rectangular window, no padding.
   """
   x = np.asarray(x)
@@ -200,7 +201,7 @@ def interval_fft(x: np.ndarray) -> np.ndarray:
 
 
 def _taper(window: str, length: int) -> np.ndarray:
-  """Periodic window of `length` samples (numpy for hann / boxcar)."""
+  """Periodic window of ``length`` samples (numpy for hann / boxcar)."""
   if window == "hann":
     return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)
   if window in ("boxcar", "rect", "rectangular"):
@@ -222,23 +223,23 @@ def stft(
 ) -> np.ndarray:
   """Short-time Fourier transform of the last axis (frames without padding).
 
-  Frame n covers samples `[n * hop, n * hop + win_length)`; it is multiplied
-  by the window (`scipy.signal.get_window(window, win_length)`, periodic),
-  zero-padded to `nfft` and transformed with a one-sided real FFT.
+  Frame n covers samples ``[n * hop, n * hop + win_length)``; it is multiplied
+  by the window (``scipy.signal.get_window(window, win_length)``, periodic),
+  zero-padded to ``nfft`` and transformed with a one-sided real FFT.
 
   Args:
-    x: `[..., C, T]` real array.
+    x: ``[..., C, T]`` real array.
     nfft: FFT size (>= win_length); F = nfft // 2 + 1 bins.
     hop: frame step in samples.
     win_length: frame length (default nfft).
     window: scipy window name ("hann", "boxcar", ...).
-    output: "complex" (complex64 `[..., C, F, N]`), "real_imag" (float32
-      `[..., 2C, F, N]`, real/imag interleaved per channel), "magnitude" or
-      "log_magnitude" (`log(|X| + eps)`), float32 `[..., C, F, N]`.
+    output: "complex" (complex64 ``[..., C, F, N]``), "real_imag" (float32
+      ``[..., 2C, F, N]``, real/imag interleaved per channel), "magnitude" or
+      "log_magnitude" (``log(|X| + eps)``), float32 ``[..., C, F, N]``.
     eps: floor inside the logarithm.
 
   Returns:
-    The spectrogram as described by `output`.
+    The spectrogram as described by ``output``.
   """
   win_length = nfft if win_length is None else win_length
   _check_window(win_length, hop)

@@ -1,13 +1,13 @@
-r"""Switching an experiment's data source: the `config.data` of each source.
+r"""Switching an experiment's data source: the ``config.data`` of each source.
 
-A `config.data` section is typed by its ``source``: the synthetic generator,
+A ``config.data`` section is typed by its ``source``: the synthetic generator,
 npz files and every TFDS builder each declare their own keys
-(`DATA_CONFIGS`). Switching the source therefore replaces the section by the
-new source's defaults (`switch_source`), carrying over what does not depend on
+(``DATA_CONFIGS``). Switching the source therefore replaces the section by the
+new source's defaults (``switch_source``), carrying over what does not depend on
 the source: the loader keys (``num_workers``, ``prefetch``) and, into a
 source whose default names no modalities (npz), ``modalities``. Switching to
 ``"paired"`` wraps the current section as the base of a pair-ratio split
-(`msjax.data.pairs.pairing_config`, ``pair_ratio`` 1.0 until set).
+(``msjax.data.pairs.pairing_config``, ``pair_ratio`` 1.0 until set).
 
 From the command line an override of ``data.source`` (or of a nested
 ``data.base.source``) does this switch before the other overrides apply, so
@@ -39,7 +39,7 @@ def _builder_configs() -> dict[str, Callable[[], ml_collections.ConfigDict]]:
   return dict(builders.CONFIGS)
 
 
-#: source -> its default `config.data` (the builders' are added on use).
+#: source -> its default ``config.data`` (the builders' are added on use).
 DATA_CONFIGS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
   "synthetic": synthetic_config.default_config,
   "npz": npz.default_config,
@@ -47,7 +47,7 @@ DATA_CONFIGS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
 
 
 def default_data_config(source: str) -> ml_collections.ConfigDict:
-  """The default `config.data` of `source` (any name but "paired").
+  """The default ``config.data`` of ``source`` (any name but "paired").
 
   Raises:
     ValueError: an unknown source (one line listing the known ones).
@@ -64,14 +64,14 @@ def default_data_config(source: str) -> ml_collections.ConfigDict:
 def switch_source(
   section: ml_collections.ConfigDict, source: str
 ) -> ml_collections.ConfigDict:
-  """`section` retyped for `source` (see module docstring).
+  """``section`` retyped for ``source`` (see module docstring).
 
   Args:
-    section: the current `config.data` (or a nested ``base``).
+    section: the current ``config.data`` (or a nested ``base``).
     source: the new source name.
 
   Returns:
-    `section` itself when its source is already `source`, else a new
+    ``section`` itself when its source is already ``source``, else a new
     unlocked section.
   """
   if section.source == source:

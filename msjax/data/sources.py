@@ -19,7 +19,7 @@ __all__ = ["ArraySource", "check_finite"]
 
 
 def check_finite(name: str, array: np.ndarray) -> None:
-  """Raises a one-line ValueError if `array` holds NaN or inf."""
+  """Raises a one-line ValueError if ``array`` holds NaN or inf."""
   if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
     bad = int(np.sum(~np.isfinite(array)))
     raise ValueError(
@@ -31,7 +31,7 @@ class ArraySource:
   """Windows held in numpy arrays.
 
   Attributes:
-    modalities: modality names, in the order of `config.data.modalities`.
+    modalities: modality names, in the order of ``config.data.modalities``.
     num_examples: N.
     num_classes: number of label classes (0 if unlabelled).
   """
@@ -50,13 +50,13 @@ class ArraySource:
     """Validates and stores the arrays.
 
     Args:
-      signals: modality -> `[N, ...]` array (cast to float32).
+      signals: modality -> ``[N, ...]`` array (cast to float32).
       modalities: order and subset of modalities (default: all, sorted as
         given).
-      label: `int [N]`, -1 for unlabelled (default all -1).
-      session: `int [N]` session/subject ids, or None.
-      time_index: `int [N]` window index inside the session, or None.
-      num_classes: class count (default `max(label) + 1`).
+      label: ``int [N]``, -1 for unlabelled (default all -1).
+      session: ``int [N]`` session/subject ids, or None.
+      time_index: ``int [N]`` window index inside the session, or None.
+      num_classes: class count (default ``max(label) + 1``).
       name: used in error messages.
     """
     modalities = tuple(signals) if modalities is None else tuple(modalities)
@@ -119,7 +119,7 @@ class ArraySource:
     return {k: v.copy() for k, v in self._columns.items()}
 
   def labels(self) -> np.ndarray:
-    """`int32 [N]` labels (-1 = unlabelled)."""
+    """``int32 [N]`` labels (-1 = unlabelled)."""
     return self._columns["label"].copy()
 
   def get(self, indices: np.ndarray) -> dict[str, Any]:
@@ -139,7 +139,7 @@ class ArraySource:
     return batch
 
   def subset(self, indices: np.ndarray) -> ArraySource:
-    """A new source holding only `indices` (same modalities and classes)."""
+    """A new source holding only ``indices`` (same modalities and classes)."""
     indices = np.asarray(indices, dtype=np.int64)
     columns = {k: c[indices] for k, c in self._columns.items()}
     return ArraySource(

@@ -70,7 +70,7 @@ __all__ = [
 # Relative error allowed to flushed products in a kernel-domain sum.
 _MARGIN = 1e10
 # Up to this many rounds the loop is unrolled (fusion across rounds);
-# beyond it a `fori_loop` keeps the graph small.
+# beyond it a ``fori_loop`` keeps the graph small.
 _MAX_UNROLL = 8
 # A problem whose row marginals are within this L1 distance of ``a`` after
 # the last round counts as converged (OTT-JAX's default threshold).

@@ -1,7 +1,7 @@
 """TFDS builders (array_record, no TensorFlow) for real sensing datasets.
 
-`BUILDERS` is the one explicit dict from `config.data.source` to the builder
-class and the module whose `default_config()` gives `config.data`.
+``BUILDERS`` is the one explicit dict from ``config.data.source`` to the builder
+class and the module whose ``default_config()`` gives ``config.data``.
 """
 
 from msjax.data.builders import basic_motions, mod, pamap2, realworld, wesad
@@ -50,7 +50,7 @@ _NOT_OPTIONS = (
 
 
 def builder_for(data_config) -> WindowBuilder:
-  """The (unprepared) builder a `config.data` section describes."""
+  """The (unprepared) builder a ``config.data`` section describes."""
   source = data_config.source
   if source not in BUILDERS:
     raise ValueError(
@@ -66,5 +66,5 @@ def builder_for(data_config) -> WindowBuilder:
 
 
 def num_classes(data_config) -> int:
-  """Class count of the builder `config.data` names (nothing is prepared)."""
+  """Class count of the builder ``config.data`` names (nothing is prepared)."""
   return len(builder_for(data_config).class_names())

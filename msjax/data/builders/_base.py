@@ -1,15 +1,15 @@
 """Shared machinery of the msjax TFDS builders (array_record, no TensorFlow).
 
-Every builder is a `tfds.core.GeneratorBasedBuilder` written with
-``file_format="array_record"`` and read back with `as_data_source()`, neither
+Every builder is a ``tfds.core.GeneratorBasedBuilder`` written with
+``file_format="array_record"`` and read back with ``as_data_source()``, neither
 of which imports TensorFlow. Builders are not registered in TFDS's global
-registry (`skip_registration=True`); msjax picks them from the explicit dict in
-`msjax.data.builders`.
+registry (``skip_registration=True``); msjax picks them from the explicit dict
+in ``msjax.data.builders``.
 
-Options (window length, rates, positions, ...) come from `config.data`; a
-builder config named by a hash of the options keeps differently-prepared
-copies apart under `data_dir/<name>/<options hash>/<version>`. Raw files are
-read from `manual_dir`; when they are missing, `MissingDataError` says in one
+Options (window length, rates, positions, ...) come from ``config.data``; a
+builder config named by a hash of the options keeps differently-prepared copies
+apart under ``data_dir/<name>/<options hash>/<version>``. Raw files are read
+from ``manual_dir``; when they are missing, ``MissingDataError`` says in one
 line which files are expected, where to obtain them and where to put them.
 
 Example features (one record per window)::
@@ -58,7 +58,7 @@ def _jsonable(value: Any) -> Any:
 
 
 class WindowBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Base builder: subclasses define the hooks below and `name`."""
+  """Base builder: subclasses define the hooks below and ``name``."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First msjax release."}
@@ -78,7 +78,7 @@ class WindowBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   @tfds.core.utils.classproperty
   @classmethod
   def code_path(cls) -> epath.Path:
-    """This module's path (TFDS's default needs `importlib_resources`)."""
+    """This module's path (TFDS's default needs ``importlib_resources``)."""
     return epath.Path(inspect.getfile(cls))
 
   def __init__(
@@ -87,7 +87,7 @@ class WindowBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Creates the builder for one set of options.
 
     Args:
-      options: preparation options (the builder's `default_config()` keys).
+      options: preparation options (the builder's ``default_config()`` keys).
       data_dir: where prepared array_record files are written.
       manual_dir: where the raw download was extracted.
     """
@@ -184,7 +184,7 @@ def prepare(builder: WindowBuilder) -> WindowBuilder:
   """Builds the array_record files unless present (checks raw files first).
 
   One process prepares while every other process asking for the same
-  dataset waits (`msjax.data.prepare_lock`, a lock file in the builder's
+  dataset waits (``msjax.data.prepare_lock``, a lock file in the builder's
   data_dir), so a multi-host job may call this from every host.
   """
   if builder.is_prepared():
@@ -208,14 +208,14 @@ def prepare(builder: WindowBuilder) -> WindowBuilder:
 def read_split(
   builder: WindowBuilder, split: str, modalities: tuple[str, ...]
 ) -> RecordSource:
-  """One prepared split as a `RecordSource` (records decoded on demand).
+  """One prepared split as a ``RecordSource`` (records decoded on demand).
 
   Args:
     builder: a prepared builder.
     split: "train", "val" or "test".
-    modalities: modalities to keep (default order of `config.data`).
+    modalities: modalities to keep (default order of ``config.data``).
 
   Returns:
-    The split; `session` and `time_index` are the stored features.
+    The split; ``session`` and ``time_index`` are the stored features.
   """
   return RecordSource(builder, split, tuple(modalities))

@@ -1,16 +1,16 @@
 """Pure helpers shared by the builders: splits, windows, representations.
 
-Representation options (keys of every builder's `default_config()`):
+Representation options (keys of every builder's ``default_config()``):
 
-* ``representation="time"``: windows `[C, T]` as cut.
+* ``representation="time"``: windows ``[C, T]`` as cut.
 * ``"interval_fft"``: FOCAL/InfoMAE's input: each window split into intervals
-  of `interval_s` seconds every `interval_hop_s`, full complex FFT per
-  interval, real/imag interleaved (`signal.interval_fft`), stored in the
-  batch layout `[C, F, N]` of docs/architecture.md: `[2C, S, I]` (S
+  of ``interval_s`` seconds every ``interval_hop_s``, full complex FFT per
+  interval, real/imag interleaved (``signal.interval_fft``), stored in the
+  batch layout ``[C, F, N]`` of docs/architecture.md: ``[2C, S, I]`` (S
   frequency bins of one interval, I intervals as time frames; FOCAL's own
-  tensors are `[2C, I, S]`).
-* ``"stft"``: `signal.stft` with `stft_nfft`, `stft_hop` (samples) and
-  `stft_output` ("log_magnitude", "magnitude", "real_imag"): `[C', F, N]`.
+  tensors are ``[2C, I, S]``).
+* ``"stft"``: ``signal.stft`` with ``stft_nfft``, ``stft_hop`` (samples) and
+  ``stft_output`` ("log_magnitude", "magnitude", "real_imag"): ``[C', F, N]``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ REPRESENTATION_KEYS = (
 def represent(
   window: np.ndarray, options: Mapping[str, Any], rate_hz: float
 ) -> np.ndarray:
-  """Turns one `[C, T]` window into the configured representation."""
+  """Turns one ``[C, T]`` window into the configured representation."""
   kind = options["representation"]
   if kind == "time":
     return np.asarray(window, np.float32)
@@ -70,7 +70,7 @@ def represent(
 def window_shape(
   channels: int, options: Mapping[str, Any], rate_hz: float
 ) -> tuple[int, ...]:
-  """Shape of one `[channels, window_s * rate_hz]` window once represented."""
+  """Shape of one ``[channels, window_s * rate_hz]`` window once represented."""
   window = int(round(options["window_s"] * rate_hz))
   return represent(np.zeros((channels, window)), options, rate_hz).shape
 
@@ -86,10 +86,10 @@ def subject_splits(
 ) -> dict[str, list[Any]]:
   """Leave-subjects-out split.
 
-  Explicit `val_subjects` / `test_subjects` win; otherwise the subjects,
-  sorted as strings, are permuted with `default_rng(seed)`: the first
-  `num_test` are test, the next `num_val` val, the rest train. With
-  `num_val=0` the "val" split equals "test" (as in FOCAL).
+  Explicit ``val_subjects`` / ``test_subjects`` win; otherwise the subjects,
+  sorted as strings, are permuted with ``default_rng(seed)``: the first
+  ``num_test`` are test, the next ``num_val`` val, the rest train. With
+  ``num_val=0`` the "val" split equals "test" (as in FOCAL).
 
   Returns:
     {"train": [...], "val": [...], "test": [...]} subject lists.
@@ -120,12 +120,12 @@ def subject_splits(
 def option_splits(
   subjects: Sequence[Any], options: Mapping[str, Any]
 ) -> dict[str, list[Any]]:
-  """`subject_splits` with the builder options' split keys.
+  """``subject_splits`` with the builder options' split keys.
 
   Args:
     subjects: All subjects found.
-    options: Builder options with `split_seed`, `num_val`, `num_test`,
-      `val_subjects` and `test_subjects`.
+    options: Builder options with ``split_seed``, ``num_val``, ``num_test``,
+      ``val_subjects`` and ``test_subjects``.
 
   Returns:
     {"train": [...], "val": [...], "test": [...]} subject lists.
@@ -141,14 +141,14 @@ def option_splits(
 
 
 def map_labels(raw: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
-  """Maps raw integer labels to class indices, -1 where `mapping` has none.
+  """Maps raw integer labels to class indices, -1 where ``mapping`` has none.
 
   Args:
     raw: Integer labels of any shape.
     mapping: Raw label -> class index (non-negative raw labels).
 
   Returns:
-    `int64` class indices, shaped like `raw`; -1 for unmapped labels.
+    ``int64`` class indices, shaped like ``raw``; -1 for unmapped labels.
   """
   lookup = np.full(max(mapping) + 1, -1, np.int64)
   lookup[list(mapping)] = list(mapping.values())
@@ -198,13 +198,14 @@ def session_examples(
 ) -> Iterable[dict[str, Any]]:
   """Windows of one session whose label is unanimous and kept.
 
-  Window k covers seconds `[k * hop_s, k * hop_s + window_s)` of every
+  Window k covers seconds ``[k * hop_s, k * hop_s + window_s)`` of every
   stream (streams may have different rates; all start at time 0).
 
   Args:
-    streams: modality -> (`[C, T_m]` array, rate in Hz).
-    labels: `int [T_l]` per-sample class index at `label_rate_hz`, -1 = drop.
-    label_rate_hz: rate of `labels`.
+    streams: modality -> (``[C, T_m]`` array, rate in Hz).
+    labels: ``int [T_l]`` per-sample class index at ``label_rate_hz``, -1 =
+      drop.
+    label_rate_hz: rate of ``labels``.
     window_s: window length in seconds (whole samples at every rate).
     hop_s: hop in seconds (whole label samples).
     options: representation options (see module docstring).
@@ -214,8 +215,8 @@ def session_examples(
       interpolated.
 
   Yields:
-    Examples `{"signals", "label", "session", "time_index", **extra}` with
-    `time_index = k`; windows are whole inside every stream.
+    Examples ``{"signals", "label", "session", "time_index", **extra}`` with
+    ``time_index = k``; windows are whole inside every stream.
   """
   label_window = _samples(window_s, label_rate_hz, "window_s")
   label_hop = _samples(hop_s, label_rate_hz, "hop_s")

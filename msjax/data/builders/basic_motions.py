@@ -1,21 +1,21 @@
-"""BasicMotions (UEA multivariate archive), from the copy inside `aeon`.
+"""BasicMotions (UEA multivariate archive), from the copy inside ``aeon``.
 
-Obtain: `pip install aeon` (msjax's optional extra `msjax[aeon]`) ships
-`aeon/datasets/data/BasicMotions/BasicMotions_{TRAIN,TEST}.ts`; with
-`manual_dir=""` (default) those files are used without importing aeon.
-Otherwise put the two `.ts` files (timeseriesclassification.com) in
+Obtain: ``pip install aeon`` (msjax's optional extra ``msjax[aeon]``) ships
+``aeon/datasets/data/BasicMotions/BasicMotions_{TRAIN,TEST}.ts``; with
+``manual_dir=""`` (default) those files are used without importing aeon.
+Otherwise put the two ``.ts`` files (timeseriesclassification.com) in
 manual_dir.
 
-Raw format (sktime/aeon `.ts`): `#` comments and `@` header lines (including
-`@classLabel true Standing Running Walking Badminton`), then after `@data` one
-case per line: 6 dimensions separated by `:` (each 100 comma-separated
-values), the class name last. Dimensions 0-2 are accelerometer x/y/z, 3-5
-gyroscope x/y/z of a smartwatch at 10 Hz (10 s cases).
+Raw format (sktime/aeon ``.ts``): ``#`` comments and ``@`` header lines
+(including ``@classLabel true Standing Running Walking Badminton``), then after
+``@data`` one case per line: 6 dimensions separated by ``:`` (each 100
+comma-separated values), the class name last. Dimensions 0-2 are accelerometer
+x/y/z, 3-5 gyroscope x/y/z of a smartwatch at 10 Hz (10 s cases).
 
-Preparation: modalities `acc` [3, 100] and `gyro` [3, 100] as recorded (no
-resampling); labels in the `@classLabel` order (Standing 0, Running 1,
+Preparation: modalities ``acc`` [3, 100] and ``gyro`` [3, 100] as recorded (no
+resampling); labels in the ``@classLabel`` order (Standing 0, Running 1,
 Walking 2, Badminton 3). Splits: the shipped train (40 cases) and test (40);
-"val" = test. Each case is its own session (`time_index` 0).
+"val" = test. Each case is its own session (``time_index`` 0).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ CLASSES = ("Standing", "Running", "Walking", "Badminton")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """`config.data` for BasicMotions (aeon's copy)."""
+  """``config.data`` for BasicMotions (aeon's copy)."""
   return ml_collections.ConfigDict(
     dict(
       source="basic_motions",
@@ -59,10 +59,10 @@ def aeon_data_dir() -> str | None:
 
 
 def read_ts(path: str) -> tuple[np.ndarray, list[str], list[str]]:
-  """Reads an equal-length `.ts` file.
+  """Reads an equal-length ``.ts`` file.
 
   Returns:
-    (`float64 [N, D, T]` cases, class name per case, the `@classLabel`
+    (``float64 [N, D, T]`` cases, class name per case, the ``@classLabel``
     names in header order).
   """
   cases, labels, names = [], [], []
@@ -98,7 +98,7 @@ class BasicMotions(WindowBuilder, skip_registration=True):
   EXPECTED = "BasicMotions_TRAIN.ts and BasicMotions_TEST.ts"
 
   def __init__(self, *, options: dict, data_dir: str, manual_dir: str) -> None:
-    """As `WindowBuilder`; an empty manual_dir means aeon's copy."""
+    """As ``WindowBuilder``; an empty manual_dir means aeon's copy."""
     if not manual_dir:
       manual_dir = aeon_data_dir() or "<aeon not installed>"
     super().__init__(options=options, data_dir=data_dir, manual_dir=manual_dir)
@@ -107,7 +107,7 @@ class BasicMotions(WindowBuilder, skip_registration=True):
     return os.path.join(self.manual_dir, f"BasicMotions_{split}.ts")
 
   def modality_shapes(self) -> dict[str, tuple[int, ...]]:
-    """Acc and gyro, `[3, 100]` each."""
+    """Acc and gyro, ``[3, 100]`` each."""
     return {"acc": (3, 100), "gyro": (3, 100)}
 
   def class_names(self) -> list[str]:
@@ -115,7 +115,7 @@ class BasicMotions(WindowBuilder, skip_registration=True):
     return list(CLASSES)
 
   def missing_files(self) -> list[str]:
-    """The two `.ts` files, if absent."""
+    """The two ``.ts`` files, if absent."""
     return [
       f"BasicMotions_{s}.ts"
       for s in ("TRAIN", "TEST")

@@ -2,28 +2,28 @@
 
 Obtain: the FOCAL repository README (NeurIPS 2023) links the University of
 Illinois Box folder "Vehicle data"; extract so that manual_dir holds the run
-folders, e.g. `Polaris0150pm/rs1/`, `motor/rs3/`.
+folders, e.g. ``Polaris0150pm/rs1/``, ``motor/rs3/``.
 
-Raw format (chosen over FOCAL's torch `.pt` samples, so that no torch is
-needed): `<run>/<node>/aud16000.csv` or `aud.csv` (16 kHz audio,
-comma-delimited, column 0 used) and `<run>/<node>/ehz.csv` (100 Hz seismic,
+Raw format (chosen over FOCAL's torch ``.pt`` samples, so that no torch is
+needed): ``<run>/<node>/aud16000.csv`` or ``aud.csv`` (16 kHz audio,
+comma-delimited, column 0 used) and ``<run>/<node>/ehz.csv`` (100 Hz seismic,
 space-delimited, column 0 used).
 
 Preparation (FOCAL's): each stream trimmed by FOCAL's per-run, per-node trim
-table (`TRIM`, seconds at start / end), audio resampled 16 kHz -> 8 kHz
+table (``TRIM``, seconds at start / end), audio resampled 16 kHz -> 8 kHz
 (polyphase), both cut into 2 s non-overlapping windows paired by window index
-(`window_s`), each window split into 10 intervals of 0.2 s; by default
-stored as FOCAL's spectral input (``representation="interval_fft"``): full
-complex FFT per interval, real / imaginary interleaved, in the batch layout
-`[C, F, N]`: `audio [2, 1600, 10]`, `seismic [2, 20, 10]` (FOCAL's tensors
-are the transpose, `[2, 10, S]`; ``"time"`` gives `[1, 16000]` / `[1, 200]`).
-Label: the first key of `VEHICLES` found in the run name. Default runs: the
-12 supervised class 0-6 runs (Polaris / Warhog / Silverado from rs1, motor,
-mustang0528, walk2, tesla from rs3); `num_classes=11` admits classes 7-10.
-Splits: FOCAL's random per-window 80 / 20 split (`test_fraction`,
-`split_seed`; "val" = "test"), or ``split_by="run"`` holding out
-`test_runs`. Extra features: `domain` (node index in rs1, rs2, rs3, rs7) and
-`run` (index of the run in `runs`).
+(``window_s``), each window split into 10 intervals of 0.2 s; by default stored
+as FOCAL's spectral input (``representation="interval_fft"``): full complex FFT
+per interval, real / imaginary interleaved, in the batch layout ``[C, F, N]``:
+``audio [2, 1600, 10]``, ``seismic [2, 20, 10]`` (FOCAL's tensors are the
+transpose, ``[2, 10, S]``; ``"time"`` gives ``[1, 16000]`` / ``[1, 200]``).
+Label: the first key of ``VEHICLES`` found in the run name. Default runs: the 12
+supervised class 0-6 runs (Polaris / Warhog / Silverado from rs1, motor,
+mustang0528, walk2, tesla from rs3); ``num_classes=11`` admits classes 7-10.
+Splits: FOCAL's random per-window 80 / 20 split (``test_fraction``,
+``split_seed``; "val" = "test"), or ``split_by="run"`` holding out
+``test_runs``. Extra features: ``domain`` (node index in rs1, rs2, rs3, rs7) and
+``run`` (index of the run in ``runs``).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ SUPERVISED_RUNS = (
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """`config.data` for MOD (FOCAL's 12 supervised runs, 7 classes)."""
+  """``config.data`` for MOD (FOCAL's 12 supervised runs, 7 classes)."""
   return ml_collections.ConfigDict(
     dict(
       source="mod_vehicle",
@@ -142,7 +142,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def label_of(run: str) -> int:
-  """FOCAL's vehicle id: the first `VEHICLES` key inside the run name."""
+  """FOCAL's vehicle id: the first ``VEHICLES`` key inside the run name."""
   for index, key in enumerate(VEHICLES):
     if key in run:
       return index
@@ -150,7 +150,7 @@ def label_of(run: str) -> int:
 
 
 def trim_of(run: str, node: str) -> tuple[float, float]:
-  """Seconds FOCAL cuts at the start and end of `run`/`node` (default 0)."""
+  """Seconds FOCAL cuts at the start and end of ``run``/``node`` (default 0)."""
   if run not in TRIM or node not in NODES:
     return 0.0, 0.0
   start, end = TRIM[run]
@@ -200,7 +200,7 @@ class ModVehicle(WindowBuilder, skip_registration=True):
     }
 
   def modality_shapes(self) -> dict[str, tuple[int, ...]]:
-    """Per modality `[1, window]` or its spectral shape."""
+    """Per modality ``[1, window]`` or its spectral shape."""
     return {
       m: window_shape(1, self.options, r) for m, r in self._rates().items()
     }
@@ -240,7 +240,7 @@ class ModVehicle(WindowBuilder, skip_registration=True):
     return bool(rng.random() < o["test_fraction"])
 
   def _streams(self, run_node: str) -> dict[str, np.ndarray]:
-    """Trimmed, resampled `[1, T]` streams of one run (cached per run)."""
+    """Trimmed, resampled ``[1, T]`` streams of one run (cached per run)."""
     cache = self.__dict__.setdefault("_stream_cache", {})
     if run_node not in cache:
       run, node = run_node.split("/")

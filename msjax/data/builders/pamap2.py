@@ -1,8 +1,8 @@
 """PAMAP2 physical activity monitoring (Reiss & Stricker, ISWC 2012).
 
 Obtain: the UCI Machine Learning Repository page "PAMAP2 Physical Activity
-Monitoring"; extract the inner `PAMAP2_Dataset.zip` so that manual_dir holds
-`Protocol/subject101.dat ... subject109.dat` (and optionally `Optional/`).
+Monitoring"; extract the inner ``PAMAP2_Dataset.zip`` so that manual_dir holds
+``Protocol/subject101.dat ... subject109.dat`` (and optionally ``Optional/``).
 
 Raw format: space-separated text, one row per 100 Hz tick, 54 columns (0-based):
 0 timestamp (s), 1 activity ID, 2 heart rate, 3-19 IMU hand, 20-36 IMU chest,
@@ -10,16 +10,16 @@ Raw format: space-separated text, one row per 100 Hz tick, 54 columns (0-based):
 +4..6 acc +-6 g, +7..9 gyroscope (rad/s), +10..12 magnetometer (uT), +13..16
 orientation (invalid). Missing values are NaN.
 
-Preparation: per file (one session), windows of `window_s` seconds every
-`hop_s` (default 5 s, 50 % overlap: InfoMAE's setting, (unconfirmed); FOCAL
+Preparation: per file (one session), windows of ``window_s`` seconds every
+``hop_s`` (default 5 s, 50 % overlap: InfoMAE's setting, (unconfirmed); FOCAL
 uses 2 s / 2 s with interval_fft over 0.4 s intervals, 50 % overlap), kept if
 every activity ID in it is equal and non-zero; the 18 IDs are mapped to 0..17
 in ascending order; windows with > 10 % NaN are dropped, others linearly
-interpolated. Rate 100 Hz (no resampling). Modalities `<position>_<sensor>`,
-sensors acc / gyro / mag, 3 channels each, e.g. `hand_acc` [3, 500].
-Splits: leave-subjects-out (`_common.subject_splits`; default 2 test and 1 val
-subject drawn with `split_seed`; InfoMAE's exact split is (unconfirmed)).
-Extra feature: `subject` (101..109).
+interpolated. Rate 100 Hz (no resampling). Modalities ``<position>_<sensor>``,
+sensors acc / gyro / mag, 3 channels each, e.g. ``hand_acc`` [3, 500].
+Splits: leave-subjects-out (``_common.subject_splits``; default 2 test and 1 val
+subject drawn with ``split_seed``; InfoMAE's exact split is (unconfirmed)).
+Extra feature: ``subject`` (101..109).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ _FILE = re.compile(r"subject(\d+)\.dat$")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """`config.data` for PAMAP2 (wrist IMU, 5 s windows, 50 % overlap)."""
+  """``config.data`` for PAMAP2 (wrist IMU, 5 s windows, 50 % overlap)."""
   return ml_collections.ConfigDict(
     dict(
       source="pamap2",
@@ -106,7 +106,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def read_dat(path: str) -> np.ndarray:
-  """Reads one subject file as float64 `[T, 54]` (NaN kept)."""
+  """Reads one subject file as float64 ``[T, 54]`` (NaN kept)."""
   data = np.loadtxt(path, dtype=np.float64, ndmin=2)
   if data.shape[1] != 54:
     raise ValueError(
@@ -152,7 +152,7 @@ class Pamap2(WindowBuilder, skip_registration=True):
     return list(ACTIVITY_NAMES)
 
   def missing_files(self) -> list[str]:
-    """`Protocol/subject1NN.dat` if no subject file is found."""
+    """``Protocol/subject1NN.dat`` if no subject file is found."""
     return (
       []
       if self._files()

@@ -1,27 +1,27 @@
 """RealWorld HAR (Sztyler & Stuckenschmidt, PerCom 2016).
 
 Obtain: the University of Mannheim Data and Web Science group's "RealWorld
-(HAR)" page; extract so that manual_dir holds `proband1 ... proband15` (or
-`realworld2016_dataset/probandN`), each with `data/<s>_<activity>_csv.zip`,
-`<s>` in acc, gyr, mag, lig.
+(HAR)" page; extract so that manual_dir holds ``proband1 ... proband15`` (or
+``realworld2016_dataset/probandN``), each with ``data/<s>_<activity>_csv.zip``,
+``<s>`` in acc, gyr, mag, lig.
 
 Raw format: each zip holds one CSV per body position,
-`<Name>_<activity>[_<k>]_<position>.csv` (`<Name>` = acc, Gyroscope,
-MagneticField, Light), header `id,attr_time,attr_x,attr_y,attr_z` (light:
-one value column), `attr_time` in Unix milliseconds, nominal 50 Hz with
-irregular stamps. Zips may nest further zips (split recordings, `_2`/`_3`
+``<Name>_<activity>[_<k>]_<position>.csv`` (``<Name>`` = acc, Gyroscope,
+MagneticField, Light), header ``id,attr_time,attr_x,attr_y,attr_z`` (light:
+one value column), ``attr_time`` in Unix milliseconds, nominal 50 Hz with
+irregular stamps. Zips may nest further zips (split recordings, ``_2``/``_3``
 infixes); both are read.
 
 Preparation: one session per (subject, activity, part); all selected streams
 are linearly interpolated onto a common 20 ms grid over their overlapping
 span (a session lacking a selected stream is skipped, as readers do);
-windows of `window_s` every `hop_s` (default 2 s, 50 % overlap: InfoMAE's
+windows of ``window_s`` every ``hop_s`` (default 2 s, 50 % overlap: InfoMAE's
 setting, (unconfirmed); FOCAL: 5 s segments). Activities (8, in this order):
 climbingdown, climbingup, jumping, lying, running, sitting, standing,
 walking. Positions: chest, forearm, head, shin, thigh, upperarm, waist.
-Modalities `<position>_<sensor>`, sensors acc / gyro / mag (3 channels) and
-light (1), e.g. `waist_acc` [3, 100]. Splits: leave-subjects-out (default 3
-test, 2 val subjects with `split_seed`). Extra feature: `subject` (1..15).
+Modalities ``<position>_<sensor>``, sensors acc / gyro / mag (3 channels) and
+light (1), e.g. ``waist_acc`` [3, 100]. Splits: leave-subjects-out (default 3
+test, 2 val subjects with ``split_seed``). Extra feature: ``subject`` (1..15).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ _SUBJECT = re.compile(r"proband(\d+)$")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """`config.data` for RealWorld HAR (waist, 2 s windows, 50 % overlap)."""
+  """``config.data`` for RealWorld HAR (waist, 2 s windows, 50 % overlap)."""
   return ml_collections.ConfigDict(
     dict(
       source="realworld_har",
@@ -107,9 +107,9 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def read_zip(data: bytes | str) -> Iterator[tuple[str, int, str, np.ndarray]]:
-  """Yields `(csv name, part, position, [T, 1 + C] array)` from a zip.
+  """Yields ``(csv name, part, position, [T, 1 + C] array)`` from a zip.
 
-  Nested zips are read recursively; the array holds `attr_time` (ms) then
+  Nested zips are read recursively; the array holds ``attr_time`` (ms) then
   the value columns.
   """
   source = io.BytesIO(data) if isinstance(data, bytes) else data
@@ -165,7 +165,7 @@ class RealWorldHar(WindowBuilder, skip_registration=True):
     return out
 
   def modality_shapes(self) -> dict[str, tuple[int, ...]]:
-    """`[C, window_s * 50]` per modality (or its spectral shape)."""
+    """``[C, window_s * 50]`` per modality (or its spectral shape)."""
     return {
       m: window_shape(SENSORS[s][2], self.options, RATE_HZ)
       for m, (_, s) in self._modalities().items()
@@ -176,7 +176,7 @@ class RealWorldHar(WindowBuilder, skip_registration=True):
     return list(ACTIVITIES)
 
   def missing_files(self) -> list[str]:
-    """`probandN/data` folders, if none is found."""
+    """``probandN/data`` folders, if none is found."""
     return [] if self._subjects() else ["probandN/data"]
 
   def split_examples(self) -> dict[str, Iterable[Example]]:
@@ -191,7 +191,7 @@ class RealWorldHar(WindowBuilder, skip_registration=True):
   def _session_streams(
     self, folder: str, activity: str
   ) -> dict[int, dict[str, np.ndarray]]:
-    """Part -> modality -> `[T, 1 + C]` timestamped table."""
+    """Part -> modality -> ``[T, 1 + C]`` timestamped table."""
     wanted = {(p, SENSORS[s][1]): m for m, (p, s) in self._modalities().items()}
     parts: dict[int, dict[str, np.ndarray]] = {}
     for prefix in sorted(

@@ -1,30 +1,29 @@
 """WESAD wearable stress and affect detection (Schmidt et al., ICMI 2018).
 
 Obtain: the University of Siegen ubiquitous-computing group's WESAD page
-(`WESAD.zip`, also listed on UCI); extract so that manual_dir holds
-`WESAD/S2/S2.pkl ... WESAD/S17/S17.pkl` (or `S2/S2.pkl ...` directly).
+(``WESAD.zip``, also listed on UCI); extract so that manual_dir holds
+``WESAD/S2/S2.pkl ... WESAD/S17/S17.pkl`` (or ``S2/S2.pkl ...`` directly).
 
 Raw format: one pickled dict per subject (written by Python 2, loaded with
-`encoding="latin1"`; only open files you downloaded yourself): `"subject"`,
-`"label"` (`int [N]` at 700 Hz: 0 transient, 1 baseline, 2 stress, 3
-amusement, 4 meditation, 5-7 ignore) and `"signal"` with `"wrist"` (E4:
-`ACC [L, 3]` 32 Hz, `BVP [L, 1]` 64 Hz, `EDA`, `TEMP [L, 1]` 4 Hz) and
-`"chest"` (RespiBAN, 700 Hz: `ACC [N, 3]`, `ECG`, `EMG`, `EDA`, `Temp`,
-`Resp [N, 1]`). All streams start at the same instant.
+``encoding="latin1"``; only open files you downloaded yourself): ``"subject"``,
+``"label"`` (``int [N]`` at 700 Hz: 0 transient, 1 baseline, 2 stress, 3
+amusement, 4 meditation, 5-7 ignore) and ``"signal"`` with ``"wrist"`` (E4:
+``ACC [L, 3]`` 32 Hz, ``BVP [L, 1]`` 64 Hz, ``EDA``, ``TEMP [L, 1]`` 4 Hz) and
+``"chest"`` (RespiBAN, 700 Hz: ``ACC [N, 3]``, ``ECG``, ``EMG``, ``EDA``,
+``Temp``, ``Resp [N, 1]``). All streams start at the same instant.
 
-Preparation: wrist BVP (64 Hz) and ACC (32 Hz) by default (`wrist_signals`;
-chest signals with `chest_signals`, e.g. ("ECG", "Resp")); modality names
-`wrist_bvp`, `wrist_acc`, `chest_ecg`, ... Optional polyphase resampling of
-every stream to `resample_hz` (0 = native rates; Pulse-PPG uses 50 Hz).
-Windows of `window_s` every `hop_s` (default 60 s, no overlap: the same
-authors' Pulse-PPG WESAD setting; ProtoMM's exact windowing is
-(unconfirmed)), kept only inside one label run; ``align="run"`` starts the
-windows at the beginning of each contiguous run of one kept label (as
-Pulse-PPG), ``"grid"`` on a grid from the session start. Tasks: "3class"
-(baseline 0, stress 1, amusement 2), "binary" (baseline and amusement 0,
-stress 1), "4class" (+ meditation 3).
+Preparation: wrist BVP (64 Hz) and ACC (32 Hz) by default (``wrist_signals``;
+chest signals with ``chest_signals``, e.g. ("ECG", "Resp")); modality names
+``wrist_bvp``, ``wrist_acc``, ``chest_ecg``, ... Optional polyphase resampling
+of every stream to ``resample_hz`` (0 = native rates; Pulse-PPG uses 50 Hz).
+Windows of ``window_s`` every ``hop_s`` (default 60 s, no overlap: the same
+authors' Pulse-PPG WESAD setting; ProtoMM's exact windowing is (unconfirmed)),
+kept only inside one label run; ``align="run"`` starts the windows at the
+beginning of each contiguous run of one kept label (as Pulse-PPG), ``"grid"`` on
+a grid from the session start. Tasks: "3class" (baseline 0, stress 1, amusement
+2), "binary" (baseline and amusement 0, stress 1), "4class" (+ meditation 3).
 Splits: leave-subjects-out, default 2 test and 2 val of the 15 subjects with
-`split_seed=1234` (Pulse-PPG: 11 / 2 / 2). Extra feature: `subject` (2..17).
+``split_seed=1234`` (Pulse-PPG: 11 / 2 / 2). Extra feature: ``subject`` (2..17).
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ SUBJECTS = tuple(f"S{i}" for i in (*range(2, 12), *range(13, 18)))
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """`config.data` for WESAD (wrist BVP + ACC, 60 s windows, 3 classes)."""
+  """``config.data`` for WESAD (wrist BVP + ACC, 60 s windows, 3 classes)."""
   return ml_collections.ConfigDict(
     dict(
       source="wesad",
@@ -95,7 +94,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def read_subject(path: str) -> dict[str, Any]:
-  """Loads one `SX.pkl` (Python-2 pickle, hence latin1)."""
+  """Loads one ``SX.pkl`` (Python-2 pickle, hence latin1)."""
   with open(path, "rb") as f:
     return pickle.load(f, encoding="latin1")
 
@@ -138,7 +137,7 @@ class Wesad(WindowBuilder, skip_registration=True):
     return out
 
   def modality_shapes(self) -> dict[str, tuple[int, ...]]:
-    """`[C, window_s * rate]` per modality (or its spectral shape)."""
+    """``[C, window_s * rate]`` per modality (or its spectral shape)."""
     return {
       m: window_shape(3 if key == "ACC" else 1, self.options, rate)
       for m, (_, key, rate) in self._rates().items()
