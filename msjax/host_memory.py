@@ -6,9 +6,9 @@ arena (hundreds of MB for a paper-size encoder step) and its outputs with
 (its largest mmap threshold) with a fresh ``mmap``, and requests made on a
 worker thread come from a per-thread arena that falls back to ``mmap`` for
 any request larger than its 64 MiB heap. Fresh mappings are zero-filled by
-the kernel one 4 KiB page fault at a time: the SWIN MOD encoder pair's
-forward+backward took about 470,000 faults (1.2 s of kernel time) per
-call, and a 4096 x 3000 Sinkhorn call spent half its time on them.
+the kernel one 4 KiB page fault at a time: hundreds of thousands of faults
+per call of a paper-size encoder step (measured numbers:
+``benchmarks/results/README.md``).
 
 :func:`reuse_freed_memory` (glibc only, through ``mallopt``), two levels:
 
@@ -17,14 +17,12 @@ call, and a 4096 x 3000 Sinkhorn call spent half its time on them.
   (freed memory at the top of the heap is kept, so the next call finds it
   mapped). Covers buffers allocated on the thread that made the setting
   only; XLA:CPU allocates outputs and temporaries on its own threads, so
-  for jitted code this level alone changes little (a 4096 x 3000 Sinkhorn
-  call still took 11,400 faults).
+  for jitted code this level alone changes little.
 * ``"single_arena"``: also ``M_ARENA_MAX = 1``, so XLA's threads allocate
-  from the main arena too: no faults per call; Sinkhorn at 4096 x 3000
-  36 -> 21 ms, the SWIN step 3.5 -> 2.4 s. The cost is one arena lock for
-  every thread: the README's ProtoMM job (a tiny model, many small
-  allocations from the data feed and XLA threads) ran 1.5x *slower* with
-  it (62 s against 40 s).
+  from the main arena too: no faults per call. The cost is one arena lock
+  for every thread: a job of many small allocations (a tiny model, the data
+  feed and XLA threads) runs slower with it; the README's Benchmarks section
+  has the measured numbers both ways.
 
 Both keep the process at its peak heap size until it exits. A setting must
 be made before other threads allocate (before ``import jax``) to cover

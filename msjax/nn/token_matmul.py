@@ -7,11 +7,10 @@ hands products that contract the *leading* axis of an operand to Eigen,
 which packs both operands and allocates its blocks on every call (batched
 window products: one tiny matrix at a time), or first copies the operand into
 a transposed layout *inside* the producing fusion, in an order that reads
-the fusion's inputs across their rows. Measured on the FOCAL MOD SWIN pair
-(batch 64, 2-core x86-64, same process): the product ``dlogits^T @ q`` of the
-first acoustic stage took 12 ms against 1.4 ms for ``A @ B`` of the same
-sizes, and with the two changes below (and :func:`msjax.nn.swin.layer_norm`)
-a forward+backward step went from 2.16 s to 1.67 s.
+the fusion's inputs across their rows: on the FOCAL MOD SWIN pair such a
+product costs several times an ``A @ B`` of the same sizes
+(``benchmarks/models.py``; the measured times are in
+``benchmarks/results/README.md``).
 
 On CPU the functions here transpose the narrower operand explicitly, between
 two optimisation barriers (the first keeps the transpose a plain copy of a
