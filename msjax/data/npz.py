@@ -26,6 +26,12 @@ read, with :func:`msjax.data.signal.stft` (Hann frames of ``stft.segment_s``
 every ``stft.hop_s`` seconds at ``sample_rate_hz[m]``; ``stft.output`` as the
 synthetic source: ``"real_imag"`` gives ``C' = 2C``). That is what InfoMAE and
 the spectrogram baselines read. docs/byod.md walks through a whole study.
+
+Memory: with ``representation = "raw"``, float32 modality arrays stored
+uncompressed (``numpy.savez``, ``save_npz``) are memory-mapped from the
+archive, not read: a batch reads only its rows, and a file larger than the
+host's memory trains. Compressed members (``numpy.savez_compressed``), other
+dtypes and spectrogram inputs are read into memory.
 """
 
 from __future__ import annotations
@@ -226,6 +232,40 @@ def _checked_labels(
   return label
 
 
+def _mapped_member(path: str, key: str) -> np.ndarray | None:
+  """Member ``key`` of an npz archive as a read-only memmap, if it can be.
+
+  Only an uncompressed, C-ordered float32 ``.npy`` member can: its bytes lie
+  in the archive as they are in memory. ``None`` otherwise.
+  """
+  with zipfile.ZipFile(path) as archive:
+    try:
+      info = archive.getinfo(f"{key}.npy")
+    except KeyError:
+      return None
+    if info.compress_type != zipfile.ZIP_STORED:
+      return None
+    with archive.open(info) as member:
+      version = np.lib.format.read_magic(member)
+      if version == (1, 0):
+        header = np.lib.format.read_array_header_1_0(member)
+      elif version == (2, 0):
+        header = np.lib.format.read_array_header_2_0(member)
+      else:
+        return None
+      npy_header = member.tell()
+  shape, fortran_order, dtype = header
+  if fortran_order or dtype != np.float32 or not shape:
+    return None
+  with open(path, "rb") as raw:  # the local file header sits before the data
+    raw.seek(info.header_offset)
+    local = raw.read(30)
+  name_len = int.from_bytes(local[26:28], "little")
+  extra_len = int.from_bytes(local[28:30], "little")
+  offset = info.header_offset + 30 + name_len + extra_len + npy_header
+  return np.memmap(path, dtype=np.float32, mode="r", offset=offset, shape=shape)
+
+
 def load_npz(data_config: ml_collections.ConfigDict, split: str) -> ArraySource:
   """The ``split`` of the npz source ``data_config`` describes."""
   path = str(data_config.path)
@@ -242,9 +282,16 @@ def load_npz(data_config: ml_collections.ConfigDict, split: str) -> ArraySource:
       f"{file_path} is not an .npz archive (not a zip file); write it with"
       " numpy.savez or msjax.data.npz.save_npz."
     )
+  mapped = {}
+  if data_config.representation == "raw":
+    for m in data_config.modalities:
+      array = _mapped_member(file_path, m)
+      if array is not None:
+        mapped[m] = array
   try:
     with np.load(file_path, allow_pickle=False) as data:
-      arrays = {k: data[k] for k in data.files}
+      arrays = {k: data[k] for k in data.files if k not in mapped}
+    arrays.update(mapped)
   except ValueError as error:
     if "pickle" not in str(error):
       raise
@@ -318,5 +365,5 @@ def load_npz(data_config: ml_collections.ConfigDict, split: str) -> ArraySource:
     time_index=time_index,
     num_classes=num_classes,
     name=file_path,
-  )
+  )  # memory-mapped signals stay mapped; subset keeps them so
   return source.subset(keep) if data_config.split_by != "file" else source

@@ -19,9 +19,19 @@ __all__ = ["ArraySource", "check_finite"]
 
 
 def check_finite(name: str, array: np.ndarray) -> None:
-  """Raises a one-line ValueError if ``array`` holds NaN or inf."""
-  if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-    bad = int(np.sum(~np.isfinite(array)))
+  """Raises a one-line ValueError if ``array`` holds NaN or inf.
+
+  Scans ``array`` in blocks of leading rows (about 32 MB each), so a
+  memory-mapped array is read once without a full-size temporary.
+  """
+  if not np.issubdtype(array.dtype, np.floating) or array.ndim == 0:
+    return
+  row_bytes = max(array[:1].nbytes, 1)
+  step = max(1, (32 << 20) // row_bytes)
+  bad = 0
+  for start in range(0, array.shape[0], step):
+    bad += int(np.sum(~np.isfinite(array[start : start + step])))
+  if bad:
     raise ValueError(
       f"{name} holds {bad} NaN/inf values; clean or impute the data first."
     )
@@ -46,6 +56,7 @@ class ArraySource:
     time_index: np.ndarray | None = None,
     num_classes: int | None = None,
     name: str = "source",
+    rows: np.ndarray | None = None,
   ) -> None:
     """Validates and stores the arrays.
 
@@ -58,6 +69,9 @@ class ArraySource:
       time_index: ``int [N]`` window index inside the session, or None.
       num_classes: class count (default ``max(label) + 1``).
       name: used in error messages.
+      rows: the examples are these rows of the ``signals`` arrays (the
+        columns are per example, already selected); ``None``: every row.
+        Lets a split of memory-mapped arrays stay on disk.
     """
     modalities = tuple(signals) if modalities is None else tuple(modalities)
     if not modalities:
@@ -72,6 +86,13 @@ class ArraySource:
     if len(set(sizes.values())) != 1 or -1 in sizes.values():
       raise ValueError(f"{name}: modalities disagree on N: {sizes}.")
     size = next(iter(sizes.values()))
+    if rows is not None:
+      rows = np.asarray(rows, dtype=np.int64)
+      if rows.ndim != 1 or (
+        rows.size and not 0 <= rows.min() <= rows.max() < size
+      ):
+        raise ValueError(f"{name}: rows outside [0, {size}).")
+      size = len(rows)
     for m, a in arrays.items():
       if a.ndim < 2:
         raise ValueError(
@@ -108,6 +129,7 @@ class ArraySource:
     self.modalities = modalities
     self.num_examples = size
     self._signals = arrays
+    self._rows = rows
     self.name = name
 
   def element_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -131,23 +153,30 @@ class ArraySource:
       raise IndexError(
         f"{self.name}: indices outside [0, {self.num_examples})."
       )
+    rows = indices if self._rows is None else self._rows[indices]
     batch: dict[str, Any] = {
-      "signals": {m: a[indices] for m, a in self._signals.items()}
+      "signals": {m: a[rows] for m, a in self._signals.items()}
     }
     for key, column in self._columns.items():
       batch[key] = column[indices]
     return batch
 
   def subset(self, indices: np.ndarray) -> ArraySource:
-    """A new source holding only ``indices`` (same modalities and classes)."""
+    """A source of the examples ``indices`` (same modalities and classes).
+
+    The signal arrays are shared, not copied (a view through row indices),
+    so a split of memory-mapped arrays reads only the rows it is asked for.
+    """
     indices = np.asarray(indices, dtype=np.int64)
-    columns = {k: c[indices] for k, c in self._columns.items()}
-    return ArraySource(
-      {m: a[indices] for m, a in self._signals.items()},
-      modalities=self.modalities,
-      label=columns["label"],
-      session=columns.get("session"),
-      time_index=columns.get("time_index"),
-      num_classes=self.num_classes,
-      name=self.name,
-    )
+    if indices.size and (
+      indices.min() < 0 or indices.max() >= self.num_examples
+    ):
+      raise IndexError(
+        f"{self.name}: indices outside [0, {self.num_examples})."
+      )
+    out = object.__new__(ArraySource)
+    out.__dict__.update(self.__dict__)
+    out._columns = {k: c[indices] for k, c in self._columns.items()}
+    out._rows = indices if self._rows is None else self._rows[indices]
+    out.num_examples = len(indices)
+    return out

@@ -112,3 +112,41 @@ def test_object_arrays_and_non_zip_files(tmp_path):
     np.save(handle, np.zeros((4, 1, 8)))
   with pytest.raises(ValueError, match=r"is not an \.npz archive"):
     make_source(npz.default_config(str(npy), ("ppg",)), "train")
+
+
+def test_uncompressed_float32_modalities_are_memory_mapped(tmp_path):
+  """A batch reads the file's rows at get time: the signals are not copied."""
+  rng = np.random.default_rng(0)
+  n = 40
+  ppg = rng.normal(size=(n, 1, 16)).astype(np.float32)
+  acc = rng.normal(size=(n, 3, 8)).astype(np.float64)  # not float32: read
+  subject = np.repeat(np.arange(8), 5)
+  path = tmp_path / "w.npz"
+  npz.save_npz(str(path), {"ppg": ppg, "acc": acc}, subject=subject,
+               label=subject % 3)  # fmt: skip
+  config = npz.default_config(str(path), ("ppg", "acc"))
+  config.test_subjects = (1, 6)
+  test = npz.load_npz(config, "test")
+  compressed = tmp_path / "c.npz"
+  np.savez_compressed(compressed, ppg=ppg, acc=acc, subject=subject,
+                      label=subject % 3)  # fmt: skip
+  eager_config = npz.default_config(str(compressed), ("ppg", "acc"))
+  eager_config.test_subjects = (1, 6)
+  eager = npz.load_npz(eager_config, "test")
+  rows = np.flatnonzero(np.isin(subject, (1, 6)))
+  picks = np.array([3, 0, 9])
+  for source in (test, eager):
+    batch = source.get(picks)
+    np.testing.assert_array_equal(batch["signals"]["ppg"], ppg[rows[picks]])
+    np.testing.assert_allclose(batch["signals"]["acc"], acc[rows[picks]])
+    np.testing.assert_array_equal(batch["session"], subject[rows[picks]])
+  # Overwrite one stored row in place: only the mapped source sees it.
+  on_disk = npz._mapped_member(str(path), "ppg")
+  assert on_disk is not None and npz._mapped_member(str(path), "acc") is None
+  assert npz._mapped_member(str(compressed), "ppg") is None
+  writable = np.memmap(path, np.float32, "r+", offset=on_disk.offset,
+                       shape=on_disk.shape)  # fmt: skip
+  writable[rows[3]] = 7.0
+  writable.flush()
+  np.testing.assert_array_equal(test.get(np.array([3]))["signals"]["ppg"], 7.0)
+  assert not np.any(eager.get(np.array([3]))["signals"]["ppg"] == 7.0)
