@@ -1,6 +1,7 @@
 """Train-step throughput per method at its paper-size model.
 
     python benchmarks/train_step.py [--batch 8] [--steps 10] [--methods a,b]
+    python benchmarks/train_step.py --compile-times [--methods a,b]
 
 For each method: the synthetic experiment config with the method's
 paper-size ``model``/``loss`` sections, one global batch on every local
@@ -8,21 +9,35 @@ device, the jitted train step compiled once (timed apart), then the median
 time of ``--steps`` steps (``block_until_ready`` each). Prints a table and
 writes ``benchmarks/results/train_step_<platform>.json`` (after every
 method, so a run stopped part-way keeps the methods it finished).
+
+``--compile-times``: per method, two fresh processes share an empty JAX
+persistent compilation cache (as ``msjax train`` uses one): the first
+compiles cold, the second finds the cache warm. Both report the compile +
+first step and the wall time from process start to the first step's end
+(imports, data, init and compile). Written to
+``benchmarks/results/compile_times_<platform>.json``.
 """
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
-import jax
-import numpy as np
+# Before jax and msjax are imported: the startup time includes them.
+_PROCESS_START = time.perf_counter()
 
-from msjax.train import config_lib, runtime, sharding
-from msjax.train.feed import BatchFeed
-from msjax.train.step import TrainSetup
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from msjax.train import config_lib, runtime, sharding  # noqa: E402
+from msjax.train.feed import BatchFeed  # noqa: E402
+from msjax.train.step import TrainSetup  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # method -> (experiment spec, paper model size)
@@ -84,6 +99,7 @@ def bench(name: str, batch: int, steps: int) -> dict:
   state, metrics = setup.step_fn(state, batch_arrays)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
+  first_step_wall_s = time.perf_counter() - _PROCESS_START
   times = []
   for _ in range(steps):
     start = time.perf_counter()
@@ -97,11 +113,62 @@ def bench(name: str, batch: int, steps: int) -> dict:
     "batch_size": batch,
     "num_params": int(params),
     "compile_and_first_step_s": compile_s,
+    "process_start_to_first_step_s": first_step_wall_s,
     "median_step_s": median,
     "steps_per_s": 1.0 / median,
     "samples_per_s": batch / median,
     "loss_finite": bool(np.isfinite(float(metrics["loss"]))),
   }
+
+
+def _one_process(name: str, batch: int, cache: str) -> dict:
+  """``bench`` of one method in a fresh process using ``cache``."""
+  with tempfile.TemporaryDirectory() as tmp:
+    out = pathlib.Path(tmp) / "row.json"
+    env = dict(
+      os.environ,
+      JAX_COMPILATION_CACHE_DIR=cache,
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.1",
+    )
+    subprocess.run(
+      [sys.executable, __file__, "--methods", name, "--batch", str(batch),
+       "--steps", "1", "--out", str(out)],
+      env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    return json.loads(out.read_text())["results"][0]
+
+
+def compile_times(methods: list[str], batch: int) -> None:
+  """Cold and warm compile + first step per method (module docstring)."""
+  device = jax.devices()[0]
+  out = (
+    ROOT / "benchmarks" / "results" / f"compile_times_{device.platform}.json"
+  )
+  record = {
+    "platform": device.platform,
+    "device": device.device_kind,
+    "host": platform.processor() or platform.machine(),
+    "jax": jax.__version__,
+    "load_average": os.getloadavg(),
+    "results": [],
+  }
+  keys = ("compile_and_first_step_s", "process_start_to_first_step_s")
+  for name in methods:
+    with tempfile.TemporaryDirectory() as cache:
+      cold = _one_process(name, batch, cache)
+      warm = _one_process(name, batch, cache)
+    row = {"method": name, "batch_size": batch}
+    row.update({f"cold_{k}": cold[k] for k in keys})
+    row.update({f"warm_{k}": warm[k] for k in keys})
+    record["results"].append(row)
+    out.write_text(json.dumps(record, indent=2))
+    print(
+      f"{name:<20} compile+first step cold {cold[keys[0]]:6.1f} s, warm"
+      f" {warm[keys[0]]:5.1f} s; process start to first step cold"
+      f" {cold[keys[1]]:6.1f} s, warm {warm[keys[1]]:5.1f} s",
+      flush=True,
+    )
+  print(f"wrote {out}")
 
 
 def main() -> None:
@@ -110,7 +177,15 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--methods", default=",".join(CASES))
   parser.add_argument("--out", default="")
+  parser.add_argument(
+    "--compile-times",
+    action="store_true",
+    help="cold and warm compile per method in fresh processes",
+  )
   args = parser.parse_args()
+  if args.compile_times:
+    compile_times(args.methods.split(","), args.batch)
+    return
   device = jax.devices()[0]
   out = (
     pathlib.Path(args.out)
