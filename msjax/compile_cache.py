@@ -51,6 +51,7 @@ def cache_dir(
   Returns:
     An absolute path (``~`` expanded).
   """
+  home = env.get("HOME") or str(pathlib.Path.home())
   if flag:
     path = flag
   elif jax_dir:
@@ -58,10 +59,8 @@ def cache_dir(
   elif env.get(ENV_VAR):
     path = env[ENV_VAR]
   else:
-    home = env.get("HOME") or str(pathlib.Path.home())
     base = env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
     path = os.path.join(base, "msjax", "jax")
-  home = env.get("HOME") or str(pathlib.Path.home())
   if path == "~" or path.startswith("~/"):
     path = home + path[1:]
   return os.path.abspath(path)

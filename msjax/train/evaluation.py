@@ -176,8 +176,18 @@ def own_classifier_scores(
   }
 
 
+def make_align_fn(
+  method: Method, config: ml_collections.ConfigDict
+) -> Callable[[dict, dict], dict] | None:
+  """``jit(align)`` for one config (None: the method aligns nothing)."""
+  align = method.align
+  if align is None:
+    return None
+  return jax.jit(lambda variables, batch: align(variables, batch, config))
+
+
 def retrieval_scores(
-  method: Method,
+  align_fn: Callable[[dict, dict], dict] | None,
   variables: dict,
   config: ml_collections.ConfigDict,
   test_source: Any,
@@ -185,7 +195,7 @@ def retrieval_scores(
   """Cross-modal retrieval on the test split, or None if nothing is aligned.
 
   Args:
-    method: the method (its optional ``align`` gives the aligned space).
+    align_fn: from :func:`make_align_fn` (reused across models).
     variables: the model variables.
     config: the experiment config.
     test_source: the test split (labelled windows; ``session`` ids when
@@ -193,13 +203,11 @@ def retrieval_scores(
 
   Returns:
     :func:`msjax.evaluation.retrieval.retrieval_table` of the labelled
-    test windows, or None (no ``align`` hook, or fewer than two aligned
+    test windows, or None (no ``align_fn``, or fewer than two aligned
     modalities in this config).
   """
-  align = method.align
-  if align is None:
+  if align_fn is None:
     return None
-  align_fn = jax.jit(lambda v, b: align(v, b, config))
   aligned, columns = embed_columns(
     align_fn, variables, test_source, config, ("label", "session")
   )
@@ -325,6 +333,7 @@ def evaluate(
   step, variables = restore_variables(workdir, config)
   key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 2)
   embed_fn = make_embed_fn(method, config)
+  align_fn = make_align_fn(method, config)
   scores, test_embeddings = evaluate_variables(
     method, variables, config, sources, key, embed_fn
   )
@@ -337,7 +346,7 @@ def evaluate(
     "random": None,
     "raw_input": raw_input_scores(config, sources),
     "own": own_classifier_scores(method, variables, config, sources[1]),
-    "retrieval": retrieval_scores(method, variables, config, sources[1]),
+    "retrieval": retrieval_scores(align_fn, variables, config, sources[1]),
     "retrieval_random": None,
     "diagnostics": diagnostics.compute(variables["params"], *test_embeddings),
   }
@@ -352,7 +361,7 @@ def evaluate(
     )
     if results["retrieval"] is not None:
       results["retrieval_random"] = retrieval_scores(
-        method, random_variables, config, sources[1]
+        align_fn, random_variables, config, sources[1]
       )
   if jax.process_index() == 0:
     path = pathlib.Path(workdir) / EVAL_FILE

@@ -129,12 +129,8 @@ def _views(
   )
   if config.model.freeze_encoders:
     feat, aux = jax.lax.stop_gradient((feat, aux))
-  u = parts.projector(config, "shared").apply(
-    {"params": params[f"shared_{m}"]}, feat, train=True
-  )
-  v = parts.projector(config, "private").apply(
-    {"params": params[f"private_{m}"]}, feat, train=True
-  )
+  u = parts.project(params, "shared", m, feat, config, train=True)
+  v = parts.project(params, "private", m, feat, config, train=True)
   h = jnp.concatenate([u, v], axis=-1)
   grid = aux["patch_latent"].shape[1:3]
   latent = jnp.broadcast_to(h[:b, None, None, :], (b,) + grid + h.shape[-1:])

@@ -310,6 +310,16 @@ def requires_paired_rows(config: ml_collections.ConfigDict) -> bool:
   return False
 
 
+def _encoded(
+  params: dict, batch: dict, config: ml_collections.ConfigDict
+) -> dict[str, jax.Array]:
+  """Eval-mode pooled encoder features ``{m: [B, swin.out_dim]}``."""
+  return {
+    m: losses.encode(params, m, x, None, config, None)[0]
+    for m, x in _inputs(batch, config).items()
+  }
+
+
 def embed(
   variables: dict, batch: dict, config: ml_collections.ConfigDict
 ) -> dict[str, jax.Array]:
@@ -330,18 +340,18 @@ def embed(
       f"model.eval_features={features!r} unknown; use one of {EVAL_FEATURES}."
     )
   params = variables["params"]
-  out = {}
-  for m, x in _inputs(batch, config).items():
-    feat, _ = losses.encode(params, m, x, None, config, None)
-    if stage == 2 and features == "projections":
-      u = parts.projector(config, "shared").apply(
-        {"params": params[f"shared_{m}"]}, feat, train=False
+  out = _encoded(params, batch, config)
+  if stage == 2 and features == "projections":
+    out = {
+      m: jnp.concatenate(
+        [
+          parts.project(params, kind, m, feat, config, train=False)
+          for kind in ("shared", "private")
+        ],
+        axis=-1,
       )
-      v = parts.projector(config, "private").apply(
-        {"params": params[f"private_{m}"]}, feat, train=False
-      )
-      feat = jnp.concatenate([u, v], axis=-1)
-    out[m] = feat
+      for m, feat in out.items()
+    }
   out["fused"] = jnp.concatenate([out[m] for m in _modalities(config)], -1)
   return out
 
@@ -356,13 +366,10 @@ def align(
   if parts.check_stage(config) == 1:
     return {}
   params = variables["params"]
-  out = {}
-  for m, x in _inputs(batch, config).items():
-    feat, _ = losses.encode(params, m, x, None, config, None)
-    out[m] = parts.projector(config, "shared").apply(
-      {"params": params[f"shared_{m}"]}, feat, train=False
-    )
-  return out
+  return {
+    m: parts.project(params, "shared", m, feat, config, train=False)
+    for m, feat in _encoded(params, batch, config).items()
+  }
 
 
 def param_labels(params: dict, config: ml_collections.ConfigDict) -> dict:

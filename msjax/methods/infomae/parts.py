@@ -34,6 +34,7 @@ __all__ = [
   "module_key",
   "patch_targets",
   "prepare_input",
+  "project",
   "projector",
   "reconstruction_map",
 ]
@@ -224,6 +225,21 @@ def projector(config: ml_collections.ConfigDict, kind: str) -> MLPProjector:
   m = config.model
   out = m.shared_dim if kind == "shared" else m.private_dim
   return MLPProjector(hidden_dims=(m.projector_hidden,), out_dim=out)
+
+
+def project(
+  params: dict,
+  kind: str,
+  m: str,
+  feat: jax.Array,
+  config: ml_collections.ConfigDict,
+  *,
+  train: bool,
+) -> jax.Array:
+  """``U_m`` (``kind="shared"``) or ``V_m`` of encoder features ``[B, E]``."""
+  return projector(config, kind).apply(
+    {"params": params[f"{kind}_{m}"]}, feat, train=train
+  )
 
 
 def discriminator(
