@@ -14,7 +14,12 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-__all__ = ["contraction_sharding", "replicate_explicit", "take_rows"]
+__all__ = [
+  "contraction_sharding",
+  "replicate_explicit",
+  "sharded_explicitly",
+  "take_rows",
+]
 
 
 def replicate_explicit(x: jax.Array) -> jax.Array:
@@ -47,6 +52,28 @@ def replicate_explicit(x: jax.Array) -> jax.Array:
   if used & explicit:
     return jax.reshard(x, PartitionSpec())
   return x
+
+
+def sharded_explicitly(x: jax.Array, axis: int) -> bool:
+  """Whether dimension ``axis`` of ``x`` is split over Explicit mesh axes.
+
+  Such a dimension cannot be reshaped into chunks without naming output
+  shardings; ``False`` without a mesh, under Auto axes and inside
+  ``shard_map``.
+  """
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or not getattr(mesh, "axis_names", ()):
+    return False
+  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
+  entry = spec[axis]
+  if entry is None:
+    return False
+  names = set(entry) if isinstance(entry, tuple) else {entry}
+  return any(
+    kind == AxisType.Explicit and name in names
+    for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
+  )
 
 
 def take_rows(table: jax.Array, index: jax.Array) -> jax.Array:

@@ -37,7 +37,10 @@ Gradients (entropic OT only; equipartition codes are stopped): the
 unrolled iterations of the evaluation that was taken, via a ``custom_vjp``
 whose forward pass keeps the kernel domain's ``jax.vjp`` and whose backward
 pass differentiates the log domain only when that was taken: exactly the
-unrolled gradient, reverse mode only.
+unrolled gradient, reverse mode only. The log-domain fallback of the
+shared-cost solver works through the batch in chunks (its ``[N, C, C]``
+temporaries, and the backward pass's residuals of every round, would
+otherwise be reserved by XLA on every call, taken or not).
 """
 
 import functools
@@ -49,7 +52,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from msjax.kernels._explicit import contraction_sharding
+from msjax.kernels._explicit import contraction_sharding, sharded_explicitly
 from msjax.kernels._util import DOT_PRECISION, as_float, check_rank, lse
 
 __all__ = [
@@ -72,6 +75,12 @@ _MARGIN = 1e10
 # Up to this many rounds the loop is unrolled (fusion across rounds);
 # beyond it a ``fori_loop`` keeps the graph small.
 _MAX_UNROLL = 8
+# Below this many classes the shared-cost kernel domain runs on [C, N]
+# (:func:`_ot_kernel_domain`).
+_PROBLEMS_MINOR_BELOW = 64
+# Temporaries the log-domain fallback of the shared-cost solver may reserve
+# (:func:`_fallback_chunk`).
+_FALLBACK_BYTES = 1 << 20
 # A problem whose row marginals are within this L1 distance of ``a`` after
 # the last round counts as converged (OTT-JAX's default threshold).
 _CONVERGED = 1e-3
@@ -257,25 +266,37 @@ def log_rounds(
 # ------------------------------------------------ entropic OT (SPEC §3.4)
 
 
-def _shared_cost_ops(neg_cost: jax.Array):
-  """Row-shifted kernel of a cost shared by ``[N]`` problems, and its ops."""
+def _ot_kernel_domain(log_a, log_b, cost, epsilon, num_iters):
+  """``((F, G, value), ok)`` of the shared-cost problems, kernel domain.
+
+  The rounds run on ``[C, N]`` (problems along the minor axis) when
+  ``C < _PROBLEMS_MINOR_BELOW``: the elementwise steps then vectorise over
+  the batch instead of over a handful of classes; for more classes the
+  ``[N, C]`` layout is the faster one (benchmarks/results/README.md). The
+  two agree to float rounding.
+  """
+  neg_cost = -cost / epsilon
   shift = jax.lax.stop_gradient(jnp.max(neg_cost, axis=-1))  # [C]
   kernel = jnp.exp(neg_cost - shift[:, None])  # [C, C], row maxima 1
-
-  def row_sums(v):  # [N, C] -> [N, C]: (E v_n)_i
-    return jnp.matmul(v, kernel.T, precision=DOT_PRECISION)
-
-  def col_sums(u):  # (E^T u_n)_j
-    return jnp.matmul(u, kernel, precision=DOT_PRECISION)
-
-  return kernel, shift, row_sums, col_sums
-
-
-def _ot_kernel_domain(log_a, log_b, cost, epsilon, num_iters):
-  """``((F, G, value), ok)`` of the shared-cost problems, kernel domain."""
-  neg_cost = -cost / epsilon
-  kernel, shift, row_sums, col_sums = _shared_cost_ops(neg_cost)
   num = cost.shape[-1]
+  minor = num < _PROBLEMS_MINOR_BELOW
+  if minor:
+    log_a, log_b = log_a.T, log_b.T  # [C, N]
+
+    def row_sums(v):  # (E v_n)_i for every column n
+      return jnp.matmul(kernel, v, precision=DOT_PRECISION)
+
+    def col_sums(u):  # (E^T u_n)_j
+      return jnp.matmul(kernel.T, u, precision=DOT_PRECISION)
+
+  else:
+
+    def row_sums(v):  # [N, C] -> [N, C]: (E v_n)_i
+      return jnp.matmul(v, kernel.T, precision=DOT_PRECISION)
+
+    def col_sums(u):  # (E^T u_n)_j
+      return jnp.matmul(u, kernel, precision=DOT_PRECISION)
+
   out = scaling_rounds(
     row_sums,
     col_sums,
@@ -287,10 +308,17 @@ def _ot_kernel_domain(log_a, log_b, cost, epsilon, num_iters):
     num_cols=num,
     unroll=num_iters,
   )
+  # sum_ij u_i E_ij cost_ij v_j: one product with E * cost, no [N, C, C].
+  weighted_kernel = kernel * cost
+  if minor:
+    pot_f = log_a - jnp.log(out.row_den) - shift[:, None]
+    pot_g = log_b - jnp.log(out.col_den)
+    weighted = jnp.matmul(weighted_kernel, out.v, precision=DOT_PRECISION)
+    value = jnp.sum(out.u * weighted, axis=0)
+    return (pot_f.T, pot_g.T, value), out.ok
   pot_f = log_a - jnp.log(out.row_den) - shift
   pot_g = log_b - jnp.log(out.col_den)
-  # sum_ij u_i E_ij cost_ij v_j: one product with E * cost, no [N, C, C].
-  weighted = jnp.matmul(out.v, (kernel * cost).T, precision=DOT_PRECISION)
+  weighted = jnp.matmul(out.v, weighted_kernel.T, precision=DOT_PRECISION)
   value = jnp.sum(out.u * weighted, axis=-1)
   return (pot_f, pot_g, value), out.ok
 
@@ -316,6 +344,100 @@ def _ot_log_domain(log_a, log_b, cost, epsilon, num_iters):
   )
   plan = jnp.exp(pot_f[..., :, None] + pot_g[..., None, :] + neg_cost)
   return pot_f, pot_g, jnp.sum(plan * cost, axis=(-2, -1))
+
+
+def _fallback_chunk(
+  num_problems: int, num: int, num_iters: int, dtype, backward: bool
+) -> int:
+  """Problems per chunk of the log-domain fallback.
+
+  XLA reserves the temporaries of both branches of a ``lax.cond`` on every
+  call, taken or not: the whole batch's log domain (``[N, C, C]`` per
+  round, and every round's residuals in the backward pass) would make each
+  call allocate -- and fault in -- hundreds of MB at ``N = 256, C = 100``.
+  Solved in chunks, the fallback's temporaries stay near
+  :data:`_FALLBACK_BYTES`. (Problems split over Explicit mesh axes are
+  solved in one piece: each device holds only its share.)
+  """
+  arrays = 4 * num_iters + 4 if backward else 4
+  per_problem = arrays * num * num * jnp.dtype(dtype).itemsize
+  return max(1, min(num_problems, _FALLBACK_BYTES // per_problem))
+
+
+def _over_chunks(body, carry, arrays, chunk: int, fill):
+  """``lax.scan`` of ``body`` over ``chunk``-row slices of ``arrays``.
+
+  Args:
+    body: ``(carry, [chunk, ...] arrays) -> (carry, [chunk, ...] outputs)``.
+    carry: initial carry.
+    arrays: ``[N, ...]`` arrays, scanned together.
+    chunk: rows per step; the last step is padded with rows of ``fill``.
+    fill: one padding value per array (scalars).
+
+  Returns:
+    ``(carry, [N, ...] outputs)``.
+  """
+  num = arrays[0].shape[0]
+  steps = -(-num // chunk)
+  pad = steps * chunk - num
+
+  def split(x, value):
+    x = jnp.concatenate([x, jnp.full((pad, *x.shape[1:]), value, x.dtype)])
+    return x.reshape(steps, chunk, *x.shape[1:])
+
+  carry, outs = jax.lax.scan(
+    body, carry, tuple(split(x, v) for x, v in zip(arrays, fill, strict=True))
+  )
+  return carry, jax.tree.map(
+    lambda y: y.reshape(steps * chunk, *y.shape[2:])[:num], outs
+  )
+
+
+def _ot_log_domain_chunked(log_a, log_b, cost, epsilon, num_iters):
+  """:func:`_ot_log_domain` of ``[N, C]`` problems, a chunk at a time."""
+  if sharded_explicitly(log_a, 0):
+    return _ot_log_domain(log_a, log_b, cost, epsilon, num_iters)
+  num_problems, num = log_a.shape
+  chunk = _fallback_chunk(num_problems, num, num_iters, cost.dtype, False)
+  uniform = -math.log(num)
+
+  def body(carry, xs):
+    return carry, _ot_log_domain(*xs, cost, epsilon, num_iters)
+
+  return _over_chunks(body, (), (log_a, log_b), chunk, (uniform, uniform))[1]
+
+
+def _ot_log_domain_vjp_chunked(log_a, log_b, cost, cts, epsilon, num_iters):
+  """Cotangents of :func:`_ot_log_domain` for ``[N, C]`` problems, chunked.
+
+  The cost's cotangent is summed over chunks in the scan's carry.
+  """
+  if sharded_explicitly(log_a, 0):
+    _, pullback = jax.vjp(
+      lambda *x: _ot_log_domain(*x, epsilon, num_iters), log_a, log_b, cost
+    )
+    return pullback(cts)
+  num_problems, num = log_a.shape
+  chunk = _fallback_chunk(num_problems, num, num_iters, cost.dtype, True)
+  uniform = -math.log(num)
+
+  def body(cost_ct, xs):
+    log_a, log_b, *cts = xs
+    _, pullback = jax.vjp(
+      lambda *x: _ot_log_domain(*x, epsilon, num_iters), log_a, log_b, cost
+    )
+    d_a, d_b, d_cost = pullback(tuple(cts))
+    return cost_ct + d_cost, (d_a, d_b)
+
+  # Padded problems get zero cotangents: they add nothing to any gradient.
+  cost_ct, (d_a, d_b) = _over_chunks(
+    body,
+    jnp.zeros_like(cost),
+    (log_a, log_b, *cts),
+    chunk,
+    (uniform, uniform, 0.0, 0.0, 0.0),
+  )
+  return d_a, d_b, cost_ct
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
@@ -344,7 +466,7 @@ def _ot_solve_fwd(log_a, log_b, cost, epsilon, num_iters, cost_grad):
   out = jax.lax.cond(
     ok,
     lambda: fast,
-    lambda: _ot_log_domain(log_a, log_b, cost, epsilon, num_iters),
+    lambda: _ot_log_domain_chunked(log_a, log_b, cost, epsilon, num_iters),
   )
   return out, (ok, pullback, log_a, log_b, cost)
 
@@ -352,17 +474,18 @@ def _ot_solve_fwd(log_a, log_b, cost, epsilon, num_iters, cost_grad):
 def _ot_solve_bwd(epsilon, num_iters, cost_grad, residuals, cotangents):
   ok, pullback, log_a, log_b, cost = residuals
 
-  def fast(cts):
-    grads = pullback(cts)
-    return grads if cost_grad else (*grads, jnp.zeros_like(cost))
+  # The kernel domain's pullback runs outside the cond, which only selects:
+  # inside a branch its rounds' residuals become the branch's operands and
+  # it runs as a separate, slower computation (benchmarks/results/README.md).
+  grads = pullback(cotangents)
+  grads = grads if cost_grad else (*grads, jnp.zeros_like(cost))
 
   def slow(cts):
-    _, log_pullback = jax.vjp(
-      lambda *x: _ot_log_domain(*x, epsilon, num_iters), log_a, log_b, cost
+    return _ot_log_domain_vjp_chunked(
+      log_a, log_b, cost, cts, epsilon, num_iters
     )
-    return log_pullback(cts)
 
-  return jax.lax.cond(ok, fast, slow, cotangents)
+  return jax.lax.cond(ok, lambda _: grads, slow, cotangents)
 
 
 _ot_solve.defvjp(_ot_solve_fwd, _ot_solve_bwd)
