@@ -5,7 +5,8 @@
     msjax eval --workdir DIR
     msjax report DIR
     msjax claims --paper {protomm,infomae,promobal,all} --workdir DIR \
-        [--seeds N] [--budget default|smoke] [--settings default,skewed]
+        [--seeds N] [--budget default|smoke] [--settings default,skewed] \
+        [--runs a,b] [--lr-grid]
 
 User mistakes (unknown config keys, missing or bad data, a diverged run, a
 workdir of another config) are printed as one line ``msjax: error: ...`` with
@@ -128,6 +129,13 @@ def _parser() -> argparse.ArgumentParser:
     default="",
     help="comma-separated run names to keep (default: all)",
   )
+  claims.add_argument(
+    "--lr-grid",
+    action="store_true",
+    help="instead of the table, train every run at every rate of the"
+    " learning-rate grid (seed 100, setting default) and write"
+    " DIR/lr_grid.md",
+  )
   for command in (train, evaluate, claims):
     _add_cache_flags(command)
   return parser
@@ -201,14 +209,20 @@ def main(argv: Sequence[str] | None = None) -> int:
       from msjax import claims  # noqa: PLC0415
 
       papers = tuple(claims.PAPERS) if args.paper == "all" else (args.paper,)
-      path = claims.run_claims(
-        papers,
-        args.workdir,
-        seeds=args.seeds,
-        budget=args.budget,
-        setting_names=tuple(s for s in args.settings.split(",") if s),
-        only=tuple(r for r in args.runs.split(",") if r),
-      )
+      only = tuple(r for r in args.runs.split(",") if r)
+      if args.lr_grid:
+        path = claims.run_lr_grid(
+          papers, args.workdir, budget=args.budget, only=only
+        )
+      else:
+        path = claims.run_claims(
+          papers,
+          args.workdir,
+          seeds=args.seeds,
+          budget=args.budget,
+          setting_names=tuple(s for s in args.settings.split(",") if s),
+          only=only,
+        )
       print(path)
     else:
       for path in train.report(args.workdir):

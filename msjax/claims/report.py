@@ -12,7 +12,7 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["aggregate", "write"]
+__all__ = ["aggregate", "write", "write_lr_grid"]
 
 _EXTRA_PREFIXES = ("probe/", "usage/", "own/", "probe_mod/", "sel_rate/")
 
@@ -184,4 +184,53 @@ def write(
     lines += [f"![{paper}]({chart.name})", ""]
   path = root / "claims.md"
   path.write_text("\n".join(lines))
+  return path
+
+
+def write_lr_grid(
+  root: pathlib.Path, grid: dict, *, budget: str, seed: int
+) -> pathlib.Path:
+  """Writes ``root/lr_grid.md``: each run's headline per learning rate.
+
+  Args:
+    root: the suite directory.
+    grid: ``{paper: [{"name", "label", "headline": {rate: score},
+      "best", "used"}, ...]}`` (rates as ``%g`` strings), rows in the
+      suite's order.
+    budget: the budget's name (for the title).
+    seed: the grid's seed.
+
+  Returns:
+    The path written.
+  """
+  lines = [
+    "# msjax claims suite: learning-rate grid",
+    "",
+    f"Budget `{budget}`, seed {seed}, setting `default`; each cell"
+    " is the run's headline (the suite's scoring). **Bold**: the best rate;"
+    " `used` is the rate the suite trains the run at.",
+  ]
+  for paper, rows in grid.items():
+    rates = sorted({r for row in rows for r in row["headline"]}, key=float)
+    lines += [
+      "",
+      f"## {paper}",
+      "",
+      "| run | " + " | ".join(f"lr {r}" for r in rates) + " | best | used |",
+      "|---|" + "---|" * (len(rates) + 2),
+    ]
+    for row in rows:
+      cells = []
+      for r in rates:
+        value = row["headline"].get(r)
+        text = "—" if value is None else f"{value:.3f}"
+        cells.append(f"**{text}**" if float(r) == row["best"] else text)
+      flag = "" if row["used"] == row["best"] else " (not the best)"
+      lines.append(
+        f"| {row['label']} | "
+        + " | ".join(cells)
+        + f" | {row['best']:g} | {row['used']:g}{flag} |"
+      )
+  path = root / "lr_grid.md"
+  path.write_text("\n".join(lines) + "\n")
   return path

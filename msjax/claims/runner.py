@@ -6,6 +6,8 @@ Layout under the suite's ``workdir``::
                                         config.json, metrics) + score.json
   <paper>/<setting>/raw_input.json      the raw-input probe of the setting
   claims.md, claims_<paper>.png         the aggregated table and charts
+  <paper>/lr_grid/lr<rate>/<run>/       the learning-rate grid's runs
+  lr_grid.md, lr_grid.json              the grid's table and choices
 
 A run with a ``score.json`` is done and skipped; an unfinished run resumes
 from its last checkpoint (``msjax.train.train_and_evaluate``), so a killed
@@ -26,7 +28,7 @@ from msjax.train import evaluation
 from msjax.train.errors import ConfigError
 from msjax.train.loop import train_and_evaluate
 
-__all__ = ["SCORE_FILE", "run_claims"]
+__all__ = ["SCORE_FILE", "run_claims", "run_lr_grid"]
 
 SCORE_FILE = "score.json"
 
@@ -72,6 +74,51 @@ def _run_one(
   return payload
 
 
+def _prepare(papers: Sequence[str], workdir: str, budget: str) -> pathlib.Path:
+  """Checks papers and budget, makes ``workdir``, turns the cache on."""
+  for paper in papers:
+    if paper not in suites.PAPERS:
+      raise ConfigError(
+        f"paper must be one of {tuple(suites.PAPERS)}, got {paper!r}."
+      )
+  if budget not in suites.BUDGETS:
+    raise ConfigError(
+      f"budget must be one of {tuple(suites.BUDGETS)}, got {budget!r}."
+    )
+  root = pathlib.Path(workdir)
+  if root.exists() and not root.is_dir():
+    raise ConfigError(f"workdir {workdir} exists and is not a directory.")
+  root.mkdir(parents=True, exist_ok=True)
+  if not jax.config.jax_compilation_cache_dir:
+    # Seeds and settings repeat the same programs: compile each once.
+    jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  return root
+
+
+def _selector(
+  papers: Sequence[str], budget: str, only: Sequence[str]
+) -> Callable[[suites.Suite], suites.Suite]:
+  """``suite -> suite`` keeping the runs named in ``only`` (all if empty)."""
+  known = {
+    r.name for p in papers for r in suites.suite(p, "default", 0, budget).runs
+  }
+  unknown = sorted(set(only) - known)
+  if unknown:
+    raise ConfigError(
+      f"unknown runs {unknown}; the suites have {sorted(known)}."
+    )
+
+  def selected(suite: suites.Suite) -> suites.Suite:
+    if not only:
+      return suite
+    runs = tuple(r for r in suite.runs if r.name in only)
+    order = tuple(r.label for r in runs)
+    return suite._replace(runs=runs, order=order)
+
+  return selected
+
+
 def run_claims(
   papers: Sequence[str],
   workdir: str,
@@ -103,45 +150,14 @@ def run_claims(
   """
   if seeds < 1:
     raise ConfigError(f"seeds must be >= 1, got {seeds}.")
-  for paper in papers:
-    if paper not in suites.PAPERS:
-      raise ConfigError(
-        f"paper must be one of {tuple(suites.PAPERS)}, got {paper!r}."
-      )
+  root = _prepare(papers, workdir, budget)
   for name in setting_names:
     if name not in settings.SETTINGS:
       raise ConfigError(
         f"setting must be one of {tuple(settings.SETTINGS)}, got {name!r}."
       )
-  if budget not in suites.BUDGETS:
-    raise ConfigError(
-      f"budget must be one of {tuple(suites.BUDGETS)}, got {budget!r}."
-    )
-  root = pathlib.Path(workdir)
-  if root.exists() and not root.is_dir():
-    raise ConfigError(f"workdir {workdir} exists and is not a directory.")
-  root.mkdir(parents=True, exist_ok=True)
-  if not jax.config.jax_compilation_cache_dir:
-    # Seeds and settings repeat the same programs: compile each once.
-    jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   results: dict = {}
-
-  def selected(suite: suites.Suite) -> suites.Suite:
-    if not only:
-      return suite
-    runs = tuple(r for r in suite.runs if r.name in only)
-    order = tuple(r.label for r in runs)
-    return suite._replace(runs=runs, order=order)
-
-  known = {
-    r.name for p in papers for r in suites.suite(p, "default", 0, budget).runs
-  }
-  unknown = sorted(set(only) - known)
-  if unknown:
-    raise ConfigError(
-      f"unknown runs {unknown}; the suites have {sorted(known)}."
-    )
+  selected = _selector(papers, budget, only)
   total = sum(
     len(selected(suites.suite(p, s, 0, budget)).runs) * seeds
     for p in papers
@@ -178,3 +194,69 @@ def run_claims(
         )
       entry["raw_input"] = json.loads(raw_path.read_text())
   return report.write(root, results, budget=budget, seeds=seeds)
+
+
+def run_lr_grid(
+  papers: Sequence[str],
+  workdir: str,
+  *,
+  budget: str = "default",
+  only: Sequence[str] = (),
+  log: Callable[[str], None] = print,
+) -> pathlib.Path:
+  """Runs (or resumes) the learning-rate grid and writes ``lr_grid.md``.
+
+  Every run of each paper's suite is trained at every rate of
+  :data:`msjax.claims.suites.LR_GRID`, seed
+  :data:`~msjax.claims.suites.GRID_SEED`, ``default`` setting; the table
+  shows each run's headline per rate, the best rate and the rate the suite
+  uses (:data:`~msjax.claims.suites.LEARNING_RATES`).
+
+  Args:
+    papers: keys of :data:`msjax.claims.suites.PAPERS`.
+    workdir: the suite directory (the grid lives in ``<paper>/lr_grid/``).
+    budget: a key of :data:`msjax.claims.suites.BUDGETS`.
+    only: run names to keep (empty: every run).
+    log: progress sink (one line per finished run).
+
+  Returns:
+    The path of ``lr_grid.md``.
+
+  Raises:
+    ConfigError: an unknown paper, budget or run.
+  """
+  root = _prepare(papers, workdir, budget)
+  selected = _selector(papers, budget, only)
+  # Papers gridded by earlier calls stay in the table.
+  grid_path = root / "lr_grid.json"
+  grid: dict = json.loads(grid_path.read_text()) if grid_path.is_file() else {}
+  total = sum(
+    len(selected(suites.suite(p, "default", 0, budget)).runs) for p in papers
+  ) * len(suites.LR_GRID)
+  finished = 0
+  for paper in papers:
+    rows: dict = {}
+    for rate in suites.LR_GRID:
+      suite = selected(
+        suites.suite(
+          paper, "default", suites.GRID_SEED, budget, learning_rate=rate
+        )
+      )
+      seed_dir = root / paper / "lr_grid" / f"lr{rate:g}"
+      for run in suite.runs:
+        payload = _run_one(run, suite, seed_dir, with_random=False)
+        row = rows.setdefault(run.name, {"label": run.label, "headline": {}})
+        row["headline"][f"{rate:g}"] = payload["scores"]["headline"]
+        finished += 1
+        log(
+          f"[{finished}/{total}] lr grid {paper} {run.name} lr {rate:g}:"
+          f" headline {payload['scores']['headline']:.3f}"
+          f" ({payload['wall_s']:.0f} s)"
+        )
+    for name, row in rows.items():
+      best = max(row["headline"], key=row["headline"].get)
+      row.update(name=name, best=float(best))
+      row["used"] = suites.LEARNING_RATES[paper][name]
+    grid[paper] = list(rows.values())  # a list: the suite's row order
+  _write_json(grid_path, grid)
+  return report.write_lr_grid(root, grid, budget=budget, seed=suites.GRID_SEED)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from msjax import cli
-from msjax.claims import report, run_claims, suites
+from msjax.claims import report, run_claims, run_lr_grid, suites
 
 
 def _fake_entry(values):
@@ -138,3 +138,40 @@ def test_bad_claims_arguments_are_one_line_errors(tmp_path, capsys, argv):
   )
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 2 and len(err) == 1 and err[0].startswith("msjax: error:")
+
+
+def test_lr_grid_trains_every_rate_once_and_marks_the_best(
+  tmp_path, monkeypatch
+):
+  monkeypatch.setattr(suites, "LR_GRID", (1e-3, 1e-2))
+  kwargs = dict(budget="smoke", only=("supervised_concat",), log=lambda _: 0)
+  path = run_lr_grid(("promobal",), str(tmp_path), **kwargs)
+  scores = {
+    rate: json.loads(
+      (
+        tmp_path / f"promobal/lr_grid/lr{rate}/supervised_concat/score.json"
+      ).read_text()
+    )["scores"]["headline"]
+    for rate in ("0.001", "0.01")
+  }
+  config = json.loads(
+    (
+      tmp_path / "promobal/lr_grid/lr0.01/supervised_concat/config.json"
+    ).read_text()
+  )
+  assert config["optim"]["learning_rate"] == 0.01
+  assert config["seed"] == suites.GRID_SEED
+  best = max(scores, key=scores.get)
+  (row,) = json.loads((tmp_path / "lr_grid.json").read_text())["promobal"]
+  assert row["headline"] == scores and row["best"] == float(best)
+  used = suites.LEARNING_RATES["promobal"]["supervised_concat"]
+  cells = [
+    f"**{v:.3f}**" if r == best else f"{v:.3f}" for r, v in scores.items()
+  ]
+  line = f"| concat | {' | '.join(cells)} | {float(best):g} | {used:g}"
+  assert line in path.read_text()
+  stamps = sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("score.json"))
+  run_lr_grid(("promobal",), str(tmp_path), **kwargs)  # resumes: no training
+  assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("score.json")) == (
+    stamps
+  )
