@@ -138,11 +138,19 @@ def _one_process(name: str, batch: int, cache: str) -> dict:
     return json.loads(out.read_text())["results"][0]
 
 
-def compile_times(methods: list[str], batch: int) -> None:
-  """Cold and warm compile + first step per method (module docstring)."""
+def compile_times(methods: list[str], batch: int, out: str = "") -> None:
+  """Cold and warm compile + first step per method (module docstring).
+
+  Written to ``out``, by default
+  ``benchmarks/results/compile_times_<platform>.json``.
+  """
   device = jax.devices()[0]
   out = (
-    ROOT / "benchmarks" / "results" / f"compile_times_{device.platform}.json"
+    pathlib.Path(out)
+    if out
+    else (
+      ROOT / "benchmarks" / "results" / f"compile_times_{device.platform}.json"
+    )
   )
   record = {
     "platform": device.platform,
@@ -184,7 +192,7 @@ def main() -> None:
   )
   args = parser.parse_args()
   if args.compile_times:
-    compile_times(args.methods.split(","), args.batch)
+    compile_times(args.methods.split(","), args.batch, args.out)
     return
   device = jax.devices()[0]
   out = (

@@ -139,7 +139,7 @@ def score_variables(
   for key, metrics in (own or {}).items():
     out[f"own/{key}"] = metrics["accuracy"]
     out[f"own_f1/{key}"] = metrics["macro_f1"]
-  if method is protomm:
+  if method is protomm.METHOD:
     out.update(_usage(variables, config, sources[1]))
   if headline == "own" and own:
     out["headline"], out["headline_f1"] = out["own/fused"], out["own_f1/fused"]

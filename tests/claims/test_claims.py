@@ -3,11 +3,13 @@
 import json
 import re
 
+import jax
 import numpy as np
 import pytest
 
 from msjax import cli
-from msjax.claims import report, run_claims, run_lr_grid, suites
+from msjax.claims import report, run_claims, run_lr_grid, scoring, suites
+from msjax.methods import METHODS
 
 
 def _fake_entry(values):
@@ -175,3 +177,16 @@ def test_lr_grid_trains_every_rate_once_and_marks_the_best(
   assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("score.json")) == (
     stamps
   )
+
+
+def test_protomm_scores_include_prototype_usage_within_log_k():
+  config = suites.suite("protomm", "default", 0, "smoke").runs[2].config
+  method = METHODS[config.method]
+  variables = scoring.random_variables(method, config, jax.random.key(0))
+  scores = scoring.score_variables(
+    method, variables, config, ("shared",), "probe"
+  )
+  usage = {k: v for k, v in scores.items() if k.startswith("usage/")}
+  assert sorted(usage) == ["usage/acc", "usage/ppg"]
+  log_k = np.log(config.model.num_prototypes)
+  assert all(0.0 < v <= log_k + 1e-6 for v in usage.values()), usage
