@@ -481,9 +481,10 @@ def _ot_solve_bwd(epsilon, num_iters, cost_grad, residuals, cotangents):
   grads = grads if cost_grad else (*grads, jnp.zeros_like(cost))
 
   def slow(cts):
-    return _ot_log_domain_vjp_chunked(
+    d_a, d_b, d_cost = _ot_log_domain_vjp_chunked(
       log_a, log_b, cost, cts, epsilon, num_iters
     )
+    return d_a, d_b, d_cost if cost_grad else jnp.zeros_like(cost)
 
   return jax.lax.cond(ok, lambda _: grads, slow, cotangents)
 

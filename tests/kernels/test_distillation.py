@@ -212,6 +212,15 @@ def test_fallback_in_chunks_equals_spec_updates(x64, monkeypatch):
   np.testing.assert_allclose(value, ref_value, rtol=1e-9)
   for got, want in zip(grads, ref_grads, strict=True):
     np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+  # cost_grad=False: no cotangent reaches the cost on the fallback either.
+  no_cost = jax.grad(
+    lambda c: jnp.sum(
+      ot.shared_cost_ot(
+        jnp.log(a), jnp.log(b), c, epsilon=0.1, num_iters=6, cost_grad=False
+      ).value
+    )
+  )(cost)
+  np.testing.assert_array_equal(no_cost, 0.0)
 
 
 def test_fallback_reserves_little_memory():
