@@ -22,6 +22,32 @@ __all__ = [
 ]
 
 
+def _explicit_dims(x: jax.Array) -> tuple[set[str], ...]:
+  """Per dimension of ``x``: the Explicit mesh axes that split it.
+
+  All empty without a mesh, under Auto axes and inside ``shard_map``.
+  """
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or not getattr(mesh, "axis_names", ()):
+    return tuple(set() for _ in range(x.ndim))
+  explicit = {
+    name
+    for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
+    if kind == AxisType.Explicit
+  }
+  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
+  dims = []
+  for entry in spec:
+    names = (
+      set()
+      if entry is None
+      else set(entry if isinstance(entry, tuple) else (entry,))
+    )
+    dims.append(names & explicit)
+  return tuple(dims)
+
+
 def replicate_explicit(x: jax.Array) -> jax.Array:
   """Reshards ``x`` to replicated if it is sharded over Explicit mesh axes.
 
@@ -35,21 +61,7 @@ def replicate_explicit(x: jax.Array) -> jax.Array:
   Returns:
     ``x``, replicated over Explicit mesh axes.
   """
-  sharding = jax.typeof(x).sharding
-  mesh = sharding.mesh
-  if mesh.empty:
-    return x
-  explicit = {
-    name
-    for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
-    if kind == AxisType.Explicit
-  }
-  used = set()
-  for entry in sharding.spec:
-    if entry is None:
-      continue
-    used.update(entry if isinstance(entry, tuple) else (entry,))
-  if used & explicit:
+  if any(_explicit_dims(x)):
     return jax.reshard(x, PartitionSpec())
   return x
 
@@ -61,19 +73,7 @@ def sharded_explicitly(x: jax.Array, axis: int) -> bool:
   shardings; ``False`` without a mesh, under Auto axes and inside
   ``shard_map``.
   """
-  sharding = getattr(jax.typeof(x), "sharding", None)
-  mesh = getattr(sharding, "mesh", None)
-  if mesh is None or not getattr(mesh, "axis_names", ()):
-    return False
-  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
-  entry = spec[axis]
-  if entry is None:
-    return False
-  names = set(entry) if isinstance(entry, tuple) else {entry}
-  return any(
-    kind == AxisType.Explicit and name in names
-    for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
-  )
+  return bool(_explicit_dims(x)[axis])
 
 
 def take_rows(table: jax.Array, index: jax.Array) -> jax.Array:
@@ -111,28 +111,15 @@ def contraction_sharding(x: jax.Array, keep: tuple[int | None, ...]) -> dict:
   Returns:
     ``{"out_sharding": NamedSharding}`` or ``{}``.
   """
-  sharding = getattr(jax.typeof(x), "sharding", None)
-  mesh = getattr(sharding, "mesh", None)
-  if mesh is None or not getattr(mesh, "axis_names", ()):
-    return {}
-  explicit = {
-    name
-    for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
-    if kind == AxisType.Explicit
-  }
-  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
-
-  def names(entry):
-    if entry is None:
-      return set()
-    return set(entry) if isinstance(entry, tuple) else {entry}
-
+  dims = _explicit_dims(x)
   contracted = set(range(x.ndim)) - set(keep)
-  if not any(names(spec[axis]) & explicit for axis in contracted):
+  if not any(dims[axis] for axis in contracted):
     return {}
+  sharding = jax.typeof(x).sharding
+  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
   return {
     "out_sharding": NamedSharding(
-      mesh,
+      sharding.mesh,
       PartitionSpec(*(None if axis is None else spec[axis] for axis in keep)),
     )
   }
