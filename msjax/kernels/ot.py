@@ -412,21 +412,22 @@ def _ot_log_domain_vjp_chunked(log_a, log_b, cost, cts, epsilon, num_iters):
 
   The cost's cotangent is summed over chunks in the scan's carry.
   """
-  if sharded_explicitly(log_a, 0):
+
+  def cotangents(log_a, log_b, cts):
     _, pullback = jax.vjp(
       lambda *x: _ot_log_domain(*x, epsilon, num_iters), log_a, log_b, cost
     )
     return pullback(cts)
+
+  if sharded_explicitly(log_a, 0):
+    return cotangents(log_a, log_b, cts)
   num_problems, num = log_a.shape
   chunk = _fallback_chunk(num_problems, num, num_iters, cost.dtype, True)
   uniform = -math.log(num)
 
   def body(cost_ct, xs):
     log_a, log_b, *cts = xs
-    _, pullback = jax.vjp(
-      lambda *x: _ot_log_domain(*x, epsilon, num_iters), log_a, log_b, cost
-    )
-    d_a, d_b, d_cost = pullback(tuple(cts))
+    d_a, d_b, d_cost = cotangents(log_a, log_b, tuple(cts))
     return cost_ct + d_cost, (d_a, d_b)
 
   # Padded problems get zero cotangents: they add nothing to any gradient.
