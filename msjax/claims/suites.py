@@ -326,10 +326,13 @@ RATIOS = (0.01, 0.05, 0.2, 1.0)
 
 #: InfoMAE's model in the suite (docs/claims.md, "InfoMAE"): 64-wide SWIN
 #: tokens, no LayerNorm on the patch embedding (keeps the input amplitude);
-#: stage 2's embed reads the encoders (``eval_features``, the default).
+#: stage 2's embed reads the encoders (``eval_features``, the default); the
+#: projectors see the encoder features less their mean (``center_features``:
+#: without it every U, V starts nearly equal and L_aug sits at chance).
 INFOMAE_MODEL = {
   "swin": {"embed_dim": 64, "out_dim": 64, "num_heads": 4, "patch_norm": False},
   "eval_features": "encoder",
+  "center_features": True,
 }
 #: ...and its reconstruction target: log(1 + |X|) of each (real, imag) pair.
 INFOMAE_LOSS = {"rec_target": "pair_log_magnitude"}

@@ -121,3 +121,108 @@ def test_patch_norm_loses_input_amplitude_and_its_option_keeps_it():
   # is rescaled to unit variance: the encoder cannot see a 3x louder input.
   np.testing.assert_allclose(*outputs[True], rtol=1e-3, atol=1e-4)
   assert not np.allclose(*outputs[False], rtol=1e-2, atol=1e-3)
+
+
+def _constant_discriminators(variables: dict, logit: float) -> dict:
+  """Every discriminator outputs ``logit`` (output Dense: zero kernel)."""
+  discs = {
+    name: {
+      **p,
+      "logit": {
+        "kernel": jnp.zeros_like(p["logit"]["kernel"]),
+        "bias": jnp.full_like(p["logit"]["bias"], logit),
+      },
+    }
+    for name, p in variables["params"][infomae.DISC_GROUP].items()
+  }
+  params = {**variables["params"], infomae.DISC_GROUP: discs}
+  return {**variables, "params": params}
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_pairwise_mi_direction_sets_the_sign_of_the_pairwise_terms(
+  setup, direction
+):
+  """With every logit t = c, alpha = 0 (SPEC §4.2 weights):
+
+  minimize: L_shared = 2 (c + (1 - beta) c + c), L_private = 2 (gamma + eps) c
+  maximize: L_shared = 2 (c - (1 - beta) c - c), L_private = 2 (eps - gamma) c
+  """
+  config, _, batch, variables, _ = setup
+  config = config.copy_and_resolve_references()
+  config.loss.alpha = 0.0
+  config.loss.pairwise_mi = direction
+  c, beta = 0.7, config.loss.beta
+  gamma, eps = config.loss.gamma, config.loss.vu_weight
+  variables = _constant_discriminators(variables, c)
+  metrics = infomae.loss_fn(variables, batch, jax.random.key(1), config, 0)[1][
+    1
+  ]
+  sign = 1.0 if direction == "minimize" else -1.0
+  want_shared = 2 * (c + sign * (1 - beta) * c + sign * c)
+  want_private = 2 * (sign * gamma + eps) * c
+  assert float(metrics["loss/shared"]) == pytest.approx(want_shared, rel=1e-5)
+  assert float(metrics["loss/private"]) == pytest.approx(want_private, rel=1e-5)
+
+
+def test_unknown_pairwise_mi_rejected(setup):
+  config = setup[0].copy_and_resolve_references()
+  config.loss.pairwise_mi = "ignore"
+  with pytest.raises(ValueError, match="pairwise_mi must be one of"):
+    parts.check_stage(config)
+
+
+def test_centered_subtracts_batch_mean_in_training_running_mean_in_eval():
+  config = _config()
+  feat = jnp.asarray(
+    np.random.default_rng(2).normal(3.0, 1.0, size=(6, 5)), jnp.float32
+  )
+  running = jnp.arange(5, dtype=jnp.float32)
+  out, kept = parts.centered(feat, running, config, train=True)
+  np.testing.assert_array_equal(out, feat)  # option off: SPEC
+  np.testing.assert_array_equal(kept, running)
+  config.model.center_features = True
+  config.model.center_momentum = 0.75
+  out, new = parts.centered(feat, running, config, train=True)
+  mean = np.asarray(feat).mean(axis=0)
+  np.testing.assert_allclose(out, np.asarray(feat) - mean, atol=1e-6)
+  np.testing.assert_allclose(new, 0.75 * np.arange(5) + 0.25 * mean, rtol=1e-6)
+  out, kept = parts.centered(feat, running, config, train=False)
+  np.testing.assert_allclose(out, np.asarray(feat) - np.arange(5), atol=1e-6)
+  np.testing.assert_array_equal(kept, running)
+
+
+def test_center_features_keeps_a_running_mean_that_eval_subtracts(setup):
+  config, _, batch, _, _ = setup
+  config = config.copy_and_resolve_references()
+  config.model.center_features = True
+  variables = infomae.init(jax.random.key(0), config, batch)
+  means = variables["batch_stats"]["feature_mean"]
+  assert set(means) == set(config.data.modalities)
+  assert all(np.all(np.asarray(v) == 0) for v in means.values())
+  _, (state, _) = infomae.loss_fn(
+    variables, batch, jax.random.key(1), config, 0
+  )
+  new = state["batch_stats"]["feature_mean"]
+  assert all(np.all(np.isfinite(v)) and np.any(v != 0) for v in new.values())
+  # Evaluation subtracts the stored mean before the projectors.
+  variables = {**variables, "batch_stats": {"feature_mean": new}}
+  config.model.eval_features = "projections"
+  got = infomae.embed(variables, batch, config)
+  shared = infomae.align(variables, batch, config)
+  for m in config.data.modalities:
+    x = parts.prepare_input(jnp.asarray(batch["signals"][m]), m, config)
+    feat = parts.encoder(config).apply(
+      {"params": variables["params"][f"encoder_{m}"]}, x, None, train=False
+    )[0]
+    proj = {
+      kind: parts.projector(config, kind).apply(
+        {"params": variables["params"][f"{kind}_{m}"]},
+        feat - new[m],
+        train=False,
+      )
+      for kind in ("shared", "private")
+    }
+    want = np.concatenate([proj["shared"], proj["private"]], axis=-1)
+    np.testing.assert_allclose(got[m], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(shared[m], proj["shared"], rtol=1e-5, atol=1e-6)

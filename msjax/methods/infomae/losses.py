@@ -119,8 +119,13 @@ def _views(
   target_map: jax.Array,
   rng: jax.Array,
   config: ml_collections.ConfigDict,
+  running_mean: jax.Array,
 ) -> dict:
-  """Both views of modality ``m``: ``u, v, h`` (view 1), ``h2``, ``rec``."""
+  """Both views of modality ``m``.
+
+  Returns ``u, v, h`` (view 1), ``h2``, ``rec`` and ``mean``, the new running
+  feature mean (:func:`parts.centered`).
+  """
   k_aug, k_pass = jax.random.split(rng)
   b = x.shape[0]
   both = jnp.concatenate([x, _augment(k_aug, x, config)], axis=0)
@@ -129,6 +134,7 @@ def _views(
   )
   if config.model.freeze_encoders:
     feat, aux = jax.lax.stop_gradient((feat, aux))
+  feat, mean = parts.centered(feat, running_mean, config, train=True)
   u = parts.project(params, "shared", m, feat, config, train=True)
   v = parts.project(params, "private", m, feat, config, train=True)
   h = jnp.concatenate([u, v], axis=-1)
@@ -138,7 +144,14 @@ def _views(
   rec = masked_mse(
     target, pred, mask.mask[:b], norm_pix_loss=config.loss.norm_pix_loss
   )
-  return {"u": u[:b], "v": v[:b], "h": h[:b], "h2": h[b:], "rec": rec}
+  return {
+    "u": u[:b],
+    "v": v[:b],
+    "h": h[:b],
+    "h2": h[b:],
+    "rec": rec,
+    "mean": mean,
+  }
 
 
 def _temporal(h: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
@@ -215,8 +228,12 @@ def stage2_loss(
   paired: jax.Array,
   rng: jax.Array,
   config: ml_collections.ConfigDict,
-) -> tuple[jax.Array, dict]:
-  """``L_main + L_D`` (SPEC §4.2-4.3) and its metrics.
+  feature_means: dict,
+) -> tuple[jax.Array, dict, dict]:
+  """``L_main + L_D`` (SPEC §4.2-4.3), its metrics, new feature means.
+
+  ``feature_means``: ``{m: [E]}`` running means of the encoder features
+  (used and updated only with ``model.center_features``).
 
   ``paired`` (bool ``[B]``): which rows are synchronized multimodal samples.
   The cross-modal terms (``L_shared``, ``L_private``, ``L_D``) are means over
@@ -227,7 +244,15 @@ def stage2_loss(
   mods = tuple(xs)
   weight = paired.astype(jnp.float32)
   views = [
-    _views(params, m, xs[m], targets[m], jax.random.fold_in(rng, k), config)
+    _views(
+      params,
+      m,
+      xs[m],
+      targets[m],
+      jax.random.fold_in(rng, k),
+      config,
+      feature_means[m],
+    )
     for k, m in enumerate(mods)
   ]
   rec = sum(v["rec"] for v in views)
@@ -245,18 +270,20 @@ def stage2_loss(
     spec.name: parts.disc_logits(config, spec, fixed[spec.name], raw, vectors)
     for spec in parts.DISCRIMINATORS
   }
+  # "maximize" flips the pairwise terms' sign (loss.pairwise_mi).
+  sign = -1.0 if cfg.get("pairwise_mi", "minimize") == "maximize" else 1.0
   shared = infomae_shared_loss(
     vectors["u"][0],
     vectors["u"][1],
     jnp.stack([t["x1x2u1"], t["x1x2u2"]]),
-    jnp.stack([t["x1u1"], t["x2u2"]]),
-    jnp.stack([t["x2u1"], t["x1u2"]]),
+    sign * jnp.stack([t["x1u1"], t["x2u2"]]),
+    sign * jnp.stack([t["x2u1"], t["x1u2"]]),
     alpha=cfg.alpha,
     beta=cfg.beta,
     weights=weight,
   )
   private = infomae_private_loss(
-    jnp.stack([t["x1v1"], t["x2v2"]]),
+    sign * jnp.stack([t["x1v1"], t["x2v2"]]),
     jnp.stack([t["v1u1"], t["v2u2"]]),
     gamma=cfg.gamma,
     eps=cfg.vu_weight,
@@ -286,4 +313,8 @@ def stage2_loss(
       "data/paired_fraction": jnp.mean(weight),
     }
   )
-  return main + disc, metrics
+  return (
+    main + disc,
+    metrics,
+    {m: v["mean"] for m, v in zip(mods, views, strict=True)},
+  )

@@ -129,6 +129,14 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     # evidence for the default: at 5 % pairs the 8+8-wide projections lose
     # what the encoder holds (fused probe 0.457 vs 0.701, seed 0).
     eval_features="encoder",
+    # Subtract the mean of the encoder features before the shared/private
+    # projectors (batch mean in training, a running mean kept in
+    # ``batch_stats/feature_mean`` for evaluation). SPEC feeds the features
+    # as they are; stage-1 features share one dominant direction (mean
+    # cosine 0.99 between windows), so every U, V starts nearly equal and
+    # L_aug sits at chance. docs/claims.md has the evidence.
+    center_features=False,
+    center_momentum=0.9,
   )
   loss = dict(
     stage=2,
@@ -142,6 +150,13 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     gamma=0.1,
     # SPEC §4.2's eps: weight of t(V_i, U_i) in L_private.
     vu_weight=0.1,
+    # Direction of the pairwise terms t(X_i, U_i), t(X_{3-i}, U_i) and
+    # t(X_i, V_i): "minimize" (SPEC §4.2 as written: every t is minimised)
+    # or "maximize" (they enter with a minus sign: U_i must carry what it
+    # shares with both inputs and V_i what its input holds, while the
+    # total-correlation term t(X1, X2, U_i) and t(V_i, U_i) stay minimised).
+    # docs/claims.md has the derivation and the evidence.
+    pairwise_mi="minimize",
     delta=1.0,
     aug_weight=1.0,
     tau=0.1,
@@ -257,6 +272,13 @@ def init(
         [vectors[kind][i] for kind, i in spec.vectors],
       )["params"]
     params[DISC_GROUP] = discs
+    if config.model.get("center_features", False):
+      return {
+        "params": params,
+        "batch_stats": {
+          "feature_mean": {m: jnp.zeros_like(f[0]) for m, f in feats.items()}
+        },
+      }
   return {"params": params}
 
 
@@ -295,8 +317,28 @@ def loss_fn(
     loss, metrics = losses.stage1_loss(params, xs, targets, rng, config)
   else:
     paired = _paired(batch, next(iter(xs.values())).shape[0])
-    loss, metrics = losses.stage2_loss(params, xs, targets, paired, rng, config)
+    means = _feature_means(variables, xs, config)
+    loss, metrics, means = losses.stage2_loss(
+      params, xs, targets, paired, rng, config, means
+    )
+    if "batch_stats" in variables:
+      return loss, ({"batch_stats": {"feature_mean": means}}, metrics)
   return loss, ({}, metrics)
+
+
+def _feature_means(
+  variables: dict, xs: dict, config: ml_collections.ConfigDict
+) -> dict:
+  """The running feature means ``{m: [E]}`` (zeros when not centering)."""
+  stats = variables.get("batch_stats", {}).get("feature_mean")
+  if stats is not None:
+    return dict(stats)
+  if config.model.get("center_features", False):
+    raise ValueError(
+      "model.center_features needs variables['batch_stats']['feature_mean']"
+      " (initialise stage 2 with the option on)."
+    )
+  return {m: jnp.zeros((config.model.swin.out_dim,)) for m in xs}
 
 
 def requires_paired_rows(config: ml_collections.ConfigDict) -> bool:
@@ -342,15 +384,17 @@ def embed(
   params = variables["params"]
   out = _encoded(params, batch, config)
   if stage == 2 and features == "projections":
+    means = _feature_means(variables, out, config)
     out = {
       m: jnp.concatenate(
         [
-          parts.project(params, kind, m, feat, config, train=False)
+          parts.project(params, kind, m, centered, config, train=False)
           for kind in ("shared", "private")
         ],
         axis=-1,
       )
       for m, feat in out.items()
+      for centered in [parts.centered(feat, means[m], config, train=False)[0]]
     }
   out["fused"] = jnp.concatenate([out[m] for m in _modalities(config)], -1)
   return out
@@ -366,9 +410,18 @@ def align(
   if parts.check_stage(config) == 1:
     return {}
   params = variables["params"]
+  encoded = _encoded(params, batch, config)
+  means = _feature_means(variables, encoded, config)
   return {
-    m: parts.project(params, "shared", m, feat, config, train=False)
-    for m, feat in _encoded(params, batch, config).items()
+    m: parts.project(
+      params,
+      "shared",
+      m,
+      parts.centered(feat, means[m], config, train=False)[0],
+      config,
+      train=False,
+    )
+    for m, feat in encoded.items()
   }
 
 

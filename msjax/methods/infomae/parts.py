@@ -42,6 +42,10 @@ __all__ = [
 #: ``loss.rec_target`` values: what the MAE decoder reconstructs.
 REC_TARGETS = ("input", "pair_log_magnitude")
 
+#: ``loss.pairwise_mi`` values: the direction of the pairwise density-ratio
+#: terms of ``L_shared`` and ``L_private`` (SPEC §4.2 minimises them).
+PAIRWISE_MI = ("minimize", "maximize")
+
 
 class DiscSpec(NamedTuple):
   """One discriminator of SPEC §4.2.
@@ -87,6 +91,11 @@ def check_stage(config: ml_collections.ConfigDict) -> int:
   if not 0.0 <= config.loss.mask_ratio < 1.0:
     raise ValueError(
       f"loss.mask_ratio must be in [0, 1), got {config.loss.mask_ratio}."
+    )
+  direction = config.loss.get("pairwise_mi", "minimize")
+  if direction not in PAIRWISE_MI:
+    raise ValueError(
+      f"loss.pairwise_mi must be one of {PAIRWISE_MI}, got {direction!r}."
     )
   if config.loss.seq_len < 1:
     raise ValueError(f"loss.seq_len must be >= 1, got {config.loss.seq_len}.")
@@ -225,6 +234,32 @@ def projector(config: ml_collections.ConfigDict, kind: str) -> MLPProjector:
   m = config.model
   out = m.shared_dim if kind == "shared" else m.private_dim
   return MLPProjector(hidden_dims=(m.projector_hidden,), out_dim=out)
+
+
+def centered(
+  feat: jax.Array,
+  running_mean: jax.Array,
+  config: ml_collections.ConfigDict,
+  *,
+  train: bool,
+) -> tuple[jax.Array, jax.Array]:
+  """Encoder features ``[B, E]`` less their mean, and the new running mean.
+
+  Training: the batch mean over rows is subtracted and the running mean
+  ``[E]`` moves towards it (``model.center_momentum``); evaluation: the
+  running mean is subtracted and kept. ``model.center_features = False``
+  (SPEC) returns ``feat`` and ``running_mean`` unchanged.
+  """
+  if not config.model.get("center_features", False):
+    return feat, running_mean
+  if not train:
+    return feat - running_mean, running_mean
+  mean = jnp.mean(feat, axis=0)
+  momentum = config.model.center_momentum
+  new_mean = momentum * running_mean + (1.0 - momentum) * (
+    jax.lax.stop_gradient(mean)
+  )
+  return feat - mean, new_mean
 
 
 def project(
