@@ -87,6 +87,13 @@ def get_config(arg=None):
   if arg.method == "infomae":
     sections.loss.stage = arg.stage
     sections.loss.seq_len = 1
+    # The claims suite's options (docs/claims.md, "InfoMAE"): keep the
+    # input's amplitude, reconstruct log(1 + |X|) of each (real, imag) pair,
+    # centre the features the projectors see (stage 2 collapses without).
+    sections.model.swin.patch_norm = False
+    sections.model.center_features = True
+    if data.stft.output == "real_imag":
+      sections.loss.rec_target = "pair_log_magnitude"
     if arg.stage == 1:
       data = pairs.pairing_config(
         data, pair_ratio=0.0, subset="unpaired", unpaired="all"

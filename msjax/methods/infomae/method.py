@@ -41,6 +41,14 @@ Choices made here (SPEC leaves them open):
 * ``L_D`` is the sum of the ten discriminators' BCE losses; product tuples
   permute each argument independently (``product_of_marginals``).
 
+Options that depart from SPEC (off by default; docs/claims.md has the
+evidence): ``model.center_features`` feeds the projectors the encoder
+features less their mean (batch mean in training, a running mean in
+``batch_stats/feature_mean`` for evaluation), which keeps stage 2 from
+collapsing at its start; ``loss.pairwise_mi = "maximize"`` flips the sign
+of the pairwise density-ratio terms ``t(X_i, U_i)``, ``t(X_{3-i}, U_i)``
+and ``t(X_i, V_i)``.
+
 Starting stage 2 from stage 1: :func:`init_from_pretrained` (the trainer's
 ``train.init_from`` hook) or :func:`init_from_stage1` copy the encoders.
 """
