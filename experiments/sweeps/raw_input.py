@@ -15,30 +15,30 @@ runs it has not finished. Writes ``DIR/raw_input.md``.
 """
 
 import argparse
+import importlib.util
 import json
 import pathlib
 import statistics
 import sys
 import time
 
+from msjax.methods import METHODS
 from msjax.train import config_lib
 from msjax.train.loop import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BASELINES = (
-  "clip",
-  "simclr",
-  "joint",
-  "slip",
-  "tnc",
-  "tstcc",
-  "mae",
-  "focal",
-  "gmc",
-  "cocoa",
-  "cav_mae",
-  "moco",
-)
+
+
+def _self_supervised_baselines() -> tuple[str, ...]:
+  """``experiments/baselines.py``'s methods without their own classifier."""
+  path = ROOT / "experiments" / "baselines.py"
+  spec = importlib.util.spec_from_file_location("baselines_experiment", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return tuple(m for m in module.BASELINES if METHODS[m].predict is None)
+
+
+BASELINES = _self_supervised_baselines()
 #: run name -> experiment spec, in training order (stage 2 needs stage 1).
 RUNS = {
   "protomm": "experiments/protomm.py",
