@@ -389,21 +389,9 @@ def embed(
     raise ValueError(
       f"model.eval_features={features!r} unknown; use one of {EVAL_FEATURES}."
     )
-  params = variables["params"]
-  out = _encoded(params, batch, config)
+  out = _encoded(variables["params"], batch, config)
   if stage == 2 and features == "projections":
-    means = _feature_means(variables, out, config)
-    out = {
-      m: jnp.concatenate(
-        [
-          parts.project(params, kind, m, centered, config, train=False)
-          for kind in ("shared", "private")
-        ],
-        axis=-1,
-      )
-      for m, feat in out.items()
-      for centered in [parts.centered(feat, means[m], config, train=False)[0]]
-    }
+    out = _projections(variables, out, ("shared", "private"), config)
   out["fused"] = jnp.concatenate([out[m] for m in _modalities(config)], -1)
   return out
 
@@ -417,20 +405,34 @@ def align(
   """
   if parts.check_stage(config) == 1:
     return {}
-  params = variables["params"]
-  encoded = _encoded(params, batch, config)
+  encoded = _encoded(variables["params"], batch, config)
+  return _projections(variables, encoded, ("shared",), config)
+
+
+def _projections(
+  variables: dict,
+  encoded: dict,
+  kinds: tuple[str, ...],
+  config: ml_collections.ConfigDict,
+) -> dict[str, jax.Array]:
+  """Eval-mode projections of encoder features ``{m: [B, E]}``.
+
+  Returns ``{m: [B, sum of the kinds' widths]}``, the ``kinds``
+  (``"shared"``, ``"private"``) concatenated, computed from the features
+  centred as ``model.center_features`` says.
+  """
   means = _feature_means(variables, encoded, config)
-  return {
-    m: parts.project(
-      params,
-      "shared",
-      m,
-      parts.centered(feat, means[m], config, train=False)[0],
-      config,
-      train=False,
+  out = {}
+  for m, feat in encoded.items():
+    feat, _ = parts.centered(feat, means[m], config, train=False)
+    out[m] = jnp.concatenate(
+      [
+        parts.project(variables["params"], kind, m, feat, config, train=False)
+        for kind in kinds
+      ],
+      axis=-1,
     )
-    for m, feat in encoded.items()
-  }
+  return out
 
 
 def param_labels(params: dict, config: ml_collections.ConfigDict) -> dict:
