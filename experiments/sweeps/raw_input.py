@@ -15,7 +15,6 @@ runs it has not finished. Writes ``DIR/raw_input.md``.
 """
 
 import argparse
-import importlib.util
 import json
 import pathlib
 import statistics
@@ -31,10 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 def _self_supervised_baselines() -> tuple[str, ...]:
   """``experiments/baselines.py``'s methods without their own classifier."""
-  path = ROOT / "experiments" / "baselines.py"
-  spec = importlib.util.spec_from_file_location("baselines_experiment", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.load_experiment(ROOT / "experiments" / "baselines.py")
   return tuple(m for m in module.BASELINES if METHODS[m].predict is None)
 
 

@@ -10,6 +10,7 @@ import ast
 import importlib.util
 import json
 import pathlib
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from msjax.train.errors import ConfigError
 __all__ = [
   "apply_overrides",
   "load_config",
+  "load_experiment",
   "parse_value",
   "restore_config",
   "save_config",
@@ -142,6 +144,22 @@ def apply_overrides(
   return config
 
 
+def load_experiment(path: pathlib.Path) -> types.ModuleType:
+  """The experiment file ``path`` imported as a module (not cached).
+
+  Raises:
+    ConfigError: no such file.
+  """
+  if not path.is_file():
+    raise ConfigError(f"config file {path} not found")
+  module_spec = importlib.util.spec_from_file_location(
+    f"msjax_experiment_{path.stem}", path
+  )
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
 def load_config(
   spec: str, overrides: Sequence[str] = ()
 ) -> ml_collections.ConfigDict:
@@ -156,13 +174,7 @@ def load_config(
   """
   path_text, _, arg = spec.partition(":")
   path = pathlib.Path(path_text)
-  if not path.is_file():
-    raise ConfigError(f"config file {path} not found")
-  module_spec = importlib.util.spec_from_file_location(
-    f"msjax_experiment_{path.stem}", path
-  )
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = load_experiment(path)
   try:
     config = module.get_config(arg or None)
   except (AttributeError, KeyError) as error:

@@ -15,6 +15,7 @@ import ml_collections
 from msjax.train.config_io import (
   apply_overrides,
   load_config,
+  load_experiment,
   parse_value,
   restore_config,
   save_config,
@@ -27,6 +28,7 @@ __all__ = [
   "checkpoint_config",
   "eval_config",
   "load_config",
+  "load_experiment",
   "make_config",
   "optim_config",
   "optim_group",
