@@ -35,7 +35,6 @@ def get_config(arg=None):
   sections.loss.rec_target = "pair_log_magnitude"
   sections.model.swin.patch_norm = False
   sections.model.center_features = True
-  sections.model.eval_features = "encoder"
   if not smoke:
     sections.model.swin.update(embed_dim=64, out_dim=64, num_heads=4)
   data = synthetic.default_config(smoke=smoke)

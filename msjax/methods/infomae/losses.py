@@ -271,7 +271,7 @@ def stage2_loss(
     for spec in parts.DISCRIMINATORS
   }
   # "maximize" flips the pairwise terms' sign (loss.pairwise_mi).
-  sign = -1.0 if cfg.get("pairwise_mi", "minimize") == "maximize" else 1.0
+  sign = -1.0 if parts.pairwise_mi(config) == "maximize" else 1.0
   shared = infomae_shared_loss(
     vectors["u"][0],
     vectors["u"][1],

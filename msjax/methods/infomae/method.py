@@ -280,7 +280,7 @@ def init(
         [vectors[kind][i] for kind, i in spec.vectors],
       )["params"]
     params[DISC_GROUP] = discs
-    if config.model.get("center_features", False):
+    if parts.centers_features(config):
       return {
         "params": params,
         "batch_stats": {
@@ -341,7 +341,7 @@ def _feature_means(
   stats = variables.get("batch_stats", {}).get("feature_mean")
   if stats is not None:
     return dict(stats)
-  if config.model.get("center_features", False):
+  if parts.centers_features(config):
     raise ValueError(
       "model.center_features needs variables['batch_stats']['feature_mean']"
       " (initialise stage 2 with the option on)."

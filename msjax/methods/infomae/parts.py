@@ -26,12 +26,17 @@ from msjax.nn.swin_encoder import SwinEncoder
 __all__ = [
   "DISCRIMINATORS",
   "DiscSpec",
+  "PAIRWISE_MI",
+  "REC_TARGETS",
+  "centered",
+  "centers_features",
   "check_stage",
   "decoder",
   "disc_logits",
   "discriminator",
   "encoder",
   "module_key",
+  "pairwise_mi",
   "patch_targets",
   "prepare_input",
   "project",
@@ -92,7 +97,7 @@ def check_stage(config: ml_collections.ConfigDict) -> int:
     raise ValueError(
       f"loss.mask_ratio must be in [0, 1), got {config.loss.mask_ratio}."
     )
-  direction = config.loss.get("pairwise_mi", "minimize")
+  direction = pairwise_mi(config)
   if direction not in PAIRWISE_MI:
     raise ValueError(
       f"loss.pairwise_mi must be one of {PAIRWISE_MI}, got {direction!r}."
@@ -236,6 +241,16 @@ def projector(config: ml_collections.ConfigDict, kind: str) -> MLPProjector:
   return MLPProjector(hidden_dims=(m.projector_hidden,), out_dim=out)
 
 
+def pairwise_mi(config: ml_collections.ConfigDict) -> str:
+  """``loss.pairwise_mi`` (``"minimize"`` for configs saved without it)."""
+  return config.loss.get("pairwise_mi", "minimize")
+
+
+def centers_features(config: ml_collections.ConfigDict) -> bool:
+  """``model.center_features`` (False for configs saved without it)."""
+  return bool(config.model.get("center_features", False))
+
+
 def centered(
   feat: jax.Array,
   running_mean: jax.Array,
@@ -250,7 +265,7 @@ def centered(
   running mean is subtracted and kept. ``model.center_features = False``
   (SPEC) returns ``feat`` and ``running_mean`` unchanged.
   """
-  if not config.model.get("center_features", False):
+  if not centers_features(config):
     return feat, running_mean
   if not train:
     return feat - running_mean, running_mean
