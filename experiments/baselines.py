@@ -3,6 +3,12 @@
     msjax train --config experiments/baselines.py:method=clip --workdir DIR
 
 Arguments: ``smoke``; ``method`` one of :data:`BASELINES` (default clip).
+
+``method=mae`` is InfoMAE's stage 1 and takes experiments/infomae.py's
+evidence-backed options (docs/claims.md, "InfoMAE"): no LayerNorm on the
+patch embedding, the decoder reconstructs ``log(1 + |X|)`` of each (real,
+imag) pair, a 64-wide SWIN outside ``smoke``. SPEC's choices stay
+``mae.default_config``'s.
 """
 
 from msjax.data import synthetic
@@ -52,6 +58,11 @@ def get_config(arg=None):
     data.num_sessions = 8
   if arg.method in SPECTROGRAM_METHODS:
     data.representation = "stft"
+  if arg.method == "mae":
+    sections.loss.rec_target = "pair_log_magnitude"
+    sections.model.swin.patch_norm = False
+    if not smoke:
+      sections.model.swin.update(embed_dim=64, out_dim=64, num_heads=4)
   if "num_classes" in sections.model:
     sections.model.num_classes = synthetic.TASKS[data.task]
   optim = config_lib.optim_config(

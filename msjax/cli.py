@@ -6,7 +6,7 @@
     msjax report DIR
     msjax claims --paper {protomm,infomae,promobal,all} --workdir DIR \
         [--seeds N] [--budget default|smoke] [--settings default,skewed] \
-        [--runs a,b] [--lr-grid]
+        [--runs a,b] [--lr-grid [--grid-seeds 100,101,102]]
 
 User mistakes (unknown config keys, missing or bad data, a diverged run, a
 workdir of another config) are printed as one line ``msjax: error: ...`` with
@@ -54,6 +54,19 @@ DIR holding a run of another config (method, model, data, loss, optimiser)
 is refused unless --restart is given, which moves that run to
 DIR/previous-<n>/ and starts over.
 """
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+  """``"100,101"`` -> ``(100, 101)``; argparse turns the error into one line."""
+  try:
+    seeds = tuple(int(s) for s in text.split(",") if s.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+      f"expected comma-separated integers, got {text!r}"
+    ) from None
+  if not seeds:
+    raise argparse.ArgumentTypeError("expected at least one seed")
+  return seeds
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,8 +146,16 @@ def _parser() -> argparse.ArgumentParser:
     "--lr-grid",
     action="store_true",
     help="instead of the table, train every run at every rate of the"
-    " learning-rate grid (seed 100, setting default) and write"
+    " learning-rate grid (setting default, seeds --grid-seeds) and write"
     " DIR/lr_grid.md",
+  )
+  claims.add_argument(
+    "--grid-seeds",
+    type=_seed_list,
+    default=None,
+    help="comma-separated seeds of the learning-rate grid (default"
+    " msjax.claims.suites.GRID_SEEDS: 100,101,102; keep them apart from the"
+    " table's 0 .. seeds-1)",
   )
   for command in (train, evaluate, claims):
     _add_cache_flags(command)
@@ -211,8 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       papers = tuple(claims.PAPERS) if args.paper == "all" else (args.paper,)
       only = tuple(r for r in args.runs.split(",") if r)
       if args.lr_grid:
+        seeds = (
+          {} if args.grid_seeds is None else {"grid_seeds": args.grid_seeds}
+        )
         path = claims.run_lr_grid(
-          papers, args.workdir, budget=args.budget, only=only
+          papers, args.workdir, budget=args.budget, only=only, **seeds
         )
       else:
         path = claims.run_claims(

@@ -188,17 +188,17 @@ def write(
 
 
 def write_lr_grid(
-  root: pathlib.Path, grid: dict, *, budget: str, seed: int
+  root: pathlib.Path, grid: dict, *, budget: str
 ) -> pathlib.Path:
   """Writes ``root/lr_grid.md``: each run's headline per learning rate.
 
   Args:
     root: the suite directory.
-    grid: ``{paper: [{"name", "label", "headline": {rate: score},
-      "best", "used"}, ...]}`` (rates as ``%g`` strings), rows in the
-      suite's order.
+    grid: ``{paper: {"seeds": [seed, ...], "rows": [{"name", "label",
+      "scores": {rate: {seed: score}}, "headline": {rate: mean}, "best",
+      "used"}, ...]}}`` (rates as ``%g`` strings, seeds as strings), rows in
+      the suite's order.
     budget: the budget's name (for the title).
-    seed: the grid's seed.
 
   Returns:
     The path written.
@@ -206,15 +206,20 @@ def write_lr_grid(
   lines = [
     "# msjax claims suite: learning-rate grid",
     "",
-    f"Budget `{budget}`, seed {seed}, setting `default`; each cell"
-    " is the run's headline (the suite's scoring). **Bold**: the best rate;"
-    " `used` is the rate the suite trains the run at.",
+    f"Budget `{budget}`, setting `default`; each cell is the run's headline"
+    " (the suite's scoring), mean ± sample std over the grid's seeds."
+    " **Bold**: the best mean; `used` is the rate the suite trains the run"
+    " at.",
   ]
-  for paper, rows in grid.items():
+  for paper, entry in grid.items():
+    rows = entry["rows"]
     rates = sorted({r for row in rows for r in row["headline"]}, key=float)
+    seeds = ", ".join(str(s) for s in entry["seeds"])
     lines += [
       "",
       f"## {paper}",
+      "",
+      f"Seeds {seeds}.",
       "",
       "| run | " + " | ".join(f"lr {r}" for r in rates) + " | best | used |",
       "|---|" + "---|" * (len(rates) + 2),
@@ -222,8 +227,13 @@ def write_lr_grid(
     for row in rows:
       cells = []
       for r in rates:
-        value = row["headline"].get(r)
-        text = "—" if value is None else f"{value:.3f}"
+        values = list(row["scores"].get(r, {}).values())
+        if not values:
+          cells.append("—")
+          continue
+        text = f"{np.mean(values):.3f}"
+        if len(values) > 1:
+          text += f" ± {np.std(values, ddof=1):.3f}"
         cells.append(f"**{text}**" if float(r) == row["best"] else text)
       flag = "" if row["used"] == row["best"] else " (not the best)"
       lines.append(

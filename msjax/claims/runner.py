@@ -6,7 +6,8 @@ Layout under the suite's ``workdir``::
                                         config.json, metrics) + score.json
   <paper>/<setting>/raw_input.json      the raw-input probe of the setting
   claims.md, claims_<paper>.png         the aggregated table and charts
-  <paper>/lr_grid/lr<rate>/<run>/       the learning-rate grid's runs
+  <paper>/lr_grid/seed<k>/lr<rate>/<run>/
+                                        the learning-rate grid's runs
   lr_grid.md, lr_grid.json              the grid's table and choices
 
 A run with a ``score.json`` is done and skipped; an unfinished run resumes
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
+import numpy as np
 
 from msjax.claims import report, scoring, settings, suites
 from msjax.methods import METHODS
@@ -202,61 +204,77 @@ def run_lr_grid(
   *,
   budget: str = "default",
   only: Sequence[str] = (),
+  grid_seeds: Sequence[int] = suites.GRID_SEEDS,
   log: Callable[[str], None] = print,
 ) -> pathlib.Path:
   """Runs (or resumes) the learning-rate grid and writes ``lr_grid.md``.
 
   Every run of each paper's suite is trained at every rate of
-  :data:`msjax.claims.suites.LR_GRID`, seed
-  :data:`~msjax.claims.suites.GRID_SEED`, ``default`` setting; the table
-  shows each run's headline per rate, the best rate and the rate the suite
-  uses (:data:`~msjax.claims.suites.LEARNING_RATES`).
+  :data:`msjax.claims.suites.LR_GRID` and every seed of ``grid_seeds``,
+  ``default`` setting; the table shows each run's headline per rate (mean
+  and sample std over the grid's seeds), the best rate (highest mean) and
+  the rate the suite uses (:data:`~msjax.claims.suites.LEARNING_RATES`).
 
   Args:
     papers: keys of :data:`msjax.claims.suites.PAPERS`.
     workdir: the suite directory (the grid lives in ``<paper>/lr_grid/``).
     budget: a key of :data:`msjax.claims.suites.BUDGETS`.
     only: run names to keep (empty: every run).
+    grid_seeds: the grid's seeds (keep them apart from the table's seeds
+      ``0 .. seeds - 1``).
     log: progress sink (one line per finished run).
 
   Returns:
     The path of ``lr_grid.md``.
 
   Raises:
-    ConfigError: an unknown paper, budget or run.
+    ConfigError: an unknown paper, budget or run, or no grid seed.
   """
   root = _prepare(papers, workdir, budget)
   selected = _selector(papers, budget, only)
+  grid_seeds = tuple(int(s) for s in grid_seeds)
+  if not grid_seeds:
+    raise ConfigError("the learning-rate grid needs at least one seed.")
   # Papers gridded by earlier calls stay in the table.
   grid_path = root / "lr_grid.json"
   grid: dict = json.loads(grid_path.read_text()) if grid_path.is_file() else {}
-  total = sum(
-    len(selected(suites.suite(p, "default", 0, budget)).runs) for p in papers
-  ) * len(suites.LR_GRID)
+  total = (
+    sum(
+      len(selected(suites.suite(p, "default", 0, budget)).runs) for p in papers
+    )
+    * len(suites.LR_GRID)
+    * len(grid_seeds)
+  )
   finished = 0
   for paper in papers:
     rows: dict = {}
-    for rate in suites.LR_GRID:
-      suite = selected(
-        suites.suite(
-          paper, "default", suites.GRID_SEED, budget, learning_rate=rate
+    for seed in grid_seeds:
+      for rate in suites.LR_GRID:
+        suite = selected(
+          suites.suite(paper, "default", seed, budget, learning_rate=rate)
         )
-      )
-      seed_dir = root / paper / "lr_grid" / f"lr{rate:g}"
-      for run in suite.runs:
-        payload = _run_one(run, suite, seed_dir, with_random=False)
-        row = rows.setdefault(run.name, {"label": run.label, "headline": {}})
-        row["headline"][f"{rate:g}"] = payload["scores"]["headline"]
-        finished += 1
-        log(
-          f"[{finished}/{total}] lr grid {paper} {run.name} lr {rate:g}:"
-          f" headline {payload['scores']['headline']:.3f}"
-          f" ({payload['wall_s']:.0f} s)"
-        )
+        seed_dir = root / paper / "lr_grid" / f"seed{seed}" / f"lr{rate:g}"
+        for run in suite.runs:
+          payload = _run_one(run, suite, seed_dir, with_random=False)
+          row = rows.setdefault(run.name, {"label": run.label, "scores": {}})
+          row["scores"].setdefault(f"{rate:g}", {})[str(seed)] = payload[
+            "scores"
+          ]["headline"]
+          finished += 1
+          log(
+            f"[{finished}/{total}] lr grid {paper} {run.name} seed {seed}"
+            f" lr {rate:g}: headline {payload['scores']['headline']:.3f}"
+            f" ({payload['wall_s']:.0f} s)"
+          )
     for name, row in rows.items():
+      row["headline"] = {
+        rate: float(np.mean(list(by_seed.values())))
+        for rate, by_seed in row["scores"].items()
+      }
       best = max(row["headline"], key=row["headline"].get)
       row.update(name=name, best=float(best))
       row["used"] = suites.LEARNING_RATES[paper][name]
-    grid[paper] = list(rows.values())  # a list: the suite's row order
+    # rows: a list in the suite's order
+    grid[paper] = {"seeds": list(grid_seeds), "rows": list(rows.values())}
   _write_json(grid_path, grid)
-  return report.write_lr_grid(root, grid, budget=budget, seed=suites.GRID_SEED)
+  return report.write_lr_grid(root, grid, budget=budget)

@@ -1,6 +1,7 @@
 """The claims suite: aggregation and verdicts, and a resumable smoke run."""
 
 import json
+import pathlib
 import re
 
 import jax
@@ -142,36 +143,54 @@ def test_bad_claims_arguments_are_one_line_errors(tmp_path, capsys, argv):
   assert code == 2 and len(err) == 1 and err[0].startswith("msjax: error:")
 
 
-def test_lr_grid_trains_every_rate_once_and_marks_the_best(
+def test_lr_grid_trains_every_rate_and_seed_once_and_marks_the_best_mean(
   tmp_path, monkeypatch
 ):
   monkeypatch.setattr(suites, "LR_GRID", (1e-3, 1e-2))
-  kwargs = dict(budget="smoke", only=("supervised_concat",), log=lambda _: 0)
+  kwargs = dict(
+    budget="smoke",
+    only=("supervised_concat",),
+    grid_seeds=(7, 8),
+    log=lambda _: 0,
+  )
   path = run_lr_grid(("promobal",), str(tmp_path), **kwargs)
+  run_dir = tmp_path / "promobal/lr_grid/seed{}/lr{}/supervised_concat"
   scores = {
-    rate: json.loads(
-      (
-        tmp_path / f"promobal/lr_grid/lr{rate}/supervised_concat/score.json"
-      ).read_text()
-    )["scores"]["headline"]
+    rate: {
+      seed: json.loads(
+        (
+          pathlib.Path(str(run_dir).format(seed, rate)) / "score.json"
+        ).read_text()
+      )["scores"]["headline"]
+      for seed in ("7", "8")
+    }
     for rate in ("0.001", "0.01")
   }
-  config = json.loads(
-    (
-      tmp_path / "promobal/lr_grid/lr0.01/supervised_concat/config.json"
-    ).read_text()
-  )
-  assert config["optim"]["learning_rate"] == 0.01
-  assert config["seed"] == suites.GRID_SEED
-  best = max(scores, key=scores.get)
-  (row,) = json.loads((tmp_path / "lr_grid.json").read_text())["promobal"]
-  assert row["headline"] == scores and row["best"] == float(best)
+  for seed in (7, 8):
+    config = json.loads(
+      (
+        pathlib.Path(str(run_dir).format(seed, "0.01")) / "config.json"
+      ).read_text()
+    )
+    assert config["optim"]["learning_rate"] == 0.01
+    assert config["seed"] == seed
+  means = {rate: (v["7"] + v["8"]) / 2 for rate, v in scores.items()}
+  best = max(means, key=means.get)
+  entry = json.loads((tmp_path / "lr_grid.json").read_text())["promobal"]
+  (row,) = entry["rows"]
+  assert entry["seeds"] == [7, 8]
+  assert row["scores"] == scores and row["best"] == float(best)
+  assert row["headline"] == pytest.approx(means, abs=1e-12)
   used = suites.LEARNING_RATES["promobal"]["supervised_concat"]
-  cells = [
-    f"**{v:.3f}**" if r == best else f"{v:.3f}" for r, v in scores.items()
-  ]
+  cells = []
+  for rate, by_seed in scores.items():
+    pair = (by_seed["7"], by_seed["8"])
+    spread = abs(pair[0] - pair[1]) / 2**0.5  # sample std of two values
+    text = f"{sum(pair) / 2:.3f} ± {spread:.3f}"
+    cells.append(f"**{text}**" if rate == best else text)
   line = f"| concat | {' | '.join(cells)} | {float(best):g} | {used:g}"
-  assert line in path.read_text()
+  text = path.read_text()
+  assert line in text and "Seeds 7, 8." in text
   stamps = sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("score.json"))
   run_lr_grid(("promobal",), str(tmp_path), **kwargs)  # resumes: no training
   assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("score.json")) == (
@@ -190,3 +209,19 @@ def test_protomm_scores_include_prototype_usage_within_log_k():
   assert sorted(usage) == ["usage/acc", "usage/ppg"]
   log_k = np.log(config.model.num_prototypes)
   assert all(0.0 < v <= log_k + 1e-6 for v in usage.values()), usage
+
+
+def test_grid_seeds_flag_parses_a_comma_list_and_refuses_anything_else(
+  capsys,
+):
+  base = ["claims", "--paper", "promobal", "--workdir", "d", "--lr-grid"]
+  assert cli.parse_args(base)[0].grid_seeds is None  # suites.GRID_SEEDS
+  assert cli.parse_args([*base, "--grid-seeds", "100, 7"])[0].grid_seeds == (
+    100,
+    7,
+  )
+  for bad in ("a,b", ","):
+    with pytest.raises(SystemExit):
+      cli.parse_args([*base, "--grid-seeds", bad])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("msjax claims: error: argument --grid-seeds:")
