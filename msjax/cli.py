@@ -4,7 +4,7 @@
         [--config.a.b=value ...] [--restart]
     msjax eval --workdir DIR
     msjax report DIR
-    msjax claims --paper {protomm,infomae,promobal,all} --workdir DIR \
+    msjax claims --paper {protomm,infomae,promobal,all}[,...] --workdir DIR \
         [--seeds N] [--budget default|smoke] [--settings default,skewed] \
         [--runs a,b] [--lr-grid [--grid-seeds 100,101,102]]
 
@@ -69,6 +69,23 @@ def _seed_list(text: str) -> tuple[int, ...]:
   return seeds
 
 
+_PAPERS = ("protomm", "infomae", "promobal")
+
+
+def _paper_list(text: str) -> tuple[str, ...]:
+  """``"protomm,promobal"`` or ``"all"`` -> the papers, in the given order."""
+  if text == "all":
+    return _PAPERS
+  papers = tuple(p.strip() for p in text.split(",") if p.strip())
+  unknown = [p for p in papers if p not in _PAPERS]
+  if unknown or not papers:
+    raise argparse.ArgumentTypeError(
+      f"expected all or a comma-separated list of {', '.join(_PAPERS)};"
+      f" got {text!r}"
+    )
+  return tuple(dict.fromkeys(papers))
+
+
 def _parser() -> argparse.ArgumentParser:
   raw = argparse.RawDescriptionHelpFormatter
   parser = argparse.ArgumentParser(
@@ -122,7 +139,9 @@ def _parser() -> argparse.ArgumentParser:
   claims.add_argument(
     "--paper",
     required=True,
-    choices=("protomm", "infomae", "promobal", "all"),
+    type=_paper_list,
+    metavar="{protomm,infomae,promobal,all}",
+    help="a paper, a comma-separated list of them, or all",
   )
   claims.add_argument("--workdir", required=True, metavar="DIR")
   claims.add_argument("--seeds", type=int, default=3, help="default 3")
@@ -229,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "claims":
       from msjax import claims  # noqa: PLC0415
 
-      papers = tuple(claims.PAPERS) if args.paper == "all" else (args.paper,)
+      papers = args.paper
       only = tuple(r for r in args.runs.split(",") if r)
       if args.lr_grid:
         seeds = (

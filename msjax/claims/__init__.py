@@ -1,6 +1,6 @@
 """The claims suite: each paper's headline comparison, at equal budget.
 
-    msjax claims --paper {protomm,infomae,promobal,all} --workdir DIR \
+    msjax claims --paper {protomm,infomae,promobal,all}[,...] --workdir DIR \
         [--seeds 3] [--budget default|smoke] [--settings default,skewed]
     msjax claims --paper ... --workdir DIR --lr-grid [--grid-seeds 100,101,102]
 

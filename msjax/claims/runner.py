@@ -219,7 +219,8 @@ def run_lr_grid(
     papers: keys of :data:`msjax.claims.suites.PAPERS`.
     workdir: the suite directory (the grid lives in ``<paper>/lr_grid/``).
     budget: a key of :data:`msjax.claims.suites.BUDGETS`.
-    only: run names to keep (empty: every run).
+    only: run names to keep (empty: every run); the other runs' rows stay
+      in the table from an earlier call on the same seeds.
     grid_seeds: the grid's seeds (keep them apart from the table's seeds
       ``0 .. seeds - 1``).
     log: progress sink (one line per finished run).
@@ -266,6 +267,14 @@ def run_lr_grid(
             f" lr {rate:g}: headline {payload['scores']['headline']:.3f}"
             f" ({payload['wall_s']:.0f} s)"
           )
+    # Runs left out by ``only`` keep their rows from an earlier call on the
+    # same seeds.
+    earlier = grid.get(paper, {})
+    if earlier.get("seeds") == list(grid_seeds):
+      rows = {
+        **{row["name"]: row for row in earlier["rows"]},
+        **rows,
+      }
     for name, row in rows.items():
       row["headline"] = {
         rate: float(np.mean(list(by_seed.values())))
@@ -274,7 +283,10 @@ def run_lr_grid(
       best = max(row["headline"], key=row["headline"].get)
       row.update(name=name, best=float(best))
       row["used"] = suites.LEARNING_RATES[paper][name]
-    # rows: a list in the suite's order
-    grid[paper] = {"seeds": list(grid_seeds), "rows": list(rows.values())}
+    order = [r.name for r in suites.suite(paper, "default", 0, budget).runs]
+    grid[paper] = {
+      "seeds": list(grid_seeds),
+      "rows": [rows[name] for name in order if name in rows],
+    }
   _write_json(grid_path, grid)
   return report.write_lr_grid(root, grid, budget=budget)

@@ -225,3 +225,44 @@ def test_grid_seeds_flag_parses_a_comma_list_and_refuses_anything_else(
       cli.parse_args([*base, "--grid-seeds", bad])
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("msjax claims: error: argument --grid-seeds:")
+
+
+def test_paper_flag_takes_all_or_a_comma_list_of_the_suites_papers(capsys):
+  def papers(text):
+    argv = ["claims", "--paper", text, "--workdir", "d"]
+    return cli.parse_args(argv)[0].paper
+
+  assert papers("all") == tuple(suites.PAPERS)
+  assert papers("promobal,protomm,promobal") == ("promobal", "protomm")
+  for bad in ("nope", "protomm,nope", ","):
+    with pytest.raises(SystemExit):
+      papers(bad)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("msjax claims: error: argument --paper:")
+
+
+def test_lr_grid_keeps_rows_of_runs_left_out_only_on_the_same_seeds(
+  tmp_path, monkeypatch
+):
+  monkeypatch.setattr(suites, "LR_GRID", (1e-2,))
+
+  def rows(only, seeds):
+    run_lr_grid(
+      ("promobal",),
+      str(tmp_path),
+      budget="smoke",
+      only=only,
+      grid_seeds=seeds,
+      log=lambda _: 0,
+    )
+    entry = json.loads((tmp_path / "lr_grid.json").read_text())["promobal"]
+    return entry["seeds"], [row["name"] for row in entry["rows"]]
+
+  rows(("supervised_sum",), (7,))
+  # suite order, not call order; the earlier row is kept
+  assert rows(("supervised_concat",), (7,)) == (
+    [7],
+    ["supervised_concat", "supervised_sum"],
+  )
+  # another seed set: the rows of seed 7 cannot be mixed in
+  assert rows(("supervised_concat",), (8,)) == ([8], ["supervised_concat"])
