@@ -231,7 +231,7 @@ def write_lr_grid(
         if not values:
           cells.append("—")
           continue
-        text = f"{np.mean(values):.3f}"
+        text = f"{row['headline'][r]:.3f}"  # the runner's mean over seeds
         if len(values) > 1:
           text += f" ± {np.std(values, ddof=1):.3f}"
         cells.append(f"**{text}**" if float(r) == row["best"] else text)
