@@ -130,12 +130,13 @@ def samobal_select(
   *,
   mode: str = "straight_through",
   tau_g: float = 1.0,
+  score_scale: float = 1.0,
   key: jax.Array | None = None,
   noise: ArrayLike | None = None,
 ) -> SelectOut:
   """SaMoBal train-time per-dimension modality selection (SPEC §3.2).
 
-  With scores ``s[b, m, d] = z[m, b, d] * P[y[b], d]``::
+  With scores ``s[b, m, d] = score_scale * z[m, b, d] * P[y[b], d]``::
 
     straight_through: soft = softmax_m((s + g) / tau_g), g ~ Gumbel
                       hard = one_hot(argmax_m soft)
@@ -156,6 +157,11 @@ def samobal_select(
     labels: ``[B]`` integer labels in ``0..C-1``.
     mode: ``"straight_through"`` (default), ``"soft"`` or ``"hard"``.
     tau_g: selection temperature (> 0).
+    score_scale: multiplies the scores (> 0; SPEC: 1). With unit rows the
+      scores are about ``1 / D`` against Gumbel noise of std 1.28, so at
+      SPEC's 1 the straight-through selection is a fair coin per dimension;
+      ``D`` makes the scores O(1) and the draw follows them (an msjax option,
+      docs/claims.md). The noiseless modes' argmax does not depend on it.
     key: PRNG key for the Gumbel noise (straight-through only; ignored by
       the noiseless modes).
     noise: explicit ``[B, M, D]`` Gumbel noise instead of ``key``
@@ -167,8 +173,8 @@ def samobal_select(
 
   Raises:
     ValueError: on bad shapes or dtypes, an unknown ``mode``, ``tau_g <= 0``,
-      straight-through without exactly one of ``key``/``noise``, or
-      ``noise`` given to a noiseless mode.
+      ``score_scale <= 0``, straight-through without exactly one of
+      ``key``/``noise``, or ``noise`` given to a noiseless mode.
 
   Example:
     >>> z = jnp.stack([jnp.eye(2), -jnp.eye(2)])
@@ -187,9 +193,13 @@ def samobal_select(
     raise ValueError(f"mode must be one of {_SELECT_MODES}, got {mode!r}.")
   if not float(tau_g) > 0:
     raise ValueError(f"tau_g must be > 0, got {tau_g}.")
+  if not float(score_scale) > 0:
+    raise ValueError(f"score_scale must be > 0, got {score_scale}.")
 
   z_bmd = jnp.transpose(z, (1, 0, 2))  # [B, M, D]
   scores = z_bmd * take_rows(prototypes, labels)[:, None, :]  # [B, M, D]
+  if float(score_scale) != 1.0:
+    scores = scores * jnp.asarray(score_scale, scores.dtype)
   if mode == "straight_through":
     if (key is None) == (noise is None):
       raise ValueError(

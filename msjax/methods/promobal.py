@@ -102,6 +102,7 @@ def default_config(
     lam_ca=lam_ca,
     tau=0.07,
     tau_g=1.0,
+    select_scale=1.0,
     tau_fd=1.0,
     epsilon=0.1,
     sinkhorn_iters=5 if tiny else 20,
@@ -117,12 +118,14 @@ class ProMoBalModel(encoders.EncoderModel):
     num_classes: ``C``.
     fusion_mode: SaMoBal training selection (SPEC §3.2).
     tau_g: Gumbel-softmax temperature.
+    select_scale: multiplies the training selection scores (SPEC: 1).
     infer_score: SaMoBal inference score, ``"own"`` or ``"bank_max"``.
   """
 
   num_classes: int
   fusion_mode: str
   tau_g: float
+  select_scale: float
   infer_score: str
 
   @nn.compact
@@ -158,7 +161,10 @@ class ProMoBalModel(encoders.EncoderModel):
       self.num_classes, self.feature_dim, name="prototypes"
     )().prototypes
     fusion = SaMoBalFusion(
-      mode=self.fusion_mode, tau_g=self.tau_g, score=self.infer_score
+      mode=self.fusion_mode,
+      tau_g=self.tau_g,
+      score_scale=self.select_scale,
+      score=self.infer_score,
     )
     z_fus, aux = fusion(z, protos, labels, train=train)
     return dict(z=z, logits=logits, prototypes=protos, z_fus=z_fus, fusion=aux)
@@ -177,6 +183,8 @@ def _model(config: ml_collections.ConfigDict) -> ProMoBalModel:
     num_classes=int(c.num_classes),
     fusion_mode=c.fusion_mode,
     tau_g=float(config.loss.tau_g),
+    # .get: configs saved before the option existed
+    select_scale=float(config.loss.get("select_scale", 1.0)),
     infer_score=c.infer_score,
   )
 

@@ -30,11 +30,14 @@ class SaMoBalFusion(nn.Module):
     mode: train-time selection, ``"straight_through"`` (Gumbel, default),
       ``"soft"`` or ``"hard"`` (SPEC §3.2).
     tau_g: Gumbel-softmax temperature.
+    score_scale: multiplies the training selection scores (SPEC: 1; see
+      :func:`msjax.kernels.selection.samobal_select`).
     score: inference candidate score, ``"own"`` or ``"bank_max"`` (§3.3).
   """
 
   mode: Literal["straight_through", "soft", "hard"] = "straight_through"
   tau_g: float = 1.0
+  score_scale: float = 1.0
   score: Literal["own", "bank_max"] = "own"
 
   @nn.compact
@@ -71,7 +74,13 @@ class SaMoBalFusion(nn.Module):
         raise ValueError("labels [B] are required when train=True.")
       key = self.make_rng("gumbel") if self.mode == "straight_through" else None
       out = selection.samobal_select(
-        z, prototypes, labels, mode=self.mode, tau_g=self.tau_g, key=key
+        z,
+        prototypes,
+        labels,
+        mode=self.mode,
+        tau_g=self.tau_g,
+        score_scale=self.score_scale,
+        key=key,
       )
       aux = {
         "hard": out.hard,

@@ -131,6 +131,21 @@ class TrainSetup:
     )
 
 
+def tree_norms(*trees: Any) -> jax.Array:
+  """``[T]`` global L2 norms of ``T`` trees of one structure.
+
+  One reduction per leaf position over the stacked leaves ``[T, *shape]``
+  rather than one per tree and leaf: ``optax.tree.norm`` three times made
+  InfoMAE stage 2's smoke step 852 reductions and 29 % of its compile time
+  at the suite's XLA settings (11.8 s -> 10.1 s with this form).
+  """
+  per_leaf = [
+    jnp.sum(jnp.square(jnp.stack(xs)), axis=tuple(range(1, xs[0].ndim + 1)))
+    for xs in zip(*(jax.tree.leaves(t) for t in trees), strict=True)
+  ]
+  return jnp.sqrt(sum(per_leaf))
+
+
 def train_step(
   state: State,
   batch: dict,
@@ -170,12 +185,13 @@ def train_step(
   params = optax.apply_updates(state["params"], updates)
   params = method.post_update(params, config, step)
   merged_state = {**state["model_state"], **model_state}
+  norms = tree_norms(grads, params, updates)
   out = {
     "loss": loss,
     **metrics,
-    "grad_norm": optax.tree.norm(grads),
-    "param_norm": optax.tree.norm(params),
-    "update_norm": optax.tree.norm(updates),
+    "grad_norm": norms[0],
+    "param_norm": norms[1],
+    "update_norm": norms[2],
   }
   for label, schedule in schedules.items():
     out[f"lr/{label}"] = schedule(step)

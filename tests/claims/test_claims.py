@@ -77,7 +77,9 @@ def test_table_cells_are_mean_and_sample_std_and_verdict_uses_them(
   assert (tmp_path / "claims_toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-RUNS = ("promobal", "supervised_concat", "ogm_ge")
+# Two of the suite's runs keep the test short (each trains and compiles per
+# seed); the left-out ones must show as "not measured".
+RUNS = ("promobal", "supervised_concat")
 
 
 def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
@@ -105,23 +107,23 @@ def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
     log=lines.append,
   )
   assert {p: p.stat().st_mtime_ns for p in seed0} == stamps  # not redone
-  assert len(lines) == 6 and sum("seed 1" in line for line in lines) == 3
+  assert len(lines) == 4 and sum("seed 1" in line for line in lines) == 2
   text = path.read_text()
   for label in (
     "ProMoBal",
     "concat",
-    "OGM-GE",
     "random encoder (ProMoBal)",
     "raw input",
   ):
     assert re.search(
       rf"^\| {re.escape(label)} \| \d\.\d{{3}} ± \d\.\d{{3}} \|", text, re.M
     ), label
-  assert "| sum |" not in text  # left out by only=
+  assert "| sum |" not in text and "| OGM-GE |" not in text  # not in only=
   verdicts = re.findall(r"^- (HOLDS|FAILS): (.*)$", text, re.M)
   assert len(verdicts) == 8
-  (about_sum,) = [v for v in verdicts if "beats sum" in v[1]]
-  assert about_sum[0] == "FAILS" and "not measured" in about_sum[1]
+  for left_out in ("sum", "OGM-GE"):
+    (about,) = [v for v in verdicts if f"beats {left_out}" in v[1]]
+    assert about[0] == "FAILS" and "not measured" in about[1], about
   assert "sel_rate/acc" in text and "own/fused" in text
   score = json.loads(
     (tmp_path / "promobal/default/seed1/promobal/score.json").read_text()

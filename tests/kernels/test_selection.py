@@ -16,7 +16,9 @@ from tests.kernels._vectors import assert_vectors, central_fd, suffix, unit
 
 precision = _vectors.precision  # The shared f32/f64 fixture.
 
-_select = jax.jit(samobal_select, static_argnames=("mode", "tau_g"))
+_select = jax.jit(
+  samobal_select, static_argnames=("mode", "tau_g", "score_scale")
+)
 _infer = jax.jit(samobal_infer, static_argnames=("score",))
 
 SELECT_FILES = {
@@ -142,6 +144,40 @@ def test_key_path_equals_explicit_noise(key):
   # drawn noise into the softmax differently (1-ulp differences on a GPU).
   for a, b in zip(by_key, by_noise, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
+
+
+def test_score_scale_multiplies_the_scores_before_the_noise(key):
+  z, protos, labels = _random(4, dim=64)
+  noise = np.asarray(gumbel_noise(key, (5, 3, 64)))
+  for scale in (1.0, 64.0):
+    out = _select(z, protos, labels, noise=noise, score_scale=scale)
+    # independent: s = scale * z[m, b, d] * P[y_b, d], argmax_m(s + g)
+    s = scale * np.transpose(z, (1, 0, 2)) * protos[labels][:, None, :]
+    picked = np.argmax(s + noise, axis=1)  # [B, D]
+    np.testing.assert_array_equal(np.argmax(out.hard, axis=1), picked)
+    soft = np.exp(s + noise - np.max(s + noise, axis=1, keepdims=True))
+    np.testing.assert_allclose(
+      out.soft, soft / soft.sum(1, keepdims=True), rtol=1e-5, atol=1e-6
+    )
+  # At unit rows and D = 64 the scores (~1 / D) barely move the draw: with
+  # M = 3 the selection agrees with the score's argmax about as often as
+  # chance (1 / 3) at scale 1, and clearly more often at scale D.
+  best = np.argmax(np.transpose(z, (1, 0, 2)) * protos[labels][:, None], 1)
+  agree = {
+    scale: np.mean(
+      np.argmax(
+        _select(z, protos, labels, noise=noise, score_scale=scale).hard, 1
+      )
+      == best
+    )
+    for scale in (1.0, 64.0)
+  }
+  assert abs(agree[1.0] - 1 / 3) < 0.05 and agree[64.0] > 0.45, agree
+  # the noiseless modes' selection does not depend on the scale
+  for mode in ("soft", "hard"):
+    a = _select(z, protos, labels, mode=mode)
+    b = _select(z, protos, labels, mode=mode, score_scale=8.0)
+    np.testing.assert_array_equal(a.hard, b.hard)
 
 
 def test_argmax_ties_go_to_lowest_index():
@@ -276,6 +312,10 @@ _Y = np.zeros(4, np.int32)
     (lambda: samobal_select(_Z, _P, _Y[:3], mode="soft"), "labels"),
     (lambda: samobal_select(_Z, _P, _Y * 1.0, mode="soft"), "integer"),
     (lambda: samobal_select(_Z, _P, _Y, mode="soft", tau_g=0.0), "tau_g"),
+    (
+      lambda: samobal_select(_Z, _P, _Y, mode="soft", score_scale=-1.0),
+      "score_scale",
+    ),
     (lambda: samobal_infer(_Z, _P, score="max"), "score"),
     (lambda: samobal_infer(_Z, _P[None]), "prototypes must have shape"),
     (lambda: gumbel_noise(jax.random.key(0), (2,), jnp.int32), "dtype"),
