@@ -142,14 +142,14 @@ def bench_step(spec: str, size: str | None, batch: int, steps: int) -> dict:
   mesh = sharding.make_mesh(config.train.mesh)
   feed = BatchFeed(source, config, mesh)
   setup = TrainSetup(method, config, mesh, feed.host_batch(0))
-  state = setup.init_fn()
+  state = setup.init_fn(setup.seed)
   arrays = feed.global_batch(feed.host_batch(0))
-  state, metrics = setup.step_fn(state, arrays)
+  state, metrics = setup.step_fn(state, arrays, setup.seed)
   jax.block_until_ready(metrics)
   times = []
   for _ in range(steps):
     start = time.perf_counter()
-    state, metrics = setup.step_fn(state, arrays)
+    state, metrics = setup.step_fn(state, arrays, setup.seed)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   median = statistics.median(times)

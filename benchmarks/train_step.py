@@ -93,17 +93,17 @@ def bench(name: str, batch: int, steps: int) -> dict:
   feed = BatchFeed(source, config, mesh)
   host = feed.host_batch(0)
   setup = TrainSetup(method, config, mesh, host)
-  state = setup.init_fn()
+  state = setup.init_fn(setup.seed)
   batch_arrays = feed.global_batch(host)
   start = time.perf_counter()
-  state, metrics = setup.step_fn(state, batch_arrays)
+  state, metrics = setup.step_fn(state, batch_arrays, setup.seed)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
   first_step_wall_s = time.perf_counter() - _PROCESS_START
   times = []
   for _ in range(steps):
     start = time.perf_counter()
-    state, metrics = setup.step_fn(state, batch_arrays)
+    state, metrics = setup.step_fn(state, batch_arrays, setup.seed)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   median = statistics.median(times)

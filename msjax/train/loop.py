@@ -116,7 +116,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   Raises:
     ConfigError: a non-positive ``train.log_every``,
       ``checkpoint.every_steps``, ``checkpoint.keep`` or
-      ``train.batch_size``, or a negative ``train.total_steps``.
+      ``train.batch_size``, a negative ``train.total_steps``, or a
+      ``seed`` outside ``[0, 2**31)``.
   """
   positive = {
     "train.log_every": config.train.log_every,
@@ -131,6 +132,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"train.total_steps={config.train.total_steps} must be >= 0"
     )
+  seed = config.seed  # an argument of the compiled programs: int32
+  if not (type(seed) is int and 0 <= seed < 2**31):
+    raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**31)")
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -357,7 +361,7 @@ def train_and_evaluate(
   checkpointer = Checkpointer(workdir, config.checkpoint)
   restored = checkpointer.restore_intact(setup.abstract_state)
   if restored is None:
-    state, progress_record = setup.init_fn(), {"elapsed_s": 0.0}
+    state, progress_record = setup.init_fn(setup.seed), {"elapsed_s": 0.0}
     start = 0
   else:
     start, state, progress_record = restored
@@ -383,7 +387,7 @@ def train_and_evaluate(
       )
     for step in range(start, total):
       batch = feed(step) if step != 0 else feed.global_batch(first_host_batch)
-      state, metrics = setup.step_fn(state, batch)
+      state, metrics = setup.step_fn(state, batch, setup.seed)
       done = step + 1
       acc = (
         _first_accumulate(metrics, done)

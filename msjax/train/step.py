@@ -2,8 +2,11 @@
 
 The state is a plain dict pytree ``{"step", "params", "model_state",
 "opt_state"}``; no PRNG key lives in it: the step key is
-``fold_in(key(config.seed), step)``, so a resumed run equals an uninterrupted
-one.
+``fold_in(key(seed), step)``, so a resumed run equals an uninterrupted one.
+The seed is an argument of the compiled programs (``TrainSetup.seed``), not
+a constant inside them, so runs that differ only in ``config.seed`` (a
+multi-seed sweep, the claims suite) share one compiled init and step (and
+the persistent compilation cache's entries).
 """
 
 import functools
@@ -13,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -22,23 +26,47 @@ from msjax.train import optim, sharding
 __all__ = [
   "TrainSetup",
   "init_variables",
+  "seed_array",
   "step_key",
   "train_step",
+  "tree_norms",
 ]
 
 State = dict[str, Any]
 
 
-def step_key(seed: int, step: jax.Array) -> jax.Array:
+def seed_array(seed: int) -> np.int32:
+  """``config.seed`` as the int32 scalar the compiled programs take.
+
+  ``key(seed_array(s))`` equals ``key(s)`` for every ``0 <= s < 2**31``.
+
+  Raises:
+    ValueError: if ``seed`` is not an int in ``[0, 2**31)``.
+  """
+  if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+    raise ValueError(f"seed must be an int, got {seed!r}.")
+  if not 0 <= seed < 2**31:
+    raise ValueError(f"seed must be in [0, 2**31), got {seed}.")
+  return np.int32(seed)
+
+
+def step_key(seed: int | jax.Array, step: jax.Array) -> jax.Array:
   """The PRNG key of one train step: ``fold_in(key(seed), step)``."""
   return jax.random.fold_in(jax.random.key(seed), step)
 
 
 def init_variables(
-  method: Method, config: ml_collections.ConfigDict, example_batch: dict
+  method: Method,
+  config: ml_collections.ConfigDict,
+  example_batch: dict,
+  seed: int | jax.Array | None = None,
 ) -> dict:
-  """Initial variables from the seed (``fold_in(key(seed), 2**31 - 1)``)."""
-  init_key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)
+  """Initial variables from the seed (``fold_in(key(seed), 2**31 - 1)``).
+
+  ``seed`` (int or traced int32 scalar) defaults to ``config.seed``.
+  """
+  seed = config.seed if seed is None else seed
+  init_key = jax.random.fold_in(jax.random.key(seed), 2**31 - 1)
   return method.init(init_key, config, example_batch)
 
 
@@ -56,8 +84,10 @@ class TrainSetup:
     schedules: learning-rate schedules by group label.
     state_sharding: shardings of the state pytree.
     abstract_state: the state's ``ShapeDtypeStruct`` tree (with shardings).
-    init_fn: jitted ``() -> state`` producing the state born sharded.
-    step_fn: jitted ``(state, batch) -> (state, metrics)``.
+    seed: ``config.seed`` as an int32 scalar (:func:`seed_array`), the
+      argument the programs below take.
+    init_fn: jitted ``(seed) -> state`` producing the state born sharded.
+    step_fn: jitted ``(state, batch, seed) -> (state, metrics)``.
   """
 
   def __init__(
@@ -82,9 +112,11 @@ class TrainSetup:
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), example_batch
     )
 
-    def init() -> State:
+    self.seed = seed_array(config.seed)
+
+    def init(seed: jax.Array) -> State:
       example = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), zeros)
-      variables = init_variables(method, config, example)
+      variables = init_variables(method, config, example, seed)
       params, model_state = _split_variables(variables)
       if init_params is not None:
         params = init_params(params)
@@ -104,7 +136,7 @@ class TrainSetup:
     )
     labels = method.param_labels(abstract_variables["params"], config)
     self.optimizer, self.schedules = optim.make_optimizer(config, labels)
-    abstract = jax.eval_shape(init)
+    abstract = jax.eval_shape(init, self.seed)
     self.state_sharding = sharding.state_shardings(
       abstract, mesh, min_size=config.train.mesh.fsdp_min_size
     )
@@ -115,7 +147,10 @@ class TrainSetup:
       abstract,
       self.state_sharding,
     )
-    self.init_fn = jax.jit(init, out_shardings=self.state_sharding)
+    replicated = sharding.replicated(mesh)
+    self.init_fn = jax.jit(
+      init, in_shardings=replicated, out_shardings=self.state_sharding
+    )
     step = functools.partial(
       train_step,
       method=method,
@@ -125,8 +160,12 @@ class TrainSetup:
     )
     self.step_fn = jax.jit(
       step,
-      in_shardings=(self.state_sharding, sharding.batch_sharding(mesh)),
-      out_shardings=(self.state_sharding, sharding.replicated(mesh)),
+      in_shardings=(
+        self.state_sharding,
+        sharding.batch_sharding(mesh),
+        replicated,
+      ),
+      out_shardings=(self.state_sharding, replicated),
       donate_argnums=0,
     )
 
@@ -149,6 +188,7 @@ def tree_norms(*trees: Any) -> jax.Array:
 def train_step(
   state: State,
   batch: dict,
+  seed: jax.Array,
   *,
   method: Method,
   config: ml_collections.ConfigDict,
@@ -160,6 +200,7 @@ def train_step(
   Args:
     state: the train state.
     batch: the global batch (sharded along its leading axis).
+    seed: int32 scalar, the run's seed (:func:`seed_array`).
     method: the method (``loss_fn``, ``post_update``).
     config: the experiment config.
     optimizer: the optax transformation.
@@ -170,7 +211,7 @@ def train_step(
     plus ``grad_norm``, ``param_norm`` and ``update_norm``.
   """
   step = state["step"]
-  key = step_key(config.seed, step)
+  key = step_key(seed, step)
 
   def objective(params: Any) -> tuple[jax.Array, tuple[dict, dict]]:
     variables = {"params": params, **state["model_state"]}

@@ -92,9 +92,9 @@ def test_steps_per_second_waits_for_the_steps_and_skips_compiling(
       super().__init__(*args, **kwargs)
       step_fn = self.step_fn
 
-      def dispatch(state, batch):
+      def dispatch(state, batch, seed):
         clock.now += 0.001
-        return step_fn(state, batch)
+        return step_fn(state, batch, seed)
 
       self.step_fn = dispatch
 
