@@ -106,13 +106,15 @@ def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(
   root = __import__("pathlib").Path(__file__).resolve().parents[2]
   spec = str(root / spec)
   s1, s2 = str(tmp_path / "s1"), str(tmp_path / "s2")
-  # No random-encoder rows: they recompile InfoMAE's init (11 s of the
-  # test's 70) and the byod path does not change them.
-  no_random = "--config.eval.random_baseline=false"
+  # Neither the random-encoder rows (they recompile InfoMAE's init: 11 s of
+  # the test's 70) nor the model's depth is what the byod path changes.
+  small = [
+    "--config.eval.random_baseline=false",
+    "--config.model.swin.depths=(1,)",
+    "--config.model.disc.num_layers=2",
+  ]
   assert (
-    cli.main(
-      ["train", "--config", spec + ",stage=1", "--workdir", s1, no_random]
-    )
+    cli.main(["train", "--config", spec + ",stage=1", "--workdir", s1, *small])
     == 0
   )
   assert (
@@ -124,7 +126,7 @@ def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(
         "--workdir",
         s2,
         f"--config.train.init_from={s1}",
-        no_random,
+        *small,
       ]
     )
     == 0
