@@ -160,8 +160,9 @@ def samobal_select(
     score_scale: multiplies the scores (> 0; SPEC: 1). With unit rows the
       scores are about ``1 / D`` against Gumbel noise of std 1.28, so at
       SPEC's 1 the straight-through selection is a fair coin per dimension;
-      ``D`` makes the scores O(1) and the draw follows them (an msjax option,
-      docs/claims.md). The noiseless modes' argmax does not depend on it.
+      ``D`` makes the scores O(1) and the draw leans towards them (an msjax
+      option, docs/claims.md). The noiseless modes' argmax does not depend
+      on it (soft mode's weights do).
     key: PRNG key for the Gumbel noise (straight-through only; ignored by
       the noiseless modes).
     noise: explicit ``[B, M, D]`` Gumbel noise instead of ``key``

@@ -39,7 +39,7 @@ from msjax.train.errors import ConfigError, DataError, TrainingError
 from msjax.train.feed import BatchFeed
 from msjax.train.metrics import MetricWriter
 from msjax.train.progress import Chrono, Progress
-from msjax.train.step import TrainSetup, init_variables
+from msjax.train.step import TrainSetup, init_variables, seed_array
 
 __all__ = [
   "RUN_SECTIONS",
@@ -132,9 +132,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"train.total_steps={config.train.total_steps} must be >= 0"
     )
-  seed = config.seed  # an argument of the compiled programs: int32
-  if not (type(seed) is int and 0 <= seed < 2**31):
-    raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**31)")
+  try:
+    seed_array(config.seed)  # an argument of the compiled programs: int32
+  except ValueError as error:
+    raise ConfigError(f"seed={config.seed!r}: {error}") from None
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -59,7 +59,7 @@ def test_seeds_outside_int32_are_refused(seed):
   config = toy.get_config()
   with config.unlocked():
     config.seed = seed
-  with pytest.raises(ConfigError, match=r"seed=.* must be an integer in"):
+  with pytest.raises(ConfigError, match=r"seed=.*: seed must be in"):
     check_config(config)
   with pytest.raises(ValueError, match="seed must be in"):
     seed_array(seed)
