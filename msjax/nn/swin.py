@@ -16,6 +16,13 @@ Dropout (CPU cost): masks come by default from a counter-based hash
 but other bits); drawing ~90 M mask bits per step of the MOD encoder pair
 with ``jax.random`` (threefry or rbg alike) took about a third of the
 fwd+bwd time on CPU. ``exact_dropout_rng=True`` restores ``nn.Dropout``.
+The encoder calls the JAX PRNG once per forward pass (:func:`dropout_seeds`)
+and hands the two seed words down; each dropout and stochastic-depth site
+salts them with a hash of its own module path (:func:`salted_seeds`). Each
+``make_rng`` + ``jax.random.bits`` pair is two threefry calls, which XLA's
+CPU backend compiles as two while loops; with one draw per encoder the
+InfoMAE stage-2 step (``base`` size) compiles in about two thirds of the
+time (``benchmarks/results/README.md``).
 
 Backward passes (CPU cost): the token-wise linear layers
 (:data:`msjax.nn.token_matmul.TokenDense`)
@@ -27,6 +34,7 @@ forward+backward step: ``benchmarks/results/README.md``).
 """
 
 import functools
+import zlib
 
 import flax.linen as nn
 import jax
@@ -47,7 +55,10 @@ __all__ = [
   "DropPath",
   "HashDropout",
   "LayerNorm",
+  "dropout_seeds",
   "hash_keep_mask",
+  "hash_mask_from_seeds",
+  "salted_seeds",
   "layer_norm",
   "PatchMerging",
   "ShiftedWindowAttention",
@@ -66,13 +77,27 @@ class DropPath(nn.Module):
   rate: float
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """Returns ``x`` scaled by a per-sample keep mask (identity in eval)."""
+  def __call__(
+    self, x: jax.Array, *, train: bool, seeds: jax.Array | None = None
+  ) -> jax.Array:
+    """Returns ``x`` scaled by a per-sample keep mask (identity in eval).
+
+    Args:
+      x: ``[B, ...]``.
+      train: drop on.
+      seeds: ``uint32 [2]`` from :func:`dropout_seeds`: the mask is a hash
+        of the sample index and these seeds salted with this module's path
+        (no PRNG call). ``None``: ``jax.random.bernoulli`` with the
+        ``"dropout"`` rng.
+    """
     if not train or self.rate == 0.0:
       return x
     keep = 1.0 - self.rate
     shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-    mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
+    if seeds is None:
+      mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
+    else:
+      mask = hash_mask_from_seeds(salted_seeds(seeds, self.path), keep, shape)
     return jnp.where(mask, x / keep, 0.0)
 
 
@@ -85,21 +110,30 @@ def _fmix32(h: jax.Array) -> jax.Array:
   return h ^ (h >> 16)
 
 
-def hash_keep_mask(
-  key: jax.Array, keep: float, shape: tuple[int, ...]
-) -> jax.Array:
-  """Bernoulli(``keep``) mask from a counter-based hash of the element index.
+def dropout_seeds(key: jax.Array) -> jax.Array:
+  """``uint32 [2]`` seed words for :func:`hash_mask_from_seeds` from ``key``."""
+  return jax.random.bits(key, (2,), jnp.uint32)
 
-  Two 32-bit seeds are drawn from ``key`` (the only call into the JAX PRNG);
-  each element's bits are ``fmix(fmix(index + s0) ^ s1)``, compared with
-  ``keep * 2**32``. Elementwise 32-bit integer arithmetic that XLA fuses
-  into the consumer, roughly 7x cheaper on CPU than drawing the bits with
-  ``jax.random`` (threefry or rbg); the mask has the same distribution
-  (keep probability exact to 2**-32) but not the same bits as
-  ``jax.random.bernoulli``.
+
+def salted_seeds(seeds: jax.Array, path: tuple[str, ...]) -> jax.Array:
+  """Seeds of one dropout site: ``fmix(seeds ^ crc32(path))``, ``uint32 [2]``.
+
+  Sites with different module paths get unrelated seeds from one draw (the
+  CRC of the path is a trace-time constant), so one :func:`dropout_seeds`
+  per forward pass serves every site of an encoder.
+  """
+  salt = zlib.crc32("/".join(path).encode())
+  words = np.array([salt, salt ^ 0x9E3779B9], np.uint32)
+  return _fmix32(seeds ^ jnp.asarray(words))
+
+
+def hash_mask_from_seeds(
+  seeds: jax.Array, keep: float, shape: tuple[int, ...]
+) -> jax.Array:
+  """Bernoulli(``keep``) mask ``fmix(fmix(index + s0) ^ s1) < keep * 2**32``.
 
   Args:
-    key: PRNG key.
+    seeds: ``uint32 [2]`` (:func:`dropout_seeds`, :func:`salted_seeds`).
     keep: keep probability in ``(0, 1)``.
     shape: mask shape (fewer than 2**32 elements).
 
@@ -109,11 +143,34 @@ def hash_keep_mask(
   size = int(np.prod(shape))
   if size >= 2**32:
     raise ValueError(f"mask of shape {shape} has too many elements.")
-  seeds = jax.random.bits(key, (2,), jnp.uint32)
   index = jax.lax.iota(jnp.uint32, size).reshape(shape)
   bits = _fmix32(_fmix32(index + seeds[0]) ^ seeds[1])
   threshold = min(round(keep * 2**32), 2**32 - 1)
   return bits < jnp.uint32(threshold)
+
+
+def hash_keep_mask(
+  key: jax.Array, keep: float, shape: tuple[int, ...]
+) -> jax.Array:
+  """Bernoulli(``keep``) mask from a counter-based hash of the element index.
+
+  Two 32-bit seeds are drawn from ``key`` (the only call into the JAX PRNG);
+  each element's bits are ``fmix(fmix(index + s0) ^ s1)``, compared with
+  ``keep * 2**32`` (:func:`hash_mask_from_seeds`). Elementwise 32-bit
+  integer arithmetic that XLA fuses into the consumer, roughly 7x cheaper on
+  CPU than drawing the bits with ``jax.random`` (threefry or rbg); the mask
+  has the same distribution (keep probability exact to 2**-32) but not the
+  same bits as ``jax.random.bernoulli``.
+
+  Args:
+    key: PRNG key.
+    keep: keep probability in ``(0, 1)``.
+    shape: mask shape (fewer than 2**32 elements).
+
+  Returns:
+    bool mask of ``shape``.
+  """
+  return hash_mask_from_seeds(dropout_seeds(key), keep, shape)
 
 
 class HashDropout(nn.Module):
@@ -132,8 +189,18 @@ class HashDropout(nn.Module):
   exact_rng: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """Returns ``x`` with dropout applied (identity in eval)."""
+  def __call__(
+    self, x: jax.Array, *, train: bool, seeds: jax.Array | None = None
+  ) -> jax.Array:
+    """Returns ``x`` with dropout applied (identity in eval).
+
+    Args:
+      x: any shape.
+      train: dropout on.
+      seeds: ``uint32 [2]`` from :func:`dropout_seeds`, salted here with
+        this module's path (no PRNG call); ``None`` draws them from the
+        ``"dropout"`` rng. Ignored with ``exact_rng``.
+    """
     if self.exact_rng:
       return nn.Dropout(self.rate, deterministic=not train)(x)
     if not train or self.rate == 0.0:
@@ -141,7 +208,10 @@ class HashDropout(nn.Module):
     if self.rate == 1.0:
       return jnp.zeros_like(x)
     keep = 1.0 - self.rate
-    mask = hash_keep_mask(self.make_rng("dropout"), keep, x.shape)
+    if seeds is None:
+      mask = hash_keep_mask(self.make_rng("dropout"), keep, x.shape)
+    else:
+      mask = hash_mask_from_seeds(salted_seeds(seeds, self.path), keep, x.shape)
     return jnp.where(mask, x / keep, 0.0)
 
 
@@ -252,7 +322,12 @@ class WindowAttention(nn.Module):
 
   @nn.compact
   def __call__(
-    self, x: jax.Array, allowed: jax.Array | None, *, train: bool
+    self,
+    x: jax.Array,
+    allowed: jax.Array | None,
+    *,
+    train: bool,
+    seeds: jax.Array | None = None,
   ) -> jax.Array:
     """Attends within each window.
 
@@ -261,6 +336,7 @@ class WindowAttention(nn.Module):
       allowed: bool broadcastable to ``[B, nW, N, N]`` (query, key), or
         ``None`` for full attention inside each window.
       train: dropout on.
+      seeds: dropout seed words (see :class:`HashDropout`) or ``None``.
 
     Returns:
       ``[B, nW, N, D]``.
@@ -288,11 +364,13 @@ class WindowAttention(nn.Module):
       allowed = allowed[:, :, None]  # heads axis
     weights = masked_softmax(logits, allowed)
     weights = HashDropout(self.attn_drop, self.exact_dropout_rng)(
-      weights, train=train
+      weights, train=train, seeds=seeds
     )
     out = jnp.einsum("bwhqk,bwkhc->bwqhc", weights, v).reshape(b, nw, n, d)
     out = TokenDense(d, name="proj")(out)
-    return HashDropout(self.proj_drop, self.exact_dropout_rng)(out, train=train)
+    return HashDropout(self.proj_drop, self.exact_dropout_rng)(
+      out, train=train, seeds=seeds
+    )
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -325,7 +403,12 @@ class ShiftedWindowAttention(nn.Module):
 
   @nn.compact
   def __call__(
-    self, x: jax.Array, visible: jax.Array | None = None, *, train: bool
+    self,
+    x: jax.Array,
+    visible: jax.Array | None = None,
+    *,
+    train: bool,
+    seeds: jax.Array | None = None,
   ) -> jax.Array:
     """Attends within (shifted) windows.
 
@@ -333,6 +416,7 @@ class ShiftedWindowAttention(nn.Module):
       x: ``[B, H, W, D]`` tokens (already layer-normalised).
       visible: bool ``[B, H, W]`` or ``None``.
       train: dropout on.
+      seeds: dropout seed words (see :class:`HashDropout`) or ``None``.
 
     Returns:
       ``[B, H, W, D]``.
@@ -358,7 +442,7 @@ class ShiftedWindowAttention(nn.Module):
       self.proj_drop,
       self.exact_dropout_rng,
       name="window",
-    )(window_partition(x, win), allowed, train=train)
+    )(window_partition(x, win), allowed, train=train, seeds=seeds)
     y = window_reverse(y, win, h, w)
     if any(shift):
       y = jnp.roll(y, shift, axis=(1, 2))
@@ -399,7 +483,12 @@ class SwinBlock(nn.Module):
 
   @nn.compact
   def __call__(
-    self, x: jax.Array, visible: jax.Array | None = None, *, train: bool
+    self,
+    x: jax.Array,
+    visible: jax.Array | None = None,
+    *,
+    train: bool,
+    seeds: jax.Array | None = None,
   ) -> jax.Array:
     """Applies the block.
 
@@ -407,6 +496,9 @@ class SwinBlock(nn.Module):
       x: ``[B, H, W, D]``.
       visible: bool ``[B, H, W]`` or ``None`` (all visible).
       train: dropout / stochastic depth on.
+      seeds: ``uint32 [2]`` from :func:`dropout_seeds`, shared by every
+        dropout and stochastic-depth site (each salts them with its path),
+        or ``None``: each site draws from the ``"dropout"`` rng.
 
     Returns:
       ``[B, H, W, D]`` (invisible tokens zero).
@@ -427,15 +519,23 @@ class SwinBlock(nn.Module):
       self.drop,
       self.exact_dropout_rng,
       name="attn",
-    )(y, visible, train=train)
-    x = x + DropPath(self.drop_path, name="drop_path1")(y, train=train)
+    )(y, visible, train=train, seeds=seeds)
+    x = x + DropPath(self.drop_path, name="drop_path1")(
+      y, train=train, seeds=seeds
+    )
     y = LayerNorm(1e-5, name="norm2")(x)
     y = TokenDense(int(d * self.mlp_ratio), name="mlp_fc1")(y)
     y = nn.gelu(y, approximate=self.gelu_approximate)
-    y = HashDropout(self.drop, self.exact_dropout_rng)(y, train=train)
+    y = HashDropout(self.drop, self.exact_dropout_rng)(
+      y, train=train, seeds=seeds
+    )
     y = TokenDense(d, name="mlp_fc2")(y)
-    y = HashDropout(self.drop, self.exact_dropout_rng)(y, train=train)
-    x = x + DropPath(self.drop_path, name="drop_path2")(y, train=train)
+    y = HashDropout(self.drop, self.exact_dropout_rng)(
+      y, train=train, seeds=seeds
+    )
+    x = x + DropPath(self.drop_path, name="drop_path2")(
+      y, train=train, seeds=seeds
+    )
     if visible is not None:
       x = jnp.where(visible[..., None], x, 0.0)
     return x

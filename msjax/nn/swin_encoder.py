@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from msjax.nn.swin import LayerNorm, PatchMerging, SwinBlock
+from msjax.nn.swin import LayerNorm, PatchMerging, SwinBlock, dropout_seeds
 
 __all__ = [
   "SwinEncoder",
@@ -194,6 +194,13 @@ class SwinEncoder(nn.Module):
       )
       h = jnp.where(visible[..., None], h, 0.0)
     rates = np.linspace(0.0, self.drop_path_rate, sum(self.depths))
+    # One PRNG draw per forward pass for every dropout / stochastic-depth
+    # site (msjax.nn.swin.dropout_seeds); exact_dropout_rng keeps one
+    # "dropout" rng per site.
+    seeds = None
+    dropping = self.drop_rate or self.attn_drop_rate or self.drop_path_rate
+    if train and dropping and not self.exact_dropout_rng:
+      seeds = dropout_seeds(self.make_rng("dropout"))
     aux: dict[str, jax.Array] = {}
     block = 0
     for s, depth in enumerate(self.depths):
@@ -215,7 +222,7 @@ class SwinEncoder(nn.Module):
           self.gelu_approximate,
           self.exact_dropout_rng,
           name=f"stage{s}_block{i}",
-        )(h, visible, train=train)
+        )(h, visible, train=train, seeds=seeds)
         block += 1
       aux[f"stage{s}"] = h
       if s < len(self.depths) - 1:

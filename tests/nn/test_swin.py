@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from msjax.nn import ShiftedWindowAttention, SwinBlock, windows
-from msjax.nn.swin import HashDropout, LayerNorm, hash_keep_mask
+from msjax.nn.swin import (
+  DropPath,
+  HashDropout,
+  LayerNorm,
+  dropout_seeds,
+  hash_keep_mask,
+  hash_mask_from_seeds,
+  salted_seeds,
+)
 from tests.nn import _util
 
 
@@ -176,6 +184,74 @@ def test_hash_dropout_semantics(exact_rng):
   assert abs((y == 0).mean() - 0.25) < 0.02
   np.testing.assert_array_equal(module.apply({}, x, train=False), x)
   assert np.all(HashDropout(1.0).apply({}, x, train=True, rngs=rngs) == 0)
+
+
+def test_salted_seeds_give_unrelated_masks_per_site():
+  seeds = dropout_seeds(jax.random.key(5))
+  a = np.asarray(salted_seeds(seeds, ("enc", "block0", "HashDropout_0")))
+  b = np.asarray(salted_seeds(seeds, ("enc", "block0", "HashDropout_1")))
+  assert a.dtype == np.uint32 and a.shape == (2,)
+  assert not np.array_equal(a, b)
+  np.testing.assert_array_equal(
+    a, salted_seeds(seeds, ("enc", "block0", "HashDropout_0"))
+  )
+  ma = np.asarray(hash_mask_from_seeds(a, 0.8, (256, 1024)))
+  mb = np.asarray(hash_mask_from_seeds(b, 0.8, (256, 1024)))
+  for m in (ma, mb):
+    assert abs(m.mean() - 0.8) < 4 * np.sqrt(0.16 / m.size)
+  # Independent sites agree on 0.8**2 + 0.2**2 = 0.68 of the elements.
+  assert 0.67 < np.mean(ma == mb) < 0.69
+  # The key-based mask is the seed-based one with seeds drawn from the key.
+  key = jax.random.key(9)
+  np.testing.assert_array_equal(
+    hash_keep_mask(key, 0.7, (8, 16)),
+    hash_mask_from_seeds(dropout_seeds(key), 0.7, (8, 16)),
+  )
+
+
+def test_shared_seeds_drop_per_site_and_per_sample():
+  x = jnp.ones((4096, 1, 3))
+  seeds = dropout_seeds(jax.random.key(2))
+  y = np.asarray(DropPath(0.25).apply({}, x, train=True, seeds=seeds))
+  rows = y[:, 0, 0]
+  assert set(np.unique(rows)) == {0.0, np.float32(1 / 0.75)}
+  assert np.all(y == rows[:, None, None])  # one draw per sample
+  assert abs((rows == 0).mean() - 0.25) < 0.03
+
+  class TwoSites(nn.Module):
+    @nn.compact
+    def __call__(self, x, seeds):
+      return (
+        HashDropout(0.5)(x, train=True, seeds=seeds),
+        HashDropout(0.5)(x, train=True, seeds=seeds),
+      )
+
+  a, b = TwoSites().apply({}, jnp.ones((64, 256)), seeds)
+  assert 0.45 < np.mean((np.asarray(a) == 0) == (np.asarray(b) == 0)) < 0.55
+
+
+def test_swin_block_draws_from_the_prng_once_per_call_with_seeds(key):
+  # Every threefry call is a while loop in the CPU backend's program; with
+  # shared seeds a block's five dropout sites make none.
+  block = SwinBlock(8, 2, (2, 2), (1, 1), 2.0, True, 0.1, 0.1, 0.1)
+  x = jnp.ones((2, 4, 4, 8))
+  variables = block.init(key, x, train=False)
+  seeds = dropout_seeds(key)
+
+  def prng_calls(fn):
+    text = str(jax.make_jaxpr(fn)())
+    return sum(text.count(p) for p in ("random_bits", "random_fold_in"))
+
+  shared = prng_calls(
+    lambda: block.apply(variables, x, train=True, seeds=seeds)
+  )
+  own = prng_calls(
+    lambda: block.apply(
+      variables, x, train=True, rngs={"dropout": jax.random.key(1)}
+    )
+  )
+  assert shared == 0
+  assert own >= 10  # fold_in + bits at each of the five sites
 
 
 def test_layer_norm_matches_flax(key):

@@ -126,6 +126,21 @@ def test_dropout_only_in_train(key, exact_rng):
   np.testing.assert_array_equal(run(1, True), run(1, True))
 
 
+def test_hash_dropout_encoder_calls_the_prng_once(model_and_vars, key):
+  # All dropout and stochastic-depth sites share one draw of seed words
+  # (msjax.nn.swin.dropout_seeds): one fold_in (make_rng) and one bits.
+  model, variables = model_and_vars
+  x = jnp.ones((B, C, H, W))
+  rngs = {"dropout": jax.random.key(1)}
+  jaxpr = str(
+    jax.make_jaxpr(
+      lambda: _util.apply(model, variables, x, rngs=rngs, train=True)
+    )()
+  )
+  assert jaxpr.count("random_bits") == 1
+  assert jaxpr.count("random_fold_in") == 1
+
+
 def test_decoder_reconstructs_every_masked_patch(model_and_vars, key):
   model, variables = model_and_vars
   x = jax.random.normal(key, (B, C, H, W))
