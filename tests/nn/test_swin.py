@@ -230,7 +230,7 @@ def test_shared_seeds_drop_per_site_and_per_sample():
   assert 0.45 < np.mean((np.asarray(a) == 0) == (np.asarray(b) == 0)) < 0.55
 
 
-def test_swin_block_draws_from_the_prng_once_per_call_with_seeds(key):
+def test_swin_block_with_shared_seeds_makes_no_prng_call(key):
   # Every threefry call is a while loop in the CPU backend's program; with
   # shared seeds a block's five dropout sites make none.
   block = SwinBlock(8, 2, (2, 2), (1, 1), 2.0, True, 0.1, 0.1, 0.1)
