@@ -14,7 +14,14 @@ import numpy as np
 
 __all__ = ["aggregate", "write", "write_lr_grid"]
 
-_EXTRA_PREFIXES = ("probe/", "usage/", "own/", "probe_mod/", "sel_rate/")
+_EXTRA_PREFIXES = (
+  "probe/",
+  "usage/",
+  "own/",
+  "probe_mod/",
+  "sel_rate/",
+  "retrieval/",
+)
 
 
 def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -44,6 +51,24 @@ def _extra_columns(table: dict) -> list[str]:
     }
   )
   return keys
+
+
+def _chance_lines(table: dict) -> list[str]:
+  """The chance level of the ``retrieval/`` columns, when there are any."""
+  chance = {
+    k.removeprefix("retrieval_chance/"): v["mean"]
+    for row in table.values()
+    for k, v in row.items()
+    if k.startswith("retrieval_chance/")
+  }
+  if not chance:
+    return []
+  text = ", ".join(f"{k} {v:.3f}" for k, v in sorted(chance.items()))
+  return [
+    "",
+    "`retrieval/*`: cross-modal retrieval on the test split (aligned"
+    f" space; mean of both directions); unrelated embeddings score {text}.",
+  ]
 
 
 def _setting_section(
@@ -104,6 +129,7 @@ def _setting_section(
       k: {"mean": v, "std": 0.0, "n": 1} for k, v in raw.items()
     }
     lines.append(row("raw input", table["raw input"]))
+  lines += _chance_lines(table)
   lines += ["", "Claims:", ""]
   verdicts = {}
   for claim in suite.claims:

@@ -12,6 +12,13 @@ section is evaluated on its base source, as ``msjax eval`` does):
 * ``usage/<m>``: for ProtoMM, the entropy (nats) of the mean soft prototype
   assignment ``mean_b softmax(z_m[b] . c / tau)`` on the test split -- ``log
   K`` when every prototype is used, 0 when one takes everything;
+* ``retrieval/<metric>``: for a method with an aligned space (``align``:
+  ProtoMM, CLIP/CMC, SLIP, InfoMAE stage 2), cross-modal retrieval on the
+  labelled test windows (:func:`msjax.train.evaluation.retrieval_scores`,
+  with `data.task`'s labels), averaged over modality pairs:
+  ``class_map`` (class-level mean average precision) and ``instance_r1``
+  (the same window's other modality ranked first); ``retrieval_chance/
+  <metric>`` is the same metric for unrelated embeddings;
 * ``headline`` / ``headline_f1``: the suite's headline -- the mean over
   tasks of the fused probe, or the own classifier's fused accuracy.
 
@@ -31,7 +38,12 @@ from msjax.evaluation.embedding import embed_source, make_embed_fn
 from msjax.methods import Method, protomm
 from msjax.train import evaluation
 
-__all__ = ["random_variables", "raw_input_scores", "score_variables"]
+__all__ = [
+  "RETRIEVAL_METRICS",
+  "random_variables",
+  "raw_input_scores",
+  "score_variables",
+]
 
 
 def _sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
@@ -110,6 +122,30 @@ def _usage(
   return result
 
 
+RETRIEVAL_METRICS = ("class_map", "instance_r1")
+
+
+def _retrieval(
+  method: Method,
+  variables: dict,
+  config: ml_collections.ConfigDict,
+  source: Any,
+) -> dict[str, float]:
+  """``retrieval/<metric>`` and ``retrieval_chance/<metric>`` (or nothing)."""
+  align_fn = evaluation.make_align_fn(method, config)
+  table = evaluation.retrieval_scores(align_fn, variables, config, source)
+  if table is None:
+    return {}
+  chance = table.pop("chance")
+  out = {}
+  for metric in RETRIEVAL_METRICS:
+    out[f"retrieval/{metric}"] = float(
+      np.mean([pair[metric] for pair in table.values()])
+    )
+    out[f"retrieval_chance/{metric}"] = float(chance[metric])
+  return out
+
+
 def score_variables(
   method: Method,
   variables: dict,
@@ -141,6 +177,7 @@ def score_variables(
     out[f"own_f1/{key}"] = metrics["macro_f1"]
   if method is protomm.METHOD:
     out.update(_usage(variables, config, sources[1]))
+  out.update(_retrieval(method, variables, config, sources[1]))
   if headline == "own" and own:
     out["headline"], out["headline_f1"] = out["own/fused"], out["own_f1/fused"]
   else:

@@ -17,7 +17,9 @@ from msjax.claims import (
   scoring,
   suites,
 )
+from msjax.data import make_source
 from msjax.methods import METHODS
+from msjax.train import evaluation
 
 
 def _fake_entry(values):
@@ -130,6 +132,8 @@ def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
   )
   rates = [v for k, v in score["scores"].items() if k.startswith("sel_rate/")]
   assert len(rates) == 2 and sum(rates) == pytest.approx(1.0, abs=1e-5)
+  # ProMoBal aligns no cross-modal space: no retrieval columns.
+  assert not any(k.startswith("retrieval") for k in score["scores"])
 
 
 @pytest.mark.parametrize(
@@ -207,7 +211,7 @@ def test_lr_grid_trains_every_rate_and_seed_once_and_marks_the_best_mean(
   )
 
 
-def test_protomm_scores_include_prototype_usage_within_log_k():
+def test_protomm_scores_include_prototype_usage_and_retrieval():
   config = suites.suite("protomm", "default", 0, "smoke").runs[2].config
   method = METHODS[config.method]
   variables = scoring.random_variables(method, config, jax.random.key(0))
@@ -218,6 +222,23 @@ def test_protomm_scores_include_prototype_usage_within_log_k():
   assert sorted(usage) == ["usage/acc", "usage/ppg"]
   log_k = np.log(config.model.num_prototypes)
   assert all(0.0 < v <= log_k + 1e-6 for v in usage.values()), usage
+  # Retrieval: the aligned space of every test window, ranked by cosine.
+  test = make_source(evaluation.eval_data_config(config.data), "test")
+  batch = test.get(np.arange(test.num_examples))
+  aligned = jax.device_get(method.align(variables, batch, config))
+  a, b = (np.asarray(x, np.float64) for x in aligned.values())
+  labels = np.asarray(batch["label"])
+  sims = (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (
+    b / np.linalg.norm(b, axis=1, keepdims=True)
+  ).T
+  r1 = [np.mean(np.argmax(s, 1) == np.arange(len(s))) for s in (sims, sims.T)]
+  assert scores["retrieval/instance_r1"] == pytest.approx(np.mean(r1))
+  shares = np.bincount(labels) / len(labels)
+  assert scores["retrieval_chance/class_map"] == pytest.approx(
+    np.sum(shares**2)
+  )
+  assert scores["retrieval_chance/instance_r1"] == pytest.approx(1 / len(a))
+  assert 0.0 < scores["retrieval/class_map"] <= 1.0
 
 
 def test_grid_seeds_flag_parses_a_comma_list_and_refuses_anything_else(
