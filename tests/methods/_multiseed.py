@@ -6,6 +6,7 @@ initialisation, step keys and batch stream. Used by the baseline tests whose
 learning test must hold for three seeds.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -101,6 +102,8 @@ def train_seeds(
   learning_rate: float = 1e-2,
   batch_fn: BatchFn = uniform_batches,
   step_key_offset: int = 1000,
+  optimizer: optax.GradientTransformation | None = None,
+  compiler_options: dict[str, Any] | None = None,
 ) -> SeedRuns:
   """Trains one model per seed with Adam, all seeds in one vmapped step.
 
@@ -117,16 +120,21 @@ def train_seeds(
     learning_rate: Adam learning rate.
     batch_fn: the batch stream.
     step_key_offset: added to the seed for the step keys.
+    optimizer: replaces ``adam(learning_rate)`` (e.g. a method's
+      per-group ``optax.multi_transform``).
+    compiler_options: XLA options of the jitted init and step (e.g.
+      ``{"xla_backend_optimization_level": 0}`` where compiling dominates).
 
   Returns:
     A :class:`SeedRuns`.
   """
-  optimizer = optax.adam(learning_rate)
+  if optimizer is None:
+    optimizer = optax.adam(learning_rate)
   example = batch_fn(source, seeds[0], 0, batch_size)
   init_keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   step_keys = jax.vmap(jax.random.key)(jnp.asarray(seeds) + step_key_offset)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=compiler_options)
   def init(keys):
     return jax.vmap(lambda k: method.init(k, config, example))(keys)
 
@@ -148,7 +156,10 @@ def train_seeds(
     params = method.post_update(params, config, step)
     return params, {**model_state, **new_state}, opt_state, loss
 
-  step_fn = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None)))
+  step_fn = jax.jit(
+    jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None)),
+    compiler_options=compiler_options,
+  )
   variables = init(init_keys)
   params = variables["params"]
   model_state = {k: v for k, v in variables.items() if k != "params"}

@@ -99,6 +99,8 @@ def train_seeds(
   batch_size: int = 32,
   learning_rate: float = 1e-2,
   sequence_length: int = 1,
+  optimizer: Any = None,
+  compiler_options: dict[str, Any] | None = None,
 ) -> list[SeedRun]:
   """Trains one model per seed with Adam (seeds vmapped); probes ``probed``.
 
@@ -112,6 +114,8 @@ def train_seeds(
     batch_size: rows per batch.
     learning_rate: Adam learning rate.
     sequence_length: > 1: sequence-major batches of consecutive windows.
+    optimizer: an optax transformation instead of ``adam(learning_rate)``.
+    compiler_options: XLA options of the jitted init and step.
 
   Returns:
     One :class:`SeedRun` per seed.
@@ -130,6 +134,8 @@ def train_seeds(
     learning_rate=learning_rate,
     batch_fn=lambda source, seed, step, size: streams[seed](step),
     step_key_offset=0,
+    optimizer=optimizer,
+    compiler_options=compiler_options,
   )
   num = len(seeds)
   accs = tu.probe_accuracies(

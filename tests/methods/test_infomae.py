@@ -14,10 +14,11 @@ import optax
 import pytest
 
 from msjax.data import synthetic
-from msjax.evaluation.probes import linear_probe
 from msjax.kernels.masking import patchify, random_patch_mask, unpatchify
 from msjax.methods import infomae
 from msjax.methods.infomae import parts
+from tests.methods import _seeds_util as su
+from tests.methods import _train_util as tu
 
 LR = 1e-2
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
@@ -155,7 +156,7 @@ def stage2():
 
 @pytest.fixture(scope="module")
 def stage2_trained(stage2):
-  return stage2.train(80)
+  return stage2.train(30)
 
 
 def test_stage1_loss_finite_and_lowered_by_training(stage1):
@@ -261,38 +262,48 @@ def test_encoder_sees_only_visible_patches(stage1):
   assert not np.allclose(apply(x, full), apply(x2, full), atol=1e-3)
 
 
-@pytest.mark.parametrize("features", infomae.EVAL_FEATURES)
-def test_linear_probe_beats_random_encoder_on_shared_factor(
-  stage2, stage2_trained, features
-):
-  params, _, _ = stage2_trained
-  config = stage2.config.copy_and_resolve_references()
-  config.model.eval_features = features
-  train, test = _sources()
-  parts_ = [s.get(np.arange(s.num_examples)) for s in (train, test)]
-  signals = {
-    m: np.concatenate([p["signals"][m] for p in parts_])
-    for m in stage2.config.data.modalities
-  }
-  n = train.num_examples
-  embed = jax.jit(
-    lambda p: infomae.embed({"params": p}, {"signals": signals}, config)[
-      "fused"
-    ],
+def test_stage2_probe_beats_random_encoder_on_every_seed():
+  """Stage 2 from scratch on seeds 0-2 (one vmapped step, XLA level 0).
+
+  With ``model.center_features`` (docs/claims.md, "InfoMAE stage 2
+  collapsed at its start"; the suite's and experiments' setting), the
+  fused probe on the encoders and on ``concat(U, V)`` beats the random
+  encoder on every seed.
+  """
+  config = _config(2)
+  config.model.center_features = True
+  config.data.num_sessions = 64  # 256 test windows
+  runs = su.train_seeds(
+    infomae.METHOD,
+    config,
+    steps=80,
+    probed="fused",
+    batch_size=BATCH,
+    sequence_length=SEQ_LEN,
+    optimizer=_optimizer(config),
     compiler_options=FAST_COMPILE,
   )
-  accuracy = {}
-  for name, p in (("trained", params), ("random", stage2.variables["params"])):
-    z = np.asarray(embed(p))
-    result = linear_probe(
-      z[:n],
-      parts_[0]["label"],
-      z[n:],
-      parts_[1]["label"],
-      num_classes=train.num_classes,
-    )
-    accuracy[name] = result.metrics["accuracy"]
-  assert accuracy["trained"] > accuracy["random"] + 0.05, accuracy
+  assert all(run.last_loss < run.first_loss for run in runs)
+  encoder = [round(run.margin, 3) for run in runs]
+  projections = config.copy_and_resolve_references()
+  projections.model.eval_features = "projections"
+  accs = tu.probe_accuracies(
+    infomae.METHOD,
+    [run.initial for run in runs] + [run.variables for run in runs],
+    projections,
+    *tu.sources(config),
+  )
+  projected = [round(b - a, 3) for a, b in zip(accs[:3], accs[3:], strict=True)]
+  assert min(encoder) > 0.08, encoder
+  assert min(projected) > 0.04 and np.mean(projected) > 0.07, projected
+
+
+# Measured (seeds 0/1/2, trained - random fused probe): encoder 0.207,
+# 0.145, 0.105; projections 0.117, 0.098, 0.086. After 2 steps instead of
+# 80 (no learning yet): encoder 0.047, 0.031, -0.008; projections 0.059,
+# 0.035, 0.008. Without center_features (SPEC) 80 steps give only 0.047,
+# 0.059, 0.141 / 0.016, 0.023, 0.082: the uncentred stage 2 barely moves
+# the encoders (its projections collapse).
 
 
 def test_eval_features_choose_encoder_or_projections(stage2):
