@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from msjax.methods import METHODS, baselines
+from tests.methods import _seeds_util as su
 from tests.methods import _train_util as tu
 
 BASELINES = ("supervised_concat", "supervised_sum", "clip", "simclr", "joint")
@@ -91,25 +92,24 @@ def test_bad_inputs_are_rejected():
 
 @pytest.mark.parametrize("name", ("supervised_concat", "supervised_sum"))
 def test_supervised_training_lowers_loss_and_beats_random_probe(name):
+  """Seeds 0-2 (one vmapped step): loss, own accuracy and probe margin."""
   method = METHODS[name]
-  config = tu.experiment_config(method)
-  train_src, test_src = tu.sources(config)
-  v0 = tu.init(method, config, tu.fixed_batch(train_src, 32))
-  result = tu.train(method, config, train_src, steps=60, variables=v0)
+  config = su.learning_config(method)
+  runs = su.train_seeds(method, config, steps=60, probed="fused")
+  margins = [round(run.margin, 3) for run in runs]
+  assert min(margins) > 0.05, margins
+  train_src = tu.sources(config)[0]
   batch = tu.fixed_batch(train_src, 32, seed=3)
   loss_at = tu.jitted(method, config, "loss_fn")
-  before, _ = loss_at(v0, batch, jax.random.key(7), jnp.int32(0))
-  after, (_, metrics) = loss_at(
-    result.variables, batch, jax.random.key(7), jnp.int32(0)
-  )
-  assert float(after) < 0.5 * float(before)
-  assert float(metrics["acc/fused"]) > 0.8
-  random_acc, trained_acc = tu.probe_accuracies(
-    method, [v0, result.variables], config, train_src, test_src
-  )
-  assert trained_acc > random_acc + 0.05
+  for run in runs:
+    before, _ = loss_at(run.initial, batch, jax.random.key(7), jnp.int32(0))
+    after, (_, metrics) = loss_at(
+      run.variables, batch, jax.random.key(7), jnp.int32(0)
+    )
+    assert float(after) < 0.5 * float(before)
+    assert float(metrics["acc/fused"]) > 0.8
   emb = tu.jitted(method, config, "embed")(
-    result.variables, train_src.get(np.arange(128))
+    runs[0].variables, train_src.get(np.arange(128))
   )
   if name == "supervised_sum":
     np.testing.assert_allclose(
@@ -119,3 +119,7 @@ def test_supervised_training_lowers_loss_and_beats_random_probe(name):
     np.testing.assert_array_equal(
       emb["fused"], np.concatenate([emb["ppg"], emb["acc"]], axis=-1)
     )
+
+
+# Measured (seeds 0/1/2, trained - random fused probe, 60 steps):
+# supervised_concat 0.094, 0.105, 0.176; supervised_sum 0.129, 0.160, 0.230.
