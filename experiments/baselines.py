@@ -2,7 +2,14 @@
 
     msjax train --config experiments/baselines.py:method=clip --workdir DIR
 
-Arguments: ``smoke``; ``method`` one of :data:`BASELINES` (default clip).
+Arguments: ``smoke``; ``method`` one of :data:`BASELINES` (default clip);
+``encoder=swin`` (encoder-based methods): every modality is read as a
+real/imag STFT through InfoMAE's SWIN encoder, unmasked, at
+experiments/infomae.py's size (``model.encoder = "swin"``), so the baseline
+and InfoMAE share one encoder architecture.
+
+    msjax train --workdir DIR \
+        --config experiments/baselines.py:method=clip,encoder=swin
 
 ``method=mae`` is InfoMAE's stage 1 and takes experiments/infomae.py's
 evidence-backed options (docs/claims.md, "InfoMAE"): no LayerNorm on the
@@ -42,13 +49,37 @@ SEQUENCE_METHODS = ("focal", "tnc")
 SPECTROGRAM_METHODS = ("mae",)
 
 
+def _use_encoder(encoder, method, model, data, smoke):
+  """``encoder=swin``: InfoMAE's SWIN (experiments/infomae.py's size)."""
+  if encoder != "swin":
+    raise ConfigError(f"encoder must be 'swin' (or left out), got {encoder!r}")
+  if "encoder" not in model or method in SPECTROGRAM_METHODS:
+    raise ConfigError(
+      f"encoder=swin needs a method built on msjax.methods.encoders, not"
+      f" {method!r}"
+    )
+  swin = METHODS["infomae"].default_config("tiny").model
+  swin.swin.patch_norm = False
+  if not smoke:
+    swin.swin.update(embed_dim=64, out_dim=64, num_heads=4)
+  model.encoder = "swin"
+  model.feature_dim = swin.swin.out_dim
+  model.swin = swin.swin
+  model.patch_size = swin.patch_size
+  model.input_compression = swin.input_compression
+  data.representation = "stft"
+  data.stft.output = "real_imag"
+
+
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, smoke=False, method="clip")
+  arg = config_lib.parse_arg(arg, smoke=False, method="clip", encoder="")
   smoke = arg.smoke
   if arg.method not in BASELINES:
     raise ConfigError(f"method must be one of {BASELINES}, got {arg.method!r}")
   sections = METHODS[arg.method].default_config("tiny")
   data = synthetic.default_config(smoke=smoke)
+  if arg.encoder:
+    _use_encoder(arg.encoder, arg.method, sections.model, data, smoke)
   # The feed samples sequences of loss.seq_len consecutive windows for these
   # methods, and the smoke data needs enough sessions for them.
   sequence_length = (

@@ -95,7 +95,11 @@ class AGMModel(encoders.EncoderModel):
   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array], jax.Array]:
     """Returns ``(features {m: [B, F]}, responses {m: [B, C]}, b [C])``."""
     features = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     responses = {
       m: nn.Dense(self.num_classes, use_bias=False, name=f"fusion_{m}")(

@@ -89,7 +89,11 @@ class COCOAModel(encoders.ProjectorModel):
   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Returns ``(features {m: [B, F]}, projections {m: [B, E]})``."""
     h = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     z = {
       m: MLPProjector(

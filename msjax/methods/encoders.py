@@ -7,6 +7,7 @@ encoder per modality (no weight sharing) from that row, and
 :class:`EncoderModel` is the base of the methods' models built on it.
 """
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -15,7 +16,14 @@ import jax
 import ml_collections
 
 from msjax.methods.config_checks import check_size, modalities
-from msjax.nn import ResNet1DTiny, ResNet2DTiny, ResNet18, ResNet26_1D
+from msjax.nn import (
+  ResNet1DTiny,
+  ResNet2DTiny,
+  ResNet18,
+  ResNet26_1D,
+  SpectrogramSwin,
+  SwinEncoder,
+)
 
 __all__ = [
   "ENCODERS",
@@ -25,6 +33,7 @@ __all__ = [
   "ProjectorModel",
   "encoder_fields",
   "encoder_model",
+  "encoder_options",
   "projector_fields",
 ]
 
@@ -48,13 +57,22 @@ class EncoderSpec(NamedTuple):
 
 #: Encoder names for ``config.model.encoder``. 1-D encoders take raw windows
 #: ``[C, T]``; 2-D encoders take spectrograms ``[C, F, N]`` (ProMoBal's
-#: audio-video setting uses ``"resnet18"``).
+#: audio-video setting uses ``"resnet18"``). ``"swin"`` is InfoMAE's SWIN
+#: encoder without masking (:class:`msjax.nn.SpectrogramSwin`), sized by
+#: ``model.swin``, ``model.patch_size`` and ``model.input_compression``
+#: (:func:`encoder_options`).
 ENCODERS: dict[str, EncoderSpec] = {
   "resnet1d_tiny": EncoderSpec(ResNet1DTiny, 2, has_head=True),
   "resnet1d26": EncoderSpec(ResNet26_1D, 2, has_head=True),
   "resnet2d_tiny": EncoderSpec(ResNet2DTiny, 3, has_head=False),
   "resnet18": EncoderSpec(ResNet18, 3, has_head=False),
+  "swin": EncoderSpec(SpectrogramSwin, 3, has_head=False),
 }
+
+#: SwinEncoder fields that ``model.swin`` may not set for ``"swin"``: the
+#: patch size has its own key, and the pooled features go through the
+#: ``Dense(feature_dim)`` head of :class:`ModalityEncoders`.
+_SWIN_FIXED = ("patch_size", "pool", "out_dim", "parent", "name")
 
 
 def encoder_model(
@@ -96,11 +114,17 @@ class EncoderModel(nn.Module):
     modalities: modality names, in ``config.data.modalities`` order.
     encoder: a key of :data:`ENCODERS`.
     feature_dim: ``F``, the per-modality feature width.
+    encoder_options: keyword arguments of the encoder's constructor as
+      ``(name, value)`` pairs (:func:`encoder_options`; empty for every row
+      but ``"swin"``). Keyword-only.
   """
 
   modalities: tuple[str, ...]
   encoder: str
   feature_dim: int
+  encoder_options: tuple[tuple[str, Any], ...] = dataclasses.field(
+    default=(), kw_only=True
+  )
 
 
 class ProjectorModel(EncoderModel):
@@ -136,15 +160,64 @@ class ModalityEncoders(EncoderModel):
       ``{m: [B, F]}`` features.
     """
     spec = ENCODERS[self.encoder]
+    options = dict(self.encoder_options)
     out = {}
     for m in self.modalities:
       if spec.has_head:
-        enc = spec.constructor(embed_dim=self.feature_dim, name=f"encoder_{m}")
+        enc = spec.constructor(
+          embed_dim=self.feature_dim, name=f"encoder_{m}", **options
+        )
         out[m], _ = enc(signals[m], train=train)
       else:
-        h, _ = spec.constructor(name=f"encoder_{m}")(signals[m], train=train)
+        enc = spec.constructor(name=f"encoder_{m}", **options)
+        h, _ = enc(signals[m], train=train)
         out[m] = nn.Dense(self.feature_dim, name=f"head_{m}")(h)
     return out
+
+
+def _frozen(value: Any) -> Any:
+  """Lists (from a config) as tuples, so module attributes hash."""
+  if isinstance(value, list | tuple):
+    return tuple(_frozen(v) for v in value)
+  return value
+
+
+def encoder_options(
+  config: ml_collections.ConfigDict,
+) -> tuple[tuple[str, Any], ...]:
+  """The ``encoder_options`` of ``model.encoder``'s row.
+
+  ``"swin"`` reads ``model.swin`` (:class:`msjax.nn.SwinEncoder` fields,
+  as in InfoMAE's config; ``out_dim`` is ignored: the features go through
+  the ``Dense(feature_dim)`` head), ``model.patch_size`` and
+  ``model.input_compression`` (default ``"log1p"``). Every other row takes
+  no options.
+
+  Raises:
+    ValueError: ``"swin"`` without ``model.swin`` / ``model.patch_size``,
+      or a ``model.swin`` field SwinEncoder does not have.
+  """
+  model = config.model
+  if model.encoder != "swin":
+    return ()
+  for key in ("swin", "patch_size"):
+    if key not in model:
+      raise ValueError(
+        f"model.encoder='swin' needs model.{key} (InfoMAE's SWIN fields:"
+        " see msjax.methods.infomae.default_config)."
+      )
+  allowed = {f.name for f in dataclasses.fields(SwinEncoder)}
+  swin = {k: _frozen(v) for k, v in model.swin.items() if k != "out_dim"}
+  unknown = sorted(k for k in swin if k not in allowed or k in _SWIN_FIXED)
+  if unknown:
+    raise ValueError(
+      f"model.swin has fields {unknown} that the 'swin' encoder does not take."
+    )
+  return (
+    ("compression", model.get("input_compression", "log1p")),
+    ("patch_size", tuple(int(p) for p in model.patch_size)),
+    ("swin", tuple(sorted(swin.items()))),
+  )
 
 
 def encoder_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -153,6 +226,7 @@ def encoder_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
     modalities=modalities(config),
     encoder=config.model.encoder,
     feature_dim=int(config.model.feature_dim),
+    encoder_options=encoder_options(config),
   )
 
 

@@ -109,7 +109,11 @@ class FOCALModel(encoders.ProjectorModel):
   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Returns ``(features {m: [N, F]}, e {m: [N, 2D]})``."""
     h = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     e = {
       m: MLPProjector(

@@ -78,9 +78,15 @@ def run_model(
     ``(output, new_model_state)``; ``new_model_state`` is ``{}`` in eval mode
     or when the model has no state.
   """
-  mutable = [c for c in variables if c != "params"] if train else False
+  mutable = [c for c in variables if c != "params"] if train else []
+  # Flax returns (output, state) for any list, the empty one too.
   result = model.apply(
-    dict(variables), *args, train=train, rngs=rngs, mutable=mutable, **kwargs
+    dict(variables),
+    *args,
+    train=train,
+    rngs=rngs,
+    mutable=mutable or False,
+    **kwargs,
   )
   if not mutable:
     return result, {}

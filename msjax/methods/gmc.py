@@ -86,10 +86,18 @@ class GMCModel(encoders.ProjectorModel):
       train: BatchNorm batch statistics (True) or running averages.
     """
     h = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     joint_parts = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="joint_encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="joint_encoders",
     )(signals, train=train)
     joint_in = jnp.concatenate([joint_parts[m] for m in self.modalities], -1)
     h = {**h, "joint": nn.Dense(self.feature_dim, name="joint_head")(joint_in)}

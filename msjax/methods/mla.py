@@ -152,7 +152,11 @@ class MLAModel(encoders.EncoderModel):
     gradient of modality ``m``'s logits (None: plain gradients).
     """
     features = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     weight = self.param(
       "head_weight",

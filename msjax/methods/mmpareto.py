@@ -92,7 +92,11 @@ class MMParetoModel(encoders.EncoderModel):
   ) -> tuple[dict[str, jax.Array], jax.Array, dict[str, jax.Array]]:
     """Returns ``(features {m: [B, F]}, z [B, C], {m: z_m [B, C]})``."""
     features = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     fused = jnp.concatenate([features[m] for m in self.modalities], -1)
     logits = LinearClassifier(self.num_classes, name="classifier")(fused)

@@ -123,7 +123,11 @@ class MoCoModel(encoders.ProjectorModel):
         (projector only; the predictor parameters are not touched).
     """
     h = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     out = {}
     for m in self.modalities:

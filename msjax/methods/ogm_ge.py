@@ -145,7 +145,11 @@ class OGMModel(encoders.EncoderModel):
   ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Returns ``(fused logits [B, C], {"coeff": k [M], "score": s [M]})``."""
     features = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     classifier = LinearClassifier(self.num_classes, name="classifier")
     width = self.feature_dim

@@ -148,7 +148,11 @@ class ProMoBalModel(encoders.EncoderModel):
       "z_fus": [B, D], "fusion": aux of SaMoBalFusion}``.
     """
     features = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     z = jnp.stack([l2_normalize(features[m]) for m in self.modalities])
     logits = jnp.stack(

@@ -116,7 +116,11 @@ class ProtoMMModel(encoders.ProjectorModel):
       [K, E] normalised rows)``.
     """
     features = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     z = {}
     for m in self.modalities:

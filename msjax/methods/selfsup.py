@@ -107,7 +107,11 @@ class SelfSupModel(encoders.ProjectorModel):
     ``joint``; with ``simclr_heads`` also ``{"<m>/simclr": [N, E]}``.
     """
     features = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     hidden = tuple(self.projector_hidden)
     if self.joint:

@@ -78,7 +78,11 @@ class SupervisedModel(encoders.EncoderModel):
   ) -> tuple[dict[str, jax.Array], jax.Array]:
     """Returns ``({m: [B, F], "fused": h}, logits [B, C])``."""
     features = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     parts = [features[m] for m in self.modalities]
     if self.fusion == "concat":

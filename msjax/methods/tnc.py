@@ -114,7 +114,11 @@ class TNCModel(encoders.EncoderModel):
     ``pairs=False`` skips the discriminators (``{}`` logits; evaluation).
     """
     features = encoders.ModalityEncoders(
-      self.modalities, self.encoder, self.feature_dim, name="encoders"
+      self.modalities,
+      self.encoder,
+      self.feature_dim,
+      encoder_options=self.encoder_options,
+      name="encoders",
     )(signals, train=train)
     if not pairs:
       return features, {}

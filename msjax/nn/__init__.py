@@ -25,6 +25,7 @@ from msjax.nn.resnet1d import (
   ResNet26_1D,
 )
 from msjax.nn.resnet2d import BasicBlock2D, ResNet2D, ResNet2DTiny, ResNet18
+from msjax.nn.spectrogram_swin import SpectrogramSwin
 from msjax.nn.swin import (
   DropPath,
   PatchMerging,
@@ -63,6 +64,7 @@ __all__ = [
   "ResNet2DTiny",
   "SaMoBalFusion",
   "ShiftedWindowAttention",
+  "SpectrogramSwin",
   "SwinBlock",
   "SwinEncoder",
   "SwinMODAcoustic",

@@ -21,6 +21,7 @@ from msjax.kernels.masking import patchify
 from msjax.nn.discriminators import DensityRatioDiscriminator
 from msjax.nn.heads import MLPProjector
 from msjax.nn.mae import MAEDecoder
+from msjax.nn.spectrogram_swin import COMPRESSIONS, compress_and_pad
 from msjax.nn.swin_encoder import SwinEncoder
 
 __all__ = [
@@ -140,18 +141,12 @@ def prepare_input(
     raise ValueError(
       f"batch['signals'][{name!r}] must be floating point, got {x.dtype}."
     )
-  ph, pw = config.model.patch_size
-  pad_f = -x.shape[2] % ph
-  pad_n = -x.shape[3] % pw
-  x = x.astype(jnp.float32)
   compression = config.model.input_compression
-  if compression == "log1p":
-    x = jnp.sign(x) * jnp.log1p(jnp.abs(x))
-  elif compression != "none":
+  if compression not in COMPRESSIONS:
     raise ValueError(
       f"model.input_compression {compression!r} is not 'none' or 'log1p'."
     )
-  return jnp.pad(x, ((0, 0), (0, 0), (0, pad_f), (0, pad_n)))
+  return compress_and_pad(x, config.model.patch_size, compression)
 
 
 def reconstruction_map(
