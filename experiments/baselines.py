@@ -19,7 +19,7 @@ imag) pair, a 64-wide SWIN outside ``smoke``. SPEC's choices stay
 """
 
 from msjax.data import synthetic
-from msjax.methods import METHODS
+from msjax.methods import METHODS, infomae
 from msjax.train import config_lib
 from msjax.train.errors import ConfigError
 
@@ -58,15 +58,8 @@ def _use_encoder(encoder, method, model, data, smoke):
       f"encoder=swin needs a method built on msjax.methods.encoders, not"
       f" {method!r}"
     )
-  swin = METHODS["infomae"].default_config("tiny").model
-  swin.swin.patch_norm = False
-  if not smoke:
-    swin.swin.update(embed_dim=64, out_dim=64, num_heads=4)
-  model.encoder = "swin"
-  model.feature_dim = swin.swin.out_dim
-  model.swin = swin.swin
-  model.patch_size = swin.patch_size
-  model.input_compression = swin.input_compression
+  size = {} if smoke else dict(embed_dim=64, out_dim=64, num_heads=4)
+  model.update(infomae.swin_encoder_model(patch_norm=False, **size))
   data.representation = "stft"
   data.stft.output = "real_imag"
 

@@ -20,7 +20,7 @@ import ml_collections
 
 from msjax.claims import settings
 from msjax.data import pairs, synthetic
-from msjax.methods import METHODS
+from msjax.methods import METHODS, infomae
 from msjax.train import config_lib
 
 __all__ = [
@@ -347,14 +347,10 @@ INFOMAE_MODEL = {
 #: ...and its reconstruction target: log(1 + |X|) of each (real, imag) pair.
 INFOMAE_LOSS = {"rec_target": "pair_log_magnitude"}
 #: The baselines' encoder: InfoMAE's SWIN without masking (``"swin"`` in
-#: msjax.methods.encoders), same fields as :data:`INFOMAE_MODEL`'s, the
-#: same input compression and a Dense(64) head (InfoMAE's ``out_dim``), so
+#: msjax.methods.encoders) at :data:`INFOMAE_MODEL`'s size, with InfoMAE's
+#: input compression and a Dense(64) head in place of its ``out_dim``, so
 #: every row of the InfoMAE table trains the same encoder architecture.
-INFOMAE_BASELINE_MODEL = {
-  "encoder": "swin",
-  "feature_dim": INFOMAE_MODEL["swin"]["out_dim"],
-  "swin": {k: v for k, v in INFOMAE_MODEL["swin"].items() if k != "out_dim"},
-}
+INFOMAE_BASELINE_MODEL = infomae.swin_encoder_model(**INFOMAE_MODEL["swin"])
 
 
 def _infomae(
@@ -396,14 +392,6 @@ def _infomae(
     runs.append(
       Run(f"infomae_{ratio}", f"InfoMAE {ratio:.0%} pairs", config, "stage1")
     )
-  swin = METHODS["infomae"].default_config("tiny").model
-  swin.swin.update(INFOMAE_BASELINE_MODEL["swin"])
-  spectro = {
-    **INFOMAE_BASELINE_MODEL,
-    "swin": swin.swin.to_dict(),
-    "patch_size": swin.patch_size,
-    "input_compression": swin.input_compression,
-  }
   five = pairs.pairing_config(base, pair_ratio=0.05, subset="paired")
   runs += [
     Run(
@@ -416,7 +404,7 @@ def _infomae(
         seed,
         rate("joint_0.05"),
         steps=2 * steps,
-        model=spectro,
+        model=INFOMAE_BASELINE_MODEL,
       ),
     ),
     Run(
@@ -429,7 +417,7 @@ def _infomae(
         seed,
         rate("clip_0.05"),
         steps=2 * steps,
-        model=spectro,
+        model=INFOMAE_BASELINE_MODEL,
       ),
     ),
     Run(
@@ -442,7 +430,7 @@ def _infomae(
         seed,
         rate("supervised"),
         steps=2 * steps,
-        model=spectro,
+        model=INFOMAE_BASELINE_MODEL,
       ),
     ),
   ]

@@ -22,6 +22,7 @@ from msjax.methods.infomae.method import (
   loss_fn,
   param_labels,
   requires_paired_rows,
+  swin_encoder_model,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
   "loss_fn",
   "param_labels",
   "requires_paired_rows",
+  "swin_encoder_model",
 ]

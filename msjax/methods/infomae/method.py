@@ -53,6 +53,8 @@ Starting stage 2 from stage 1: :func:`init_from_pretrained` (the trainer's
 ``train.init_from`` hook) or :func:`init_from_stage1` copy the encoders.
 """
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -67,6 +69,7 @@ __all__ = [
   "METHOD",
   "align",
   "default_config",
+  "swin_encoder_model",
   "embed",
   "init",
   "init_from_pretrained",
@@ -184,6 +187,32 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     scaling=dict(sigma=0.1),
   )
   return config
+
+
+def swin_encoder_model(**swin: Any) -> dict[str, Any]:
+  """``model`` keys that give an encoder-based method InfoMAE's SWIN.
+
+  For :data:`msjax.methods.encoders.ENCODERS`' ``"swin"`` row: InfoMAE's
+  tiny ``model.swin`` updated by ``swin``, its ``patch_size`` and
+  ``input_compression``, and ``feature_dim`` = the SWIN's ``out_dim`` (the
+  baseline's ``Dense(feature_dim)`` head stands where InfoMAE's ``out_dim``
+  Dense is, so both encoders have the same parameters).
+
+  Args:
+    **swin: ``model.swin`` fields to override (e.g. ``embed_dim=64``).
+
+  Returns:
+    ``{"encoder", "feature_dim", "swin", "patch_size", "input_compression"}``.
+  """
+  model = default_config("tiny").model
+  model.swin.update(swin)
+  return {
+    "encoder": "swin",
+    "feature_dim": int(model.swin.out_dim),
+    "swin": model.swin.to_dict(),
+    "patch_size": tuple(model.patch_size),
+    "input_compression": model.input_compression,
+  }
 
 
 def _modalities(config: ml_collections.ConfigDict) -> tuple[str, ...]:
