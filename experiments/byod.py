@@ -17,6 +17,11 @@ Arguments (``key=value``, comma-separated):
 * ``pair_ratio``: InfoMAE stage 2's fraction of synchronized windows (the
   rest are unpaired: their modalities come from different windows and feed
   only the unimodal terms). Stage 1 always reads unpaired pools.
+* ``seq_len``: InfoMAE stage 2's temporal-locality sequences (default 1:
+  the term is off). ``L > 1`` trains on sequences of L consecutive windows
+  of a session: the pairs are drawn as runs of L synchronized windows and
+  the unpaired rows in chunks of L (``data.block``); needs ``time_index``
+  or ``timestamp`` in the file.
 * ``seed``, ``steps``, ``batch``, ``lr``; ``smoke`` shrinks the run.
 """
 
@@ -59,6 +64,7 @@ def get_config(arg=None):
     test_subjects="",
     stage=2,
     pair_ratio=1.0,
+    seq_len=1,
     seed=0,
     steps=1000,
     batch=64,
@@ -86,7 +92,9 @@ def get_config(arg=None):
     data.sample_rate_hz = dict(zip(modalities, rates, strict=True))
   if arg.method == "infomae":
     sections.loss.stage = arg.stage
-    sections.loss.seq_len = 1
+    if arg.seq_len < 1:
+      raise ConfigError(f"seq_len must be >= 1, got {arg.seq_len}")
+    sections.loss.seq_len = arg.seq_len if arg.stage == 2 else 1
     # The claims suite's options (docs/claims.md, "InfoMAE"): keep the
     # input's amplitude, reconstruct log(1 + |X|) of each (real, imag) pair,
     # centre the features the projectors see (stage 2 collapses without).
@@ -100,7 +108,11 @@ def get_config(arg=None):
       )
     elif arg.pair_ratio < 1.0:
       data = pairs.pairing_config(
-        data, pair_ratio=arg.pair_ratio, subset="mixed", unpaired="all"
+        data,
+        pair_ratio=arg.pair_ratio,
+        subset="mixed",
+        unpaired="all",
+        block=sections.loss.seq_len,
       )
   if "num_classes" in sections.model:
     sections.model.num_classes = _num_classes(arg.path, "label")
@@ -114,7 +126,8 @@ def get_config(arg=None):
     optim.groups.discriminators = config_lib.optim_group(
       optim, learning_rate=arg.lr, weight_decay=0.0
     )
-  seq = sections.loss.seq_len if arg.method in SEQUENCE_METHODS else 1
+  sequences = SEQUENCE_METHODS + (("infomae",) if arg.stage == 2 else ())
+  seq = sections.loss.seq_len if arg.method in sequences else 1
   train = config_lib.train_config(
     batch_size=16 if arg.smoke else arg.batch,
     sequence_length=seq,

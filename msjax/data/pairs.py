@@ -22,10 +22,24 @@ on first use and reloaded (and checked) afterwards.
 ``PairedSource`` presents the result as one Source: examples ``0 .. P-1`` are
 the pairs; example ``P + j`` takes modality m from its own unpaired pool, window
 ``unpaired[m][j % len(unpaired[m])]`` after a per-modality permutation, so rows
-beyond P are not synchronized. Batches gain a ``"paired"`` bool ``[B]`` key (an
-extension of the batch format) and unpaired rows have label -1. The training
-loop accepts such batches only for methods whose
-``requires_paired_rows(config)`` is false (SimCLR, InfoMAE stage 1).
+beyond P are not synchronized.
+
+Runs of consecutive windows (``block = L > 1``, for a sequence sampler such as
+InfoMAE's temporal-locality term, ``train.sequence_length = L``): the pairs
+are drawn as non-overlapping runs of L consecutive windows of one session
+(a few synchronized stretches of recording rather than scattered windows),
+and each modality's unpaired pool, sorted by (session, time), is cut into
+chunks of L windows that are permuted per modality, so the rows of an
+unpaired chunk are consecutive in every modality but not synchronized across
+modalities. ``PairedSource.metadata()`` gives every row a session and time
+index such that a run of rows is consecutive only where it is in every
+modality; ``block = 1`` is the scattered split above, unchanged.
+
+Batches gain a ``"paired"`` bool ``[B]`` key (an extension of the batch
+format) and unpaired rows have label -1. The training loop accepts such
+batches only for methods whose ``requires_paired_rows(config)`` is false
+(SimCLR; InfoMAE, whose stage 2 feeds unpaired rows only to its unimodal
+terms).
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ import ml_collections
 import numpy as np
 
 from msjax.data.loader import loader_options
+from msjax.data.sequences import sequence_index
 
 __all__ = [
   "PairSplit",
@@ -60,6 +75,8 @@ class PairSplit(NamedTuple):
     num_examples: N of the split source.
     paired: ``int64 [P]`` sorted indices of synchronized pairs.
     unpaired: modality -> ``int64 [U_m]`` sorted indices used unimodally.
+    block: run length L: pairs come as runs of L consecutive windows and the
+      unpaired pools are presented in chunks of L (1: scattered windows).
   """
 
   pair_ratio: float
@@ -67,6 +84,7 @@ class PairSplit(NamedTuple):
   num_examples: int
   paired: np.ndarray
   unpaired: dict[str, np.ndarray]
+  block: int = 1
 
 
 def pair_ratio_split(
@@ -76,15 +94,23 @@ def pair_ratio_split(
   modalities: tuple[str, ...],
   seed: int,
   unpaired: Literal["disjoint", "all"] = "disjoint",
+  block: int = 1,
+  session: np.ndarray | None = None,
+  time_index: np.ndarray | None = None,
 ) -> PairSplit:
   """Splits N windows into pairs and unimodal pools (deterministic).
 
   Args:
     num_examples: N.
-    pair_ratio: fraction in [0, 1] kept as pairs (at least 1 when > 0).
+    pair_ratio: fraction in [0, 1] kept as pairs (at least 1 when > 0; with
+      ``block = L``, rounded up to whole runs of L).
     modalities: the modality names.
     seed: split seed.
     unpaired: "disjoint" or "all" (see module docstring).
+    block: L >= 1; L > 1 draws the pairs as runs of L consecutive windows
+      and needs ``session`` and ``time_index``.
+    session: ``int [N]`` session per window (only read when L > 1).
+    time_index: ``int [N]`` window index in its session (only when L > 1).
 
   Returns: A ``PairSplit``.
   """
@@ -92,26 +118,97 @@ def pair_ratio_split(
     raise ValueError(f"pair_ratio={pair_ratio} must be in [0, 1].")
   if not modalities:
     raise ValueError("pair_ratio_split needs at least one modality.")
-  order = np.random.default_rng([int(seed), 11]).permutation(num_examples)
+  if block < 1:
+    raise ValueError(f"block={block} must be >= 1.")
+  if unpaired not in ("disjoint", "all"):
+    raise ValueError(f"unpaired={unpaired!r} unknown; use disjoint or all.")
+  rng = np.random.default_rng([int(seed), 11])
   num_pairs = int(round(pair_ratio * num_examples))
   if pair_ratio > 0:
     num_pairs = max(1, num_pairs)
-  rest = order[num_pairs:]
-  if unpaired == "disjoint":
-    pools = {
-      m: np.sort(rest[i :: len(modalities)]) for i, m in enumerate(modalities)
-    }
-  elif unpaired == "all":
-    pools = {m: np.sort(rest) for m in modalities}
+  if block == 1:
+    order = rng.permutation(num_examples)
+    paired, rest = order[:num_pairs], order[num_pairs:]
   else:
-    raise ValueError(f"unpaired={unpaired!r} unknown; use disjoint or all.")
+    session, time_index = _columns(session, time_index, num_examples, block)
+    paired = _pair_runs(num_pairs, block, rng, session, time_index)
+    rest = np.setdiff1d(np.arange(num_examples), paired)
+  if unpaired == "disjoint":
+    if block == 1:
+      pools = {
+        m: np.sort(rest[i :: len(modalities)]) for i, m in enumerate(modalities)
+      }
+    else:  # whole chunks of L (in (session, time) order) to each modality
+      rest = rest[np.lexsort((time_index[rest], session[rest]))]
+      chunk = np.arange(len(rest)) // block
+      pools = {
+        m: np.sort(rest[chunk % len(modalities) == i])
+        for i, m in enumerate(modalities)
+      }
+  else:
+    pools = {m: np.sort(rest) for m in modalities}
   return PairSplit(
     float(pair_ratio),
     int(seed),
     int(num_examples),
-    np.sort(order[:num_pairs]),
+    np.sort(paired),
     pools,
+    int(block),
   )
+
+
+def _columns(
+  session: np.ndarray | None,
+  time_index: np.ndarray | None,
+  num_examples: int,
+  block: int,
+) -> tuple[np.ndarray, np.ndarray]:
+  """``session``, ``time_index`` as ``int64 [N]``; one-line errors."""
+  if session is None or time_index is None:
+    raise ValueError(
+      f"pairs in runs of block={block} windows need each window's session"
+      " and time_index."
+    )
+  session = np.asarray(session, np.int64)
+  time_index = np.asarray(time_index, np.int64)
+  if session.shape != (num_examples,) or time_index.shape != (num_examples,):
+    raise ValueError(
+      f"session {session.shape} and time_index {time_index.shape} must both"
+      f" have shape ({num_examples},)."
+    )
+  return session, time_index
+
+
+def _pair_runs(
+  num_pairs: int,
+  block: int,
+  rng: np.random.Generator,
+  session: np.ndarray,
+  time_index: np.ndarray,
+) -> np.ndarray:
+  """Indices of ``ceil(num_pairs / block)`` disjoint runs of L windows."""
+  if num_pairs == 0:
+    return np.zeros(0, np.int64)
+  index = sequence_index(session, time_index, sequence_length=block)
+  wanted = -(-num_pairs // block)
+  taken = np.zeros(len(index.order), bool)
+  picked: list[int] = []
+  for k in rng.permutation(len(index.starts)):
+    p = int(index.starts[k])
+    if taken[p : p + block].any():
+      continue
+    taken[p : p + block] = True
+    picked.append(p)
+    if len(picked) == wanted:
+      break
+  if len(picked) < wanted:
+    raise ValueError(
+      f"only {len(picked)} disjoint runs of {block} consecutive windows exist"
+      f", {wanted} needed for {num_pairs} pairs; lower data.block or"
+      " data.pair_ratio."
+    )
+  positions = np.asarray(picked)[:, None] + np.arange(block)[None, :]
+  return index.order[positions.reshape(-1)].astype(np.int64)
 
 
 def save_pair_split(path: str, split: PairSplit) -> None:
@@ -122,6 +219,7 @@ def save_pair_split(path: str, split: PairSplit) -> None:
     num_examples=split.num_examples,
     paired=split.paired.tolist(),
     unpaired={m: v.tolist() for m, v in split.unpaired.items()},
+    block=split.block,
   )
   with open(path, "w") as f:
     json.dump(record, f)
@@ -137,6 +235,7 @@ def load_pair_split(path: str) -> PairSplit:
     int(record["num_examples"]),
     np.asarray(record["paired"], np.int64),
     {m: np.asarray(v, np.int64) for m, v in record["unpaired"].items()},
+    int(record.get("block", 1)),
   )
 
 
@@ -155,23 +254,41 @@ class PairedSource:
       raise ValueError(f"pair split lacks modalities {missing}.")
     self.base = base
     self.split = split
+    self.block = int(split.block)
     self.modalities = tuple(base.modalities)
     self.num_classes = base.num_classes
-    sizes = [len(split.unpaired[m]) for m in self.modalities]
+    rng = np.random.default_rng([split.seed, 13])
+    if self.block == 1:
+      self._pools = {
+        m: rng.permutation(split.unpaired[m]) for m in self.modalities
+      }
+    else:
+      columns = _base_columns(base)
+      self._pools = {}
+      for k, m in enumerate(self.modalities):
+        chunks = _chunks(split.unpaired[m], columns, self.block)
+        first = split.unpaired[self.modalities[0]]
+        if k and np.array_equal(split.unpaired[m], first):
+          # The same pool (unpaired="all"): the first modality's chunk
+          # order turned by k / M of its length, so no row is synchronized.
+          order = np.roll(
+            self._order, -(k * len(chunks) // len(self.modalities))
+          )
+        else:
+          order = rng.permutation(len(chunks))
+        if k == 0:
+          self._order = order
+        self._pools[m] = chunks[order].reshape(-1)
+    sizes = [len(self._pools[m]) for m in self.modalities]
     self.num_unpaired = max(sizes) if min(sizes) > 0 else 0
     self.num_examples = len(split.paired) + self.num_unpaired
-    rng = np.random.default_rng([split.seed, 13])
-    self._pools = {
-      m: rng.permutation(split.unpaired[m]) for m in self.modalities
-    }
 
   def element_shapes(self) -> dict[str, tuple[int, ...]]:
     """Same as the base source."""
     return self.base.element_shapes()
 
-  def get(self, indices: np.ndarray) -> dict[str, Any]:
-    """Batch of pairs (index < P) and unsynchronized rows (index >= P)."""
-    indices = np.asarray(indices, dtype=np.int64)
+  def _rows(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Base window of every modality for each example index."""
     num_pairs = len(self.split.paired)
     is_pair = indices < num_pairs
     rows = {}
@@ -189,6 +306,48 @@ class PairedSource:
         else 0,
         unpaired,
       )
+    return rows
+
+  def metadata(self) -> dict[str, np.ndarray]:
+    """``int [N]`` label, session and time_index of every example.
+
+    Pairs keep their windows' columns. An unpaired row's label is -1; its
+    session and time index make a run of rows consecutive only where the
+    rows are consecutive windows in every modality (inside one chunk of
+    ``block`` rows): each chunk that is a run in every modality is one new
+    session, every other unpaired row a session of its own.
+    """
+    columns = _base_columns(self.base)
+    num_pairs = len(self.split.paired)
+    first = max(int(columns["session"].max(initial=-1)) + 1, 0)
+    j = np.arange(self.num_unpaired)
+    rows = self._rows(num_pairs + j)
+    ok = np.ones(max(self.num_unpaired - 1, 0), bool)
+    for m in self.modalities:
+      sess, time = columns["session"][rows[m]], columns["time_index"][rows[m]]
+      ok &= (sess[1:] == sess[:-1]) & (time[1:] == time[:-1] + 1)
+    ok &= (j[1:] // self.block) == (j[:-1] // self.block)
+    # A chunk is a session when all its inner steps are consecutive.
+    chunk = j // self.block
+    broken = np.zeros(int(chunk.max(initial=-1)) + 1, bool)
+    np.logical_or.at(broken, chunk[:-1], ~ok & (chunk[:-1] == chunk[1:]))
+    whole = ~broken[chunk] if self.block > 1 else np.zeros(len(j), bool)
+    session = np.where(whole, first + chunk, first + len(broken) + j)
+    time = np.where(whole, j % self.block, 0)
+    paired = self.split.paired
+    return {
+      "label": np.concatenate(
+        [columns["label"][paired], np.full(self.num_unpaired, -1)]
+      ).astype(np.int32),
+      "session": np.concatenate([columns["session"][paired], session]),
+      "time_index": np.concatenate([columns["time_index"][paired], time]),
+    }
+
+  def get(self, indices: np.ndarray) -> dict[str, Any]:
+    """Batch of pairs (index < P) and unsynchronized rows (index >= P)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    is_pair = indices < len(self.split.paired)
+    rows = self._rows(indices)
     first = self.base.get(rows[self.modalities[0]])
     signals = {self.modalities[0]: first["signals"][self.modalities[0]]}
     for m in self.modalities[1:]:
@@ -199,6 +358,35 @@ class PairedSource:
     return batch
 
 
+def _base_columns(base: Any) -> dict[str, np.ndarray]:
+  """``int64`` label, session and time_index of every window of ``base``."""
+  if hasattr(base, "metadata"):
+    columns = base.metadata()
+  else:
+    columns = base.get(np.arange(base.num_examples))
+  if "session" not in columns or "time_index" not in columns:
+    raise ValueError(
+      "runs of consecutive windows (data.block > 1) need session and"
+      " time_index per window; give the source subject/session ids and"
+      " timestamps."
+    )
+  return {
+    k: np.asarray(columns[k], np.int64)
+    for k in ("label", "session", "time_index")
+  }
+
+
+def _chunks(
+  pool: np.ndarray, columns: dict[str, np.ndarray], block: int
+) -> np.ndarray:
+  """``pool`` in (session, time) order as ``[C, block]`` chunks (no tail)."""
+  pool = pool[
+    np.lexsort((columns["time_index"][pool], columns["session"][pool]))
+  ]
+  count = len(pool) // block
+  return pool[: count * block].reshape(count, block)
+
+
 def pairing_config(
   base: ml_collections.ConfigDict,
   *,
@@ -207,12 +395,15 @@ def pairing_config(
   unpaired: Literal["disjoint", "all"] = "disjoint",
   split_seed: int = 0,
   record_path: str = "",
+  block: int = 1,
 ) -> ml_collections.ConfigDict:
   """A ``config.data`` applying a pair-ratio split to ``base``'s train split.
 
   Keys: source ("paired"), modalities (copied from base), base, pair_ratio,
-  subset, unpaired, split_seed, record_path and the loader keys
-  (``msjax.data.loader.loader_options``; those of base are not read).
+  subset, unpaired, split_seed, record_path, block (runs of consecutive
+  windows; set it to ``train.sequence_length`` for a sequence sampler) and
+  the loader keys (``msjax.data.loader.loader_options``; those of base are
+  not read).
   """
   return ml_collections.ConfigDict(
     dict(
@@ -224,6 +415,7 @@ def pairing_config(
       unpaired=unpaired,
       split_seed=int(split_seed),
       record_path=record_path,
+      block=int(block),
       **loader_options(),
     )
   )
@@ -241,24 +433,31 @@ def paired_source(
       f"data.subset={data_config.subset!r} unknown; use paired, mixed or "
       "unpaired."
     )
+  block = int(data_config.get("block", 1))
   path = str(data_config.record_path)
   if path and os.path.exists(path):
     record = load_pair_split(path)
     if (
       record.num_examples != base.num_examples
       or record.pair_ratio != data_config.pair_ratio
+      or record.block != block
     ):
       raise ValueError(
         f"pair split {path} was made for {record.num_examples} windows at "
-        f"ratio {record.pair_ratio}; delete it or fix data.pair_ratio."
+        f"ratio {record.pair_ratio}, block {record.block}; delete it or fix"
+        " data.pair_ratio / data.block."
       )
   else:
+    columns = _base_columns(base) if block > 1 else {}
     record = pair_ratio_split(
       base.num_examples,
       pair_ratio=data_config.pair_ratio,
       modalities=tuple(data_config.modalities),
       seed=data_config.split_seed,
       unpaired=data_config.unpaired,
+      block=block,
+      session=columns.get("session"),
+      time_index=columns.get("time_index"),
     )
     if path:
       save_pair_split(path, record)

@@ -141,6 +141,13 @@ class BatchFeed:
     self.shapes = {k: tuple(v) for k, v in source.element_shapes().items()}
     sequences = None
     if config.train.sequence_length > 1:
+      block = getattr(source, "block", None)  # a pair-ratio source's runs
+      if block is not None and block < config.train.sequence_length:
+        raise DataError(
+          f"train.sequence_length={config.train.sequence_length} on a"
+          f" pair-ratio source needs data.block >= it (got {block}): pairs"
+          " and unpaired rows must come in runs of consecutive windows"
+        )
       try:
         sequences = pipeline.sequence_index_for(
           source, config.train.sequence_length

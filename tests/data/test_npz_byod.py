@@ -98,6 +98,7 @@ def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(
     },
     label=np.concatenate([p["label"] for p in parts]),
     subject=np.concatenate([p["session"] for p in parts]) + 10,
+    time_index=np.concatenate([p["time_index"] for p in parts]),
   )
   spec = (
     f"experiments/byod.py:method=infomae,path={file},modalities=ppg+acc,"
@@ -122,7 +123,7 @@ def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(
       [
         "train",
         "--config",
-        spec + ",stage=2,pair_ratio=0.25",
+        spec + ",stage=2,pair_ratio=0.25,seq_len=4",
         "--workdir",
         s2,
         f"--config.train.init_from={s1}",
@@ -140,4 +141,10 @@ def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(
     saved["data"]["source"] == "paired" and saved["data"]["pair_ratio"] == 0.25
   )
   assert saved["data"]["base"]["test_subjects"] == [11]
+  # The temporal term on pair-ratio data: pairs and unpaired rows in runs.
+  assert saved["data"]["block"] == saved["loss"]["seq_len"] == 4
+  assert saved["train"]["sequence_length"] == 4
+  rows = (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()
+  temp = [json.loads(r)["loss/temp"] for r in rows if "loss/temp" in r]
+  assert temp and all(t > 0 for t in temp)
   assert saved["data"]["base"]["representation"] == "stft"

@@ -105,3 +105,130 @@ def test_pairing_config_through_make_source(tmp_path):
     full.get(saved.unpaired["ppg"])["signals"]["ppg"][:, 0, 0].tolist()
   )
   assert make_source(config, "test").num_examples == n - full.num_examples
+
+
+def _sessions_source(num_sessions=5, per_session=12, drop=()):
+  """Windows whose signal is their id; ``drop``: ids removed (time gaps)."""
+  ids = np.array(
+    [i for i in range(num_sessions * per_session) if i not in set(drop)]
+  )
+  signal = ids.astype(np.float32)[:, None, None]
+  return ArraySource(
+    {"ppg": signal, "acc": signal + 1000},
+    label=ids % 3,
+    session=ids // per_session,
+    time_index=ids % per_session,
+  )
+
+
+def _consecutive(ids, per_session=12):
+  """Whether each row of ``ids [S, L]`` is one session's consecutive run."""
+  return (ids // per_session == ids[:, :1] // per_session).all(1) & (
+    np.diff(ids, axis=1) == 1
+  ).all(1)
+
+
+@pytest.mark.parametrize("unpaired", ["all", "disjoint"])
+def test_split_in_runs_draws_whole_runs(unpaired):
+  base = _sessions_source(drop=(30, 31))
+  columns = base.metadata()
+  n = base.num_examples
+  split = pair_ratio_split(
+    n,
+    pair_ratio=0.2,
+    modalities=MODS,
+    seed=4,
+    unpaired=unpaired,
+    block=4,
+    session=columns["session"],
+    time_index=columns["time_index"],
+  )
+  ids = base.get(split.paired)["signals"]["ppg"][:, 0, 0].astype(int)
+  runs = ids.reshape(-1, 4)  # sorted ids: disjoint runs stay in order
+  assert len(split.paired) == 4 * -(-round(0.2 * n) // 4)
+  assert _consecutive(runs).all()
+  assert split.block == 4
+  pools = [split.unpaired[m] for m in MODS]
+  if unpaired == "all":
+    assert pools[0].tolist() == pools[1].tolist()
+  everything = np.concatenate([split.paired, *pools])
+  if unpaired == "disjoint":  # a cover: every window once
+    assert sorted(everything.tolist()) == list(range(n))
+  else:
+    assert set(everything.tolist()) == set(range(n))
+  with pytest.raises(ValueError, match="session and time_index"):
+    pair_ratio_split(n, pair_ratio=0.2, modalities=MODS, seed=4, block=4)
+  with pytest.raises(ValueError, match="disjoint runs"):
+    pair_ratio_split(
+      n,
+      pair_ratio=1.0,
+      modalities=MODS,
+      seed=4,
+      block=5,
+      session=columns["session"],
+      time_index=columns["time_index"],
+    )
+
+
+def test_paired_source_runs_are_consecutive_in_every_modality():
+  from msjax.data.sequences import sequence_batch_indices, sequence_index_for
+
+  base = _sessions_source(num_sessions=8, drop=(30, 31, 77))
+  columns = base.metadata()
+  split = pair_ratio_split(
+    base.num_examples,
+    pair_ratio=0.1,
+    modalities=MODS,
+    seed=1,
+    unpaired="all",
+    block=4,
+    session=columns["session"],
+    time_index=columns["time_index"],
+  )
+  source = PairedSource(base, split)
+  meta = source.metadata()
+  num_pairs = len(split.paired)
+  np.testing.assert_array_equal(meta["label"][num_pairs:], -1)
+  pair_ids = base.get(split.paired)["signals"]["ppg"][:, 0, 0].astype(int)
+  np.testing.assert_array_equal(meta["label"][:num_pairs], pair_ids % 3)
+  index = sequence_index_for(source, 4)
+  paired_runs = unpaired_runs = 0
+  for step in range(20):
+    rows = sequence_batch_indices(index, num_sequences=6, seed=0, step=step)
+    batch = source.get(rows)
+    ppg = batch["signals"]["ppg"][:, 0, 0].astype(int).reshape(6, 4)
+    acc = batch["signals"]["acc"][:, 0, 0].astype(int).reshape(6, 4) - 1000
+    paired = batch["paired"].reshape(6, 4)
+    assert (paired == paired[:, :1]).all()  # a run is paired or not
+    assert _consecutive(ppg).all() and _consecutive(acc).all()
+    np.testing.assert_array_equal(ppg[paired[:, 0]], acc[paired[:, 0]])
+    # unpaired runs are not synchronized across modalities
+    assert (ppg[~paired[:, 0], 0] != acc[~paired[:, 0], 0]).all()
+    paired_runs += int(paired[:, 0].sum())
+    unpaired_runs += int((~paired[:, 0]).sum())
+  assert paired_runs > 0 and unpaired_runs > 0
+  # every unpaired window of the pool is used, in chunks of 4
+  assert source.num_unpaired % 4 == 0
+  everything = source.get(np.arange(num_pairs, source.num_examples))
+  pool = base.get(split.unpaired["ppg"])["signals"]["ppg"][:, 0, 0]
+  used = everything["signals"]["ppg"][:, 0, 0]
+  assert set(used.tolist()) <= set(pool.tolist())
+  assert len(pool) - len(used) < 4 * len(MODS) * 2  # only chunk tails dropped
+
+
+def test_record_roundtrip_keeps_block(tmp_path):
+  base = _sessions_source()
+  columns = base.metadata()
+  split = pair_ratio_split(
+    base.num_examples,
+    pair_ratio=0.2,
+    modalities=MODS,
+    seed=2,
+    block=3,
+    session=columns["session"],
+    time_index=columns["time_index"],
+  )
+  save_pair_split(str(tmp_path / "split.json"), split)
+  loaded = load_pair_split(str(tmp_path / "split.json"))
+  assert loaded.block == 3
+  np.testing.assert_array_equal(loaded.paired, split.paired)

@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 
-from msjax.data import pipeline
+from msjax.data import make_source, pairing_config, pipeline, synthetic
 from msjax.train import config_lib, sharding
+from msjax.train.errors import DataError
 from msjax.train.feed import BatchFeed
 from msjax.train.loop import config_differences
 from tests.train import toy
@@ -40,3 +42,28 @@ def test_a_run_resumes_with_other_reader_settings():
   assert config_differences(saved.to_dict(), config.to_dict()) == [
     "data.num_examples: 64 -> 32"
   ]
+
+
+def test_sequences_from_a_pair_ratio_source_need_runs():
+  config = toy.get_config()
+  config.train.sequence_length = 4
+  config.train.batch_size = 8
+  mesh = sharding.make_mesh(config.train.mesh)
+  base = synthetic.default_config(smoke=True)
+  scattered = pairing_config(base, pair_ratio=0.25, unpaired="all")
+  config.data = scattered
+  with pytest.raises(DataError, match=r"needs data.block >= it \(got 1\)"):
+    BatchFeed(make_source(scattered, "train"), config, mesh)
+  runs = pairing_config(base, pair_ratio=0.25, unpaired="all", block=4)
+  config.data = runs
+  source = make_source(runs, "train")
+  feed = BatchFeed(source, config, mesh)
+  for step in range(4):
+    batch = feed(step)
+    paired = np.asarray(batch["paired"]).reshape(2, 4)
+    assert (paired == paired[:, :1]).all()  # whole runs paired or not
+    session = np.asarray(batch["session"]).reshape(2, 4)
+    time = np.asarray(batch["time_index"]).reshape(2, 4)
+    assert (session == session[:, :1]).all()
+    assert (np.diff(time, axis=1) == 1).all()
+  feed.close()
