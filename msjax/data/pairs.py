@@ -53,7 +53,6 @@ import ml_collections
 import numpy as np
 
 from msjax.data.loader import loader_options
-from msjax.data.sequences import sequence_index
 
 __all__ = [
   "PairSplit",
@@ -186,29 +185,31 @@ def _pair_runs(
   session: np.ndarray,
   time_index: np.ndarray,
 ) -> np.ndarray:
-  """Indices of ``ceil(num_pairs / block)`` disjoint runs of L windows."""
+  """``num_pairs`` windows (rounded up to whole runs of L = ``block``).
+
+  Every stretch of consecutive windows of a session is tiled from its start
+  into runs of L; ``ceil(num_pairs / L)`` of these runs are drawn at random.
+  When more pairs are asked than the runs hold (e.g. ``pair_ratio = 1``
+  with stretches that are not multiples of L), every run is taken and the
+  windows outside the runs fill the rest.
+  """
   if num_pairs == 0:
     return np.zeros(0, np.int64)
-  index = sequence_index(session, time_index, sequence_length=block)
-  wanted = -(-num_pairs // block)
-  taken = np.zeros(len(index.order), bool)
-  picked: list[int] = []
-  for k in rng.permutation(len(index.starts)):
-    p = int(index.starts[k])
-    if taken[p : p + block].any():
-      continue
-    taken[p : p + block] = True
-    picked.append(p)
-    if len(picked) == wanted:
-      break
-  if len(picked) < wanted:
-    raise ValueError(
-      f"only {len(picked)} disjoint runs of {block} consecutive windows exist"
-      f", {wanted} needed for {num_pairs} pairs; lower data.block or"
-      " data.pair_ratio."
-    )
-  positions = np.asarray(picked)[:, None] + np.arange(block)[None, :]
-  return index.order[positions.reshape(-1)].astype(np.int64)
+  order = np.lexsort((time_index, session))
+  sess, time = session[order], time_index[order]
+  position = np.arange(len(order))
+  first = np.ones(len(order), bool)  # a stretch starts here
+  first[1:] = (sess[1:] != sess[:-1]) | (time[1:] != time[:-1] + 1)
+  offset = position - np.maximum.accumulate(np.where(first, position, 0))
+  stretch = np.cumsum(first) - 1
+  length = np.bincount(stretch)[stretch]
+  starts = np.flatnonzero((offset % block == 0) & (offset + block <= length))
+  picked = starts[rng.permutation(len(starts))[: -(-num_pairs // block)]]
+  paired = order[(picked[:, None] + np.arange(block)[None, :]).reshape(-1)]
+  if len(paired) < num_pairs:
+    rest = rng.permutation(np.setdiff1d(order, paired))
+    paired = np.concatenate([paired, rest[: num_pairs - len(paired)]])
+  return paired.astype(np.int64)
 
 
 def save_pair_split(path: str, split: PairSplit) -> None:

@@ -158,16 +158,17 @@ def test_split_in_runs_draws_whole_runs(unpaired):
     assert set(everything.tolist()) == set(range(n))
   with pytest.raises(ValueError, match="session and time_index"):
     pair_ratio_split(n, pair_ratio=0.2, modalities=MODS, seed=4, block=4)
-  with pytest.raises(ValueError, match="disjoint runs"):
-    pair_ratio_split(
-      n,
-      pair_ratio=1.0,
-      modalities=MODS,
-      seed=4,
-      block=5,
-      session=columns["session"],
-      time_index=columns["time_index"],
-    )
+  # Every window paired: all runs of 5, then the windows outside them.
+  every = pair_ratio_split(
+    n,
+    pair_ratio=1.0,
+    modalities=MODS,
+    seed=4,
+    block=5,
+    session=columns["session"],
+    time_index=columns["time_index"],
+  )
+  assert sorted(every.paired.tolist()) == list(range(n))
 
 
 def test_paired_source_runs_are_consecutive_in_every_modality():
