@@ -30,7 +30,7 @@ from msjax.train import evaluation
 from msjax.train.errors import ConfigError
 from msjax.train.loop import train_and_evaluate
 
-__all__ = ["SCORE_FILE", "run_claims", "run_lr_grid"]
+__all__ = ["SCORE_FILE", "run_claims", "run_lr_grid", "run_one"]
 
 SCORE_FILE = "score.json"
 
@@ -41,12 +41,22 @@ def _write_json(path: pathlib.Path, payload: dict) -> None:
   os.replace(tmp, path)
 
 
-def _run_one(
+def run_one(
   run: suites.Run,
   suite: suites.Suite,
   seed_dir: pathlib.Path,
   with_random: bool,
 ) -> dict:
+  """Trains and scores one run in ``seed_dir / run.name`` (or reads it).
+
+  A run with a ``score.json`` is done: its payload is returned as it is;
+  an unfinished run resumes from its checkpoint. ``run.init_from`` names a
+  run of the same ``seed_dir`` whose final parameters start this one.
+
+  Returns:
+    ``{"scores": ..., "wall_s": ...}``, with ``"random"`` (the same scores
+    of a freshly initialised model) when ``with_random``.
+  """
   workdir = seed_dir / run.name
   done = workdir / SCORE_FILE
   if done.is_file():
@@ -179,7 +189,7 @@ def run_claims(
         seed_dir = setting_dir / f"seed{seed}"
         per_run = {}
         for k, run in enumerate(suite.runs):
-          payload = _run_one(run, suite, seed_dir, with_random=k == 0)
+          payload = run_one(run, suite, seed_dir, with_random=k == 0)
           per_run[run.label] = payload
           finished += 1
           log(
@@ -256,7 +266,7 @@ def run_lr_grid(
         )
         seed_dir = root / paper / "lr_grid" / f"seed{seed}" / f"lr{rate:g}"
         for run in suite.runs:
-          payload = _run_one(run, suite, seed_dir, with_random=False)
+          payload = run_one(run, suite, seed_dir, with_random=False)
           row = rows.setdefault(run.name, {"label": run.label, "scores": {}})
           row["scores"].setdefault(f"{rate:g}", {})[str(seed)] = payload[
             "scores"

@@ -278,7 +278,7 @@ def test_lr_grid_keeps_rows_of_runs_left_out_only_on_the_same_seeds(
   # the merge does not depend on training: a stub run scores by its seed
   monkeypatch.setattr(
     runner,
-    "_run_one",
+    "run_one",
     lambda run, suite, seed_dir, with_random: {
       "scores": {"headline": run.config.seed / 100},
       "wall_s": 0.0,
@@ -305,3 +305,18 @@ def test_lr_grid_keeps_rows_of_runs_left_out_only_on_the_same_seeds(
   )
   # another seed set: the rows of seed 7 cannot be mixed in
   assert rows(("supervised_concat",), (8,)) == ([8], ["supervised_concat"])
+
+
+def test_infomae_stage2_runs_read_sequences_of_pairs_in_runs():
+  """Stage 2 trains its temporal term: sequences, pairs drawn as runs."""
+  runs = suites.suite("infomae", "default", 0, "default").runs
+  stage2 = [r for r in runs if r.name.startswith("infomae_")]
+  assert [r.config.data.pair_ratio for r in stage2] == list(suites.RATIOS)
+  for run in stage2:
+    c = run.config
+    assert c.loss.stage == 2 and c.data.subset == "mixed"
+    assert c.train.sequence_length == c.loss.seq_len == c.data.block > 1
+    assert c.train.batch_size // c.train.sequence_length >= 2
+  for run in runs:
+    if not run.name.startswith("infomae_"):
+      assert run.config.train.sequence_length == 1
