@@ -266,19 +266,19 @@ class PairedSource:
     else:
       columns = _base_columns(base)
       self._pools = {}
+      first = split.unpaired[self.modalities[0]]
+      first_order = np.zeros(0, np.int64)
       for k, m in enumerate(self.modalities):
         chunks = _chunks(split.unpaired[m], columns, self.block)
-        first = split.unpaired[self.modalities[0]]
         if k and np.array_equal(split.unpaired[m], first):
           # The same pool (unpaired="all"): the first modality's chunk
           # order turned by k / M of its length, so no row is synchronized.
-          order = np.roll(
-            self._order, -(k * len(chunks) // len(self.modalities))
-          )
+          turn = k * len(chunks) // len(self.modalities)
+          order = np.roll(first_order, -turn)
         else:
           order = rng.permutation(len(chunks))
         if k == 0:
-          self._order = order
+          first_order = order
         self._pools[m] = chunks[order].reshape(-1)
     sizes = [len(self._pools[m]) for m in self.modalities]
     self.num_unpaired = max(sizes) if min(sizes) > 0 else 0
