@@ -53,6 +53,7 @@ import ml_collections
 import numpy as np
 
 from msjax.data.loader import loader_options
+from msjax.data.sequences import window_columns
 
 __all__ = [
   "PairSplit",
@@ -361,16 +362,9 @@ class PairedSource:
 
 def _base_columns(base: Any) -> dict[str, np.ndarray]:
   """``int64`` label, session and time_index of every window of ``base``."""
-  if hasattr(base, "metadata"):
-    columns = base.metadata()
-  else:
-    columns = base.get(np.arange(base.num_examples))
-  if "session" not in columns or "time_index" not in columns:
-    raise ValueError(
-      "runs of consecutive windows (data.block > 1) need session and"
-      " time_index per window; give the source subject/session ids and"
-      " timestamps."
-    )
+  columns = window_columns(
+    base, needed_for="runs of consecutive windows (data.block > 1)"
+  )
   return {
     k: np.asarray(columns[k], np.int64)
     for k in ("label", "session", "time_index")

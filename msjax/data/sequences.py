@@ -18,6 +18,7 @@ __all__ = [
   "sequence_index",
   "sequence_index_for",
   "sequence_batch_indices",
+  "window_columns",
 ]
 
 
@@ -82,11 +83,14 @@ def sequence_index(
   )
 
 
-def sequence_index_for(source: Any, sequence_length: int) -> SequenceIndex:
-  """``sequence_index`` of a source's ``session`` / ``time_index`` columns.
+def window_columns(
+  source: Any, *, needed_for: str = "the sequence sampler"
+) -> dict[str, np.ndarray]:
+  """A source's per-window columns, checked to hold session and time_index.
 
   Uses ``source.metadata()`` when the source has it (no signals read), else
-  one ``get`` of every example.
+  one ``get`` of every example. ``needed_for`` names the caller in the
+  one-line error.
   """
   if hasattr(source, "metadata"):
     columns = source.metadata()
@@ -94,9 +98,18 @@ def sequence_index_for(source: Any, sequence_length: int) -> SequenceIndex:
     columns = source.get(np.arange(source.num_examples))
   if "session" not in columns or "time_index" not in columns:
     raise ValueError(
-      "the sequence sampler needs session and time_index per window; give "
-      "the source subject/session ids and timestamps."
+      f"{needed_for} needs session and time_index per window; give the"
+      " source subject/session ids and timestamps."
     )
+  return columns
+
+
+def sequence_index_for(source: Any, sequence_length: int) -> SequenceIndex:
+  """``sequence_index`` of a source's ``session`` / ``time_index`` columns.
+
+  The columns come from :func:`window_columns`.
+  """
+  columns = window_columns(source)
   return sequence_index(
     columns["session"], columns["time_index"], sequence_length=sequence_length
   )

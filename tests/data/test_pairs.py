@@ -121,6 +121,18 @@ def _sessions_source(num_sessions=5, per_session=12, drop=()):
   )
 
 
+def _split_in_runs(base, **options):
+  """``pair_ratio_split`` of ``base`` with its session and time columns."""
+  columns = base.metadata()
+  return pair_ratio_split(
+    base.num_examples,
+    modalities=MODS,
+    session=columns["session"],
+    time_index=columns["time_index"],
+    **options,
+  )
+
+
 def _consecutive(ids, per_session=12):
   """Whether each row of ``ids [S, L]`` is one session's consecutive run."""
   return (ids // per_session == ids[:, :1] // per_session).all(1) & (
@@ -131,17 +143,9 @@ def _consecutive(ids, per_session=12):
 @pytest.mark.parametrize("unpaired", ["all", "disjoint"])
 def test_split_in_runs_draws_whole_runs(unpaired):
   base = _sessions_source(drop=(30, 31))
-  columns = base.metadata()
   n = base.num_examples
-  split = pair_ratio_split(
-    n,
-    pair_ratio=0.2,
-    modalities=MODS,
-    seed=4,
-    unpaired=unpaired,
-    block=4,
-    session=columns["session"],
-    time_index=columns["time_index"],
+  split = _split_in_runs(
+    base, pair_ratio=0.2, seed=4, unpaired=unpaired, block=4
   )
   ids = base.get(split.paired)["signals"]["ppg"][:, 0, 0].astype(int)
   runs = ids.reshape(-1, 4)  # sorted ids: disjoint runs stay in order
@@ -159,15 +163,7 @@ def test_split_in_runs_draws_whole_runs(unpaired):
   with pytest.raises(ValueError, match="session and time_index"):
     pair_ratio_split(n, pair_ratio=0.2, modalities=MODS, seed=4, block=4)
   # Every window paired: all runs of 5, then the windows outside them.
-  every = pair_ratio_split(
-    n,
-    pair_ratio=1.0,
-    modalities=MODS,
-    seed=4,
-    block=5,
-    session=columns["session"],
-    time_index=columns["time_index"],
-  )
+  every = _split_in_runs(base, pair_ratio=1.0, seed=4, block=5)
   assert sorted(every.paired.tolist()) == list(range(n))
 
 
@@ -175,17 +171,7 @@ def test_paired_source_runs_are_consecutive_in_every_modality():
   from msjax.data.sequences import sequence_batch_indices, sequence_index_for
 
   base = _sessions_source(num_sessions=8, drop=(30, 31, 77))
-  columns = base.metadata()
-  split = pair_ratio_split(
-    base.num_examples,
-    pair_ratio=0.1,
-    modalities=MODS,
-    seed=1,
-    unpaired="all",
-    block=4,
-    session=columns["session"],
-    time_index=columns["time_index"],
-  )
+  split = _split_in_runs(base, pair_ratio=0.1, seed=1, unpaired="all", block=4)
   source = PairedSource(base, split)
   meta = source.metadata()
   num_pairs = len(split.paired)
@@ -219,16 +205,7 @@ def test_paired_source_runs_are_consecutive_in_every_modality():
 
 def test_record_roundtrip_keeps_block(tmp_path):
   base = _sessions_source()
-  columns = base.metadata()
-  split = pair_ratio_split(
-    base.num_examples,
-    pair_ratio=0.2,
-    modalities=MODS,
-    seed=2,
-    block=3,
-    session=columns["session"],
-    time_index=columns["time_index"],
-  )
+  split = _split_in_runs(base, pair_ratio=0.2, seed=2, block=3)
   save_pair_split(str(tmp_path / "split.json"), split)
   loaded = load_pair_split(str(tmp_path / "split.json"))
   assert loaded.block == 3
