@@ -257,6 +257,7 @@ class PairedSource:
     self.base = base
     self.split = split
     self.block = int(split.block)
+    self._base_columns: dict[str, np.ndarray] | None = None
     self.modalities = tuple(base.modalities)
     self.num_classes = base.num_classes
     rng = np.random.default_rng([split.seed, 13])
@@ -265,7 +266,7 @@ class PairedSource:
         m: rng.permutation(split.unpaired[m]) for m in self.modalities
       }
     else:
-      columns = _base_columns(base)
+      columns = self._columns()
       self._pools = {}
       first = split.unpaired[self.modalities[0]]
       first_order = np.zeros(0, np.int64)
@@ -288,6 +289,12 @@ class PairedSource:
   def element_shapes(self) -> dict[str, tuple[int, ...]]:
     """Same as the base source."""
     return self.base.element_shapes()
+
+  def _columns(self) -> dict[str, np.ndarray]:
+    """The base source's label/session/time_index columns (read once)."""
+    if self._base_columns is None:
+      self._base_columns = _base_columns(self.base)
+    return self._base_columns
 
   def _rows(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     """Base window of every modality for each example index."""
@@ -319,7 +326,7 @@ class PairedSource:
     ``block`` rows): each chunk that is a run in every modality is one new
     session, every other unpaired row a session of its own.
     """
-    columns = _base_columns(self.base)
+    columns = self._columns()
     num_pairs = len(self.split.paired)
     first = max(int(columns["session"].max(initial=-1)) + 1, 0)
     j = np.arange(self.num_unpaired)
