@@ -11,50 +11,23 @@ varies only the named runs: a stage-2 run starts from the suite's stage 1
 of its seed (trained once per seed, at the suite's stage-1 rate). The
 `default` setting and budget, as the grid. A run with a ``score.json``
 under ``DIR/seed<k>/<run>_lr<rate>/`` is done, so a killed sweep resumes.
-Writes ``DIR/rates.json`` and ``DIR/rates.md`` (mean ± sample std over the
-seeds per run and rate; the best mean in bold).
+Writes ``DIR/rates.json`` (every run's headline per rate and seed, kept
+across calls with other ``--runs``) and ``DIR/lr_grid.md`` (the claims
+grid's table: mean ± sample std per rate, the best mean in bold, the rate
+the suite uses).
 """
 
 import argparse
 import json
 import pathlib
-import statistics
 
 import jax
 
-from msjax.claims import runner, suites
+from msjax.claims import report, runner, suites
 
 
 def _floats(text: str) -> tuple[float, ...]:
   return tuple(float(v) for v in text.split(",") if v)
-
-
-def _table(results: dict, seeds: tuple[int, ...]) -> str:
-  lines = [
-    "# InfoMAE suite: learning rates of single runs",
-    "",
-    f"Setting `default`, budget `default`, seeds {', '.join(map(str, seeds))};"
-    " every other run at its suite rate. Mean ± sample std of the headline"
-    " (fused probe on `shared`); **bold**: the best mean.",
-    "",
-  ]
-  for name, by_rate in results.items():
-    means = {r: statistics.mean(v.values()) for r, v in by_rate.items()}
-    best = max(means, key=means.get)
-    header = " | ".join(f"seed {s}" for s in seeds)
-    lines += [f"## {name}", "", f"| lr | {header} | mean ± std |"]
-    lines.append("|---" * (len(seeds) + 2) + "|")
-    for rate, by_seed in by_rate.items():
-      values = [by_seed.get(str(s)) for s in seeds]
-      cells = [f"{v:.3f}" if v is not None else "" for v in values]
-      done = [v for v in values if v is not None]
-      spread = statistics.stdev(done) if len(done) > 1 else 0.0
-      cell = f"{statistics.mean(done):.3f} ± {spread:.3f}"
-      if rate == best:
-        cell = f"**{cell}**"
-      lines.append(f"| {rate} | " + " | ".join(cells) + f" | {cell} |")
-    lines.append("")
-  return "\n".join(lines)
 
 
 def main() -> None:
@@ -94,17 +67,17 @@ def main() -> None:
         variant = run._replace(name=f"{name}_lr{rate:g}", config=config)
         payload = runner.run_one(variant, suite, seed_dir, with_random=False)
         headline = payload["scores"]["headline"]
-        results.setdefault(name, {}).setdefault(f"{rate:g}", {})[str(seed)] = (
-          headline
-        )
+        row = results.setdefault(name, {"label": run.label, "scores": {}})
+        row["scores"].setdefault(f"{rate:g}", {})[str(seed)] = headline
         print(
           f"seed {seed} {name} lr {rate:g}: {headline:.3f}"
           f" ({payload['wall_s']:.0f} s)",
           flush=True,
         )
         path.write_text(json.dumps(results, indent=2))
-  (root / "rates.md").write_text(_table(results, seeds))
-  print(f"wrote {root / 'rates.md'}")
+  rows = [runner.grid_row("infomae", n, row) for n, row in results.items()]
+  grid = {"infomae": {"seeds": list(seeds), "rows": rows}}
+  print(f"wrote {report.write_lr_grid(root, grid, budget='default')}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from msjax.train import evaluation
 from msjax.train.errors import ConfigError
 from msjax.train.loop import train_and_evaluate
 
-__all__ = ["SCORE_FILE", "run_claims", "run_lr_grid", "run_one"]
+__all__ = ["SCORE_FILE", "grid_row", "run_claims", "run_lr_grid", "run_one"]
 
 SCORE_FILE = "score.json"
 
@@ -208,6 +208,34 @@ def run_claims(
   return report.write(root, results, budget=budget, seeds=seeds)
 
 
+def grid_row(paper: str, name: str, row: dict) -> dict:
+  """A row of ``lr_grid.md`` from a run's scores per rate and seed.
+
+  Args:
+    paper: the suite's paper.
+    name: the run's name in the suite.
+    row: ``{"label", "scores": {rate: {seed: headline}}}`` (rates as
+      ``%g`` strings).
+
+  Returns:
+    ``row`` with ``name``, ``headline`` (mean per rate), ``best`` (the rate
+    of the best mean) and ``used`` (the suite's rate,
+    :data:`msjax.claims.suites.LEARNING_RATES`), as
+    :func:`msjax.claims.report.write_lr_grid` reads it.
+  """
+  headline = {
+    rate: float(np.mean(list(by_seed.values())))
+    for rate, by_seed in row["scores"].items()
+  }
+  return {
+    **row,
+    "name": name,
+    "headline": headline,
+    "best": float(max(headline, key=headline.get)),
+    "used": suites.LEARNING_RATES[paper][name],
+  }
+
+
 def run_lr_grid(
   papers: Sequence[str],
   workdir: str,
@@ -285,14 +313,7 @@ def run_lr_grid(
         **{row["name"]: row for row in earlier["rows"]},
         **rows,
       }
-    for name, row in rows.items():
-      row["headline"] = {
-        rate: float(np.mean(list(by_seed.values())))
-        for rate, by_seed in row["scores"].items()
-      }
-      best = max(row["headline"], key=row["headline"].get)
-      row.update(name=name, best=float(best))
-      row["used"] = suites.LEARNING_RATES[paper][name]
+    rows = {name: grid_row(paper, name, row) for name, row in rows.items()}
     order = [r.name for r in suites.suite(paper, "default", 0, budget).runs]
     grid[paper] = {
       "seeds": list(grid_seeds),

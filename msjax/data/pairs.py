@@ -53,7 +53,7 @@ import ml_collections
 import numpy as np
 
 from msjax.data.loader import loader_options
-from msjax.data.sequences import window_columns
+from msjax.data.sequences import continues, window_columns
 
 __all__ = [
   "PairSplit",
@@ -200,7 +200,7 @@ def _pair_runs(
   sess, time = session[order], time_index[order]
   position = np.arange(len(order))
   first = np.ones(len(order), bool)  # a stretch starts here
-  first[1:] = (sess[1:] != sess[:-1]) | (time[1:] != time[:-1] + 1)
+  first[1:] = ~continues(sess, time)
   offset = position - np.maximum.accumulate(np.where(first, position, 0))
   stretch = np.cumsum(first) - 1
   length = np.bincount(stretch)[stretch]
@@ -333,14 +333,14 @@ class PairedSource:
     rows = self._rows(num_pairs + j)
     ok = np.ones(max(self.num_unpaired - 1, 0), bool)
     for m in self.modalities:
-      sess, time = columns["session"][rows[m]], columns["time_index"][rows[m]]
-      ok &= (sess[1:] == sess[:-1]) & (time[1:] == time[:-1] + 1)
-    ok &= (j[1:] // self.block) == (j[:-1] // self.block)
-    # A chunk is a session when all its inner steps are consecutive.
+      ok &= continues(
+        columns["session"][rows[m]], columns["time_index"][rows[m]]
+      )
+    # A chunk is a session when every step inside it continues.
     chunk = j // self.block
     broken = np.zeros(int(chunk.max(initial=-1)) + 1, bool)
     np.logical_or.at(broken, chunk[:-1], ~ok & (chunk[:-1] == chunk[1:]))
-    whole = ~broken[chunk] if self.block > 1 else np.zeros(len(j), bool)
+    whole = ~broken[chunk]
     session = np.where(whole, first + chunk, first + len(broken) + j)
     time = np.where(whole, j % self.block, 0)
     paired = self.split.paired

@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
   "SequenceIndex",
+  "continues",
   "sequence_index",
   "sequence_index_for",
   "sequence_batch_indices",
@@ -41,6 +42,15 @@ class SequenceIndex(NamedTuple):
   length: int
 
 
+def continues(session: np.ndarray, time_index: np.ndarray) -> np.ndarray:
+  """``bool [N - 1]``: window ``k + 1`` continues window ``k``.
+
+  Same session and the next time index, for windows listed in the order to
+  check (``int [N]`` each).
+  """
+  return (session[1:] == session[:-1]) & (time_index[1:] == time_index[:-1] + 1)
+
+
 def sequence_index(
   session: np.ndarray, time_index: np.ndarray, *, sequence_length: int
 ) -> SequenceIndex:
@@ -63,7 +73,7 @@ def sequence_index(
   order = np.lexsort((time_index, session))
   sess, time = session[order], time_index[order]
   # step_ok[p]: order[p + 1] continues order[p].
-  step_ok = (sess[1:] == sess[:-1]) & (time[1:] == time[:-1] + 1)
+  step_ok = continues(sess, time)
   count = len(order) - sequence_length + 1
   if count <= 0:
     raise ValueError(
