@@ -229,12 +229,14 @@ def entropic_ot(a, b, cost, *, epsilon=0.1, num_iters=20):
   f = np.zeros_like(a)
   g = np.zeros_like(b)
   for _ in range(num_iters):
-    f = epsilon * np.log(a) - epsilon * lse(
-      (g[..., None, :] - cost) / epsilon, -1
-    )[..., 0]
-    g = epsilon * np.log(b) - epsilon * lse(
-      (f[..., :, None] - cost) / epsilon, -2
-    )[..., 0, :]
+    f = (
+      epsilon * np.log(a)
+      - epsilon * lse((g[..., None, :] - cost) / epsilon, -1)[..., 0]
+    )
+    g = (
+      epsilon * np.log(b)
+      - epsilon * lse((f[..., :, None] - cost) / epsilon, -2)[..., 0, :]
+    )
   t = np.exp((f[..., :, None] + g[..., None, :] - cost) / epsilon)
   return {"value": np.sum(t * cost, axis=(-2, -1)), "T": t, "f": f, "g": g}
 
@@ -260,9 +262,9 @@ def pro_fd(z_fus, y, p, *, tau_fd=1.0, epsilon=0.1, num_iters=20):
 def ca_loss(w, p):
   """Classifier alignment. w[M,C,D], p[C,D]."""
   pn = p / np.sqrt(np.sum(p * p))
-  per = np.stack([
-    np.sum((wm / np.sqrt(np.sum(wm * wm)) - pn) ** 2) for wm in w
-  ])
+  per = np.stack(
+    [np.sum((wm / np.sqrt(np.sum(wm * wm)) - pn) ** 2) for wm in w]
+  )
   return {"loss": np.mean(per), "per_modality": per}
 
 
@@ -279,9 +281,7 @@ def fc_rs(f, y, *, num_classes):
       i, j = np.triu_indices(len(fc), k=1)
       class_fc[c] = np.mean(safe_norm(fc[i] - fc[j]))
   fc_val = np.nanmean(class_fc)
-  dists = [
-    safe_norm(mus[a] - mus[b]) for a in mus for b in mus if a != b
-  ]
+  dists = [safe_norm(mus[a] - mus[b]) for a in mus for b in mus if a != b]
   return {"FC": fc_val, "RS": np.mean(np.stack(dists)), "class_fc": class_fc}
 
 
@@ -292,13 +292,12 @@ def discriminator_bce(t_joint, t_product):
   return {"loss": np.mean(softplus(-t_joint)) + np.mean(softplus(t_product))}
 
 
-def infomae_shared_loss(u1, u2, t_x1x2u, t_xiui, t_xjui, *, alpha=1.0,
-                        beta=0.5):
+def infomae_shared_loss(
+  u1, u2, t_x1x2u, t_xiui, t_xjui, *, alpha=1.0, beta=0.5
+):
   loss = alpha * np.mean(sqnorm(u1 - u2))
   for i in range(2):
-    loss = loss + np.mean(
-      t_x1x2u[i] + (1 - beta) * t_xiui[i] + t_xjui[i]
-    )
+    loss = loss + np.mean(t_x1x2u[i] + (1 - beta) * t_xiui[i] + t_xjui[i])
   return {"loss": loss}
 
 
@@ -356,6 +355,7 @@ def complex_grad(fun, inputs, names):
   -> complex64); each element in turn gets an imaginary perturbation ``h``
   and the derivative is the imaginary part of the result over ``h``.
   """
+
   def cplx(v):
     v = np.asarray(v)
     if v.dtype == np.float32:
