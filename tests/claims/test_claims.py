@@ -18,7 +18,7 @@ from msjax.claims import (
   suites,
 )
 from msjax.data import make_source
-from msjax.methods import METHODS
+from msjax.methods import METHODS, promobal
 from msjax.train import evaluation
 
 
@@ -320,3 +320,15 @@ def test_infomae_stage2_runs_read_sequences_of_pairs_in_runs():
   for run in runs:
     if not run.name.startswith("infomae_"):
       assert run.config.train.sequence_length == 1
+
+
+def test_promobal_suite_solves_pro_fd_with_specs_sinkhorn_rounds():
+  """SPEC §3.4: 20 rounds (the method's tiny default has 5, for speed)."""
+  tiny = promobal.default_config("tiny").loss.sinkhorn_iters
+  assert tiny == 5  # else this test no longer checks an override
+  for setting in ("default", "skewed"):
+    runs = {
+      r.name: r for r in suites.suite("promobal", setting, 0, "default").runs
+    }
+    assert runs["promobal"].config.loss.sinkhorn_iters == 20
+    assert runs["promobal"].config.model.feature_dim == 64
