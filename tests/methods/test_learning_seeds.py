@@ -14,10 +14,14 @@ from tests.methods import _seeds_util as su
 from tests.methods import _train_util as tu
 
 
+# ProtoMM's fused margins over its random encoder at 300 steps: seeds 0-2
+# 0.129, 0.102, 0.152; seeds 3-5 0.188, 0.055, 0.168 (at 150 steps seeds
+# 3-5 gave 0.168, 0.0, 0.152 and at 200 0.184, 0.035, 0.168: docs/claims.md,
+# "The learning tests on other seeds").
 @pytest.mark.parametrize(
   "method,probed,steps,margin",
   [
-    (protomm.METHOD, "fused", 150, 0.04),
+    (protomm.METHOD, "fused", 300, 0.04),
     (promobal.METHOD, "fused", 100, 0.30),
   ],
   ids=["protomm", "promobal"],
