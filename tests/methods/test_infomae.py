@@ -268,7 +268,11 @@ def test_stage2_probe_beats_random_encoder_on_every_seed():
   With ``model.center_features`` (docs/claims.md, "InfoMAE stage 2
   collapsed at its start"; the suite's and experiments' setting), the
   fused probe on the encoders and on ``concat(U, V)`` beats the random
-  encoder on every seed.
+  encoder on every seed. Margins at 160 steps, encoder / projections:
+  seeds 0-2 0.195, 0.148, 0.125 / 0.141, 0.113, 0.105; seeds 3-5 0.172,
+  0.242, 0.195 / 0.121, 0.246, 0.184 (at 80 steps seeds 3-5 gave
+  projections 0.016, 0.215, 0.023: docs/claims.md, "The learning tests on
+  other seeds").
   """
   config = _config(2)
   config.model.center_features = True
@@ -276,7 +280,7 @@ def test_stage2_probe_beats_random_encoder_on_every_seed():
   runs = su.train_seeds(
     infomae.METHOD,
     config,
-    steps=80,
+    steps=160,
     probed="fused",
     batch_size=BATCH,
     sequence_length=SEQ_LEN,
