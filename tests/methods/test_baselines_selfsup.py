@@ -11,9 +11,12 @@ from tests.methods import _train_util as tu
 # name -> (probed embedding, steps, learning rate). The pulse encoder is
 # probed: a random encoder reads exertion well from motion energy but poorly
 # from the pulse. The trained probe must beat the random one by MARGIN on
-# every seed.
+# every seed. CLIP's margins at 300 steps: seeds 0-2 0.137, 0.102, 0.258,
+# seeds 3-5 0.164, 0.059, 0.102 (at 150 steps seeds 3-5 gave 0.121, 0.0,
+# -0.059: docs/claims.md, "The learning tests on other seeds"). SimCLR and
+# joint still fail on seeds 3-5 (SimCLR at 300 steps: 0.098, 0.035, 0.207).
 CASES = {
-  "clip": ("ppg", 150, 1e-2),
+  "clip": ("ppg", 300, 1e-2),
   "simclr": ("ppg", 150, 1e-2),
   "joint": ("ppg", 300, 3e-3),
 }
