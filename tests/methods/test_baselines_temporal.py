@@ -328,17 +328,19 @@ def _temporal_config(method):
 def _learning_case(name):
   """``(config, batch stream, steps, learning rate)``."""
   if name == "tnc":
-    return _temporal_config(tnc.METHOD), ms.sequence_batches(TNC_SEQ), 300, 1e-2
+    return _temporal_config(tnc.METHOD), ms.sequence_batches(TNC_SEQ), 450, 1e-2
   if name == "tstcc":
     return _temporal_config(tstcc.METHOD), ms.uniform_batches, 150, 1e-2
   return _mae_config(), ms.uniform_batches, 60, 1e-2
 
 
 # name -> (probed embedding, margin over the random encoder's probe that
-# every seed must beat). Measured margins (seeds 0, 1, 2): TNC fused 0.055,
-# 0.016, 0.059; TS-TCC ppg 0.188, 0.078, 0.199 at 150 steps (0.246, 0.059,
-# 0.223 at 200; 0.160, 0.039, 0.184 at 120); MAE ppg 0.117, 0.078, 0.141 at
-# 60 steps (0.094, 0.078, 0.125 at 100).
+# every seed must beat). Measured margins (seeds 0, 1, 2): TNC fused at 450
+# steps 0.078, 0.059, 0.016 (seeds 3-5: 0.160, 0.039, 0.148; at 300 steps
+# seed 4 gave -0.023, at 600 the six gave 0.008-0.125: TNC's margin is
+# small on this data); TS-TCC ppg 0.188, 0.078, 0.199 at 150 steps (0.246,
+# 0.059, 0.223 at 200; 0.160, 0.039, 0.184 at 120); MAE ppg 0.117, 0.078,
+# 0.141 at 60 steps (0.094, 0.078, 0.125 at 100).
 LEARNING = {"tnc": ("fused", 0.0), "tstcc": ("ppg", 0.02), "mae": ("ppg", 0.03)}
 
 
