@@ -18,6 +18,7 @@ from tests.methods import _multiseed as ms
 from tests.methods import _train_util as tu
 
 __all__ = [
+  "OPTIMIZED",
   "SEEDS",
   "SeedRun",
   "batch_stream",
@@ -27,6 +28,8 @@ __all__ = [
 
 #: The seeds every learning test runs.
 SEEDS = (0, 1, 2)
+#: XLA's default optimisation for long runs (:data:`_multiseed.OPTIMIZED`).
+OPTIMIZED = ms.OPTIMIZED
 
 
 def learning_config(method: Method) -> ml_collections.ConfigDict:
