@@ -347,7 +347,7 @@ def _learning_case(name):
 LEARNING = {"tnc": ("fused", 0.0), "tstcc": ("ppg", 0.02), "mae": ("ppg", 0.03)}
 # Steps compiled with XLA's optimisation: 6 seeds of TS-TCC take 41 s
 # instead of 55 s.
-OPTIMIZED = {"tstcc"}
+OPTIMIZED_STEP = {"tstcc"}
 
 
 @pytest.mark.parametrize("name", sorted(LEARNING))
@@ -363,7 +363,7 @@ def test_training_beats_random_encoder_probe_for_three_seeds(name):
     steps=steps,
     learning_rate=lr,
     batch_fn=batches,
-    compiler_options=ms.OPTIMIZED if name in OPTIMIZED else None,
+    compiler_options=ms.OPTIMIZED if name in OPTIMIZED_STEP else None,
   )
   assert np.all(np.isfinite(runs.losses))
   assert np.all(runs.losses[:, -20:].mean(1) < runs.losses[:, :5].mean(1))
