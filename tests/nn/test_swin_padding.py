@@ -14,13 +14,15 @@ _KW = dict(patch_size=(1, 1), embed_dim=16, depths=(2, 2), num_heads=2)
 def _grads(pad_tokens, shape, pool="mean"):
   model = mnn.SwinEncoder(**_KW, pad_tokens=pad_tokens, pool=pool, out_dim=8)
   x = jax.random.normal(jax.random.key(1), shape)
-  params = model.init(jax.random.key(0), x, train=False)["params"]
+  # Jitted: op-by-op, the two-stage SWIN's backward pass takes ~20 s.
+  init = jax.jit(lambda k: model.init(k, x, train=False))
+  params = init(jax.random.key(0))["params"]
 
   def loss(params):
     features, _ = model.apply({"params": params}, x, None, train=False)
     return jnp.sum(features**2)
 
-  value, grads = jax.value_and_grad(loss)(params)
+  value, grads = jax.jit(jax.value_and_grad(loss))(params)
   top = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads))
   return float(value), top
 
