@@ -5,6 +5,7 @@ import pathlib
 import re
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -81,6 +82,7 @@ def test_table_cells_are_mean_and_sample_std_and_verdict_uses_them(
 
 # Two of the suite's runs keep the test short (each trains and compiles per
 # seed); the left-out ones must show as "not measured".
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 RUNS = ("promobal", "supervised_concat")
 
 
@@ -134,6 +136,33 @@ def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
   assert len(rates) == 2 and sum(rates) == pytest.approx(1.0, abs=1e-5)
   # ProMoBal aligns no cross-modal space: no retrieval columns.
   assert not any(k.startswith("retrieval") for k in score["scores"])
+  _check_inference_sweep(tmp_path / "promobal/default/seed1/promobal", score)
+
+
+def _check_inference_sweep(run_dir, score):
+  """experiments/sweeps/promobal_inference.py on a trained smoke run."""
+  import importlib.util
+
+  path = ROOT / "experiments" / "sweeps" / "promobal_inference.py"
+  spec = importlib.util.spec_from_file_location("promobal_inference", path)
+  sweep = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(sweep)
+  row = sweep.score_run(run_dir)
+  assert set(row) == set(sweep.RULES)
+  # Its SPEC rule is the suite's headline; its summed classifiers are the
+  # sum of the per-modality logits of ProMoBal's own predict.
+  assert row["spec"] == pytest.approx(score["scores"]["own/fused"], abs=1e-9)
+  config = ml_collections.ConfigDict(
+    json.loads((run_dir / "config.json").read_text())
+  )
+  _, variables = evaluation.restore_variables(str(run_dir), config)
+  test = make_source(evaluation.eval_data_config(config.data), "test")
+  batch = test.get(np.arange(test.num_examples))
+  logits = promobal.predict(variables, batch, config)
+  summed = sum(logits[m] for m in config.data.modalities)
+  expected = np.mean(np.argmax(summed, axis=-1) == batch["label"])
+  assert row["classifiers"] == pytest.approx(float(expected), abs=1e-9)
+  assert all(0.0 <= v <= 1.0 for v in row.values())
 
 
 @pytest.mark.parametrize(
