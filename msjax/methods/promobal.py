@@ -308,13 +308,20 @@ def predict(
   """ProMoBal's own predictions (eval mode): logits ``[B, C]`` per key.
 
   ``"fused"``: SPEC §3.3 inference, ``z_fus @ P.T`` (the paper's fused
-  prediction); ``<m>``: modality ``m``'s linear classifier on ``z[m]``.
+  prediction); ``<m>``: modality ``m``'s linear classifier on ``z[m]``;
+  ``"classifiers"``: the sum of the modalities' classifier logits (not in
+  SPEC: on the built-in data's balanced setting it scored about 0.012
+  above ``"fused"`` on 18 of 20 seeds, docs/claims.md).
   """
   mods, out = apply_eval(
     _model(config), variables, batch, config, min_modalities=2
   )
   fused = out["z_fus"] @ out["prototypes"].T
-  return {"fused": fused, **{m: out["logits"][i] for i, m in enumerate(mods)}}
+  return {
+    "fused": fused,
+    **{m: out["logits"][i] for i, m in enumerate(mods)},
+    "classifiers": jnp.sum(out["logits"], axis=0),
+  }
 
 
 #: The method record (:class:`msjax.methods.interface.Method`).

@@ -162,7 +162,9 @@ def own_classifier_scores(
     test_source: the test split.
 
   Returns:
-    ``{"fused" | <modality>: {"accuracy", "macro_f1", "map"}}`` or None.
+    ``{key: {"accuracy", "macro_f1", "map"}}`` for every key of the
+    method's ``predict`` (``"fused"``, usually each modality, and any other
+    prediction it offers), or None.
   """
   predict = method.predict
   if predict is None:

@@ -71,6 +71,29 @@ def test_shapes_of_init_loss_and_embed(setup):
   }
 
 
+def test_predict_fused_is_spec_inference_and_classifiers_their_sum(setup):
+  config, train_src, _, _, result = setup
+  batch = tu.fixed_batch(train_src, 8)
+  variables = result.variables
+  out = jax.jit(lambda v, b: promobal.predict(v, b, config))(variables, batch)
+  assert set(out) == {"fused", "ppg", "acc", "classifiers"}
+  emb = promobal.embed(variables, batch, config)
+  protos = np.asarray(variables["params"]["prototypes"]["prototypes"])
+  protos = protos / np.linalg.norm(protos, axis=-1, keepdims=True)
+  np.testing.assert_allclose(
+    out["fused"], np.asarray(emb["fused"]) @ protos.T, rtol=1e-5, atol=1e-6
+  )
+  for m in ("ppg", "acc"):  # z[m] @ W[m].T + b[m] (SPEC §3.5)
+    head = variables["params"][f"classifier_{m}"]
+    expected = np.asarray(emb[m]) @ np.asarray(head["weight"]).T + np.asarray(
+      head["bias"]
+    )
+    np.testing.assert_allclose(out[m], expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    out["classifiers"], out["ppg"] + out["acc"], rtol=1e-6, atol=1e-6
+  )
+
+
 def test_missing_labels_rejected(setup):
   config, train_src, _, v0, _ = setup
   batch = dict(tu.fixed_batch(train_src, 8))
