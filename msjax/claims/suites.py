@@ -81,6 +81,8 @@ LEARNING_RATES: dict[str, dict[str, float]] = {
   # Stage 2 at every pair ratio takes the 5 % run's grid rate; in the grid
   # each rate's stage 2 starts from the stage 1 of the same rate.
   "infomae": {
+    # Seed 100's best. On seeds 100-102 stage 1 alone is best at 1e-1, but
+    # the table's stage 2 from it scored lower (session 17, docs/claims.md).
     "stage1": 3e-3,
     # Stage 2 with its temporal term (session 14): 1e-3 / 3e-3 / 1e-2 on
     # seeds 100-102 at 5 % pairs, 0.786 / 0.780 / 0.751 (docs/claims.md).
