@@ -9,6 +9,8 @@ on the input arrays) -- and the verdict of every claim.
 """
 
 import pathlib
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,14 +26,26 @@ _EXTRA_PREFIXES = (
 )
 
 
-def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-  """``{metric: {"mean", "std", "n"}}`` over a list of score dicts."""
+def aggregate(
+  per_seed: list[dict[str, float]], seeds: Sequence[int] | None = None
+) -> dict[str, dict[str, Any]]:
+  """``{metric: {"mean", "std", "n"}}`` over a list of score dicts.
+
+  With ``seeds`` (one per score dict), each metric also keeps ``"by_seed":
+  {seed: value}``, so two rows can be compared seed by seed.
+  """
   keys = sorted(set().union(*per_seed))
   out = {}
   for key in keys:
     values = np.array([s[key] for s in per_seed if key in s], np.float64)
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     out[key] = {"mean": float(values.mean()), "std": std, "n": len(values)}
+    if seeds is not None:
+      out[key]["by_seed"] = {
+        int(seed): float(s[key])
+        for seed, s in zip(seeds, per_seed, strict=True)
+        if key in s
+      }
   return out
 
 
@@ -79,10 +93,9 @@ def _setting_section(
   table = {}
   walls = []
   for label in suite.order:
-    runs = [
-      entry["seeds"][s][label] for s in seeds if label in entry["seeds"][s]
-    ]
-    table[label] = aggregate([r["scores"] for r in runs])
+    present = [s for s in seeds if label in entry["seeds"][s]]
+    runs = [entry["seeds"][s][label] for s in present]
+    table[label] = aggregate([r["scores"] for r in runs], present)
     walls += [r["wall_s"] for r in runs]
   randoms = [
     entry["seeds"][s][suite.order[0]].get("random")

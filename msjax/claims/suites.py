@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import ml_collections
+import numpy as np
 
 from msjax.claims import settings
 from msjax.data import pairs, synthetic
@@ -225,15 +226,35 @@ def _config(
 def _beats(
   a: str, b: str, margin: float = 0.0, metric: str = "headline"
 ) -> Callable:
-  """``mean[a] - mean[b] > max(std[a], std[b], margin)`` on ``metric``."""
+  """``mean[a] - mean[b] > max(std[a], std[b], margin)`` on ``metric``.
+
+  The evidence also gives the paired difference over the seeds both rows
+  have (runs of one seed share data and, for InfoMAE, stage 1), when the
+  rows carry ``"by_seed"`` values: it informs, the verdict stays the rule
+  above.
+  """
 
   def check(table):
     ra, rb = table[a][metric], table[b][metric]
     diff = ra["mean"] - rb["mean"]
     need = max(ra["std"], rb["std"], margin)
-    return diff > need, f"{a} - {b} = {diff:+.3f} (needs > {need:.3f})"
+    text = f"{a} - {b} = {diff:+.3f} (needs > {need:.3f})"
+    return diff > need, text + _paired(ra, rb)
 
   return check
+
+
+def _paired(ra: dict, rb: dict) -> str:
+  """``"; per seed +d ± s, ahead on k of n"`` over common seeds (n >= 2)."""
+  common = sorted(set(ra.get("by_seed", {})) & set(rb.get("by_seed", {})))
+  if len(common) < 2:
+    return ""
+  diffs = np.array([ra["by_seed"][s] - rb["by_seed"][s] for s in common])
+  ahead = int(np.sum(diffs > 0))
+  return (
+    f"; per seed {diffs.mean():+.3f} ± {diffs.std(ddof=1):.3f},"
+    f" ahead on {ahead} of {len(common)}"
+  )
 
 
 def _best(a: str, others: tuple[str, ...]) -> Callable:

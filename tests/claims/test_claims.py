@@ -80,6 +80,38 @@ def test_table_cells_are_mean_and_sample_std_and_verdict_uses_them(
   assert (tmp_path / "claims_toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_verdict_reports_the_paired_difference_without_changing_the_rule(
+  tmp_path,
+):
+  # A is 0.01 above B on every seed while the seeds spread by 0.1: the rule
+  # (difference above the rows' std) fails; the paired evidence shows it.
+  a, b = [0.9, 0.8, 0.7], [0.89, 0.79, 0.69]
+  text = report.write(
+    tmp_path,
+    {"toy": {"default": _fake_entry({"A": a, "B": b})}},
+    budget="smoke",
+    seeds=3,
+  ).read_text()
+  (line,) = [x for x in text.splitlines() if "A beats B" in x]
+  assert line.startswith("- FAILS: A beats B")
+  paired = re.search(
+    r"per seed \+([\d.]+) ± ([\d.]+), ahead on (\d) of (\d)", line
+  )
+  assert paired, line
+  assert float(paired.group(1)) == pytest.approx(0.01, abs=5e-4)
+  assert float(paired.group(2)) == pytest.approx(0.0, abs=5e-4)
+  assert paired.group(3, 4) == ("3", "3")
+  # One seed: nothing to pair.
+  (tmp_path / "one").mkdir()
+  one = report.write(
+    tmp_path / "one",
+    {"toy": {"default": _fake_entry({"A": a[:1], "B": b[:1]})}},
+    budget="smoke",
+    seeds=1,
+  ).read_text()
+  assert "per seed" not in one
+
+
 # Two of the suite's runs keep the test short (each trains and compiles per
 # seed); the left-out ones must show as "not measured".
 ROOT = pathlib.Path(__file__).resolve().parents[2]
