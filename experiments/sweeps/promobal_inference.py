@@ -13,7 +13,8 @@ in SaMoBal's inference (SPEC §3.3):
 * ``spec``: SPEC §3.3 (per-class candidates by per-dimension hard
   selection; ``z_fus @ P.T``): the suite's headline;
 * ``classifiers``: the sum of the unimodal classifiers' logits
-  ``sum_m z[m] @ W[m].T + b[m]`` (the models' CE heads);
+  ``sum_m z[m] @ W[m].T + b[m]`` (the models' CE heads; ``predict``'s
+  ``"classifiers"``);
 * ``prototypes``: ``n(sum_m z[m]) @ P.T`` (the mean embedding against the
   class prototypes);
 * ``probe_concat``: the suite's linear probe on ``concat_m z[m]``.
@@ -51,13 +52,14 @@ def _outputs(config: ml_collections.ConfigDict):
 
   @jax.jit
   def outputs(variables, batch):
+    own = promobal.predict(variables, batch, config)
     _, out = apply_eval(model, variables, batch, config, min_modalities=2)
     z, protos = out["z"], out["prototypes"]  # [M, B, D], [C, D]
     mean = jnp.sum(z, axis=0)
     mean = mean / jnp.linalg.norm(mean, axis=-1, keepdims=True)
     return {
-      "spec": out["z_fus"] @ protos.T,
-      "classifiers": jnp.sum(out["logits"], axis=0),
+      "spec": own["fused"],
+      "classifiers": own["classifiers"],
       "prototypes": mean @ protos.T,
       "concat": jnp.concatenate(list(z), axis=-1),
     }
