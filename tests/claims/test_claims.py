@@ -1,5 +1,6 @@
 """The claims suite: aggregation and verdicts, and a resumable smoke run."""
 
+import importlib.util
 import json
 import pathlib
 import re
@@ -173,8 +174,6 @@ def test_smoke_suite_writes_table_and_resumes_with_more_seeds(tmp_path):
 
 def _check_inference_sweep(run_dir, score):
   """experiments/sweeps/promobal_inference.py on a trained smoke run."""
-  import importlib.util
-
   path = ROOT / "experiments" / "sweeps" / "promobal_inference.py"
   spec = importlib.util.spec_from_file_location("promobal_inference", path)
   sweep = importlib.util.module_from_spec(spec)
