@@ -108,9 +108,11 @@ def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(
   spec = str(root / spec)
   s1, s2 = str(tmp_path / "s1"), str(tmp_path / "s2")
   # Neither the random-encoder rows (they recompile InfoMAE's init: 11 s of
-  # the test's 70) nor the model's depth is what the byod path changes.
+  # the test's 70), the model's depth nor the mesh (one device: the suite's
+  # 8 simulated ones cost 16% here) is what the byod path changes.
   small = [
     "--config.eval.random_baseline=false",
+    "--config.train.mesh.data=1",
     "--config.model.swin.depths=(1,)",
     "--config.model.disc.num_layers=2",
   ]

@@ -66,12 +66,16 @@ def _run_end_to_end(name, dataset, tmp_path, overrides=()):
   every run must satisfy: the final step, finite train metrics, and a probe
   accuracy in [0, 1] for every embedding the method reports.
   """
-  # Keep it cheap: two steps, one short probe, no random-encoder baseline.
+  # Keep it cheap: two steps, one short probe, no random-encoder baseline,
+  # one device (the data path is under test here; sharded steps are
+  # tests/train's, and the suite's 8 simulated devices compile and run a
+  # step ~15% slower on 2 cores).
   cheap = (
     "train.total_steps=2",
     "train.log_every=1",
     "eval.random_baseline=false",
     "eval.probe_steps=10",
+    "train.mesh.data=1",
   )
   config = _load(
     name, dataset, tmp_path, tmp_path / "raw", (*cheap, *overrides)
