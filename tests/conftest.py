@@ -110,8 +110,8 @@ def x64():
 
 
 # Modules whose tests compile whole models (tens of seconds each), the
-# heaviest first (module totals from a cold-cache run's --durations:
-# equivalence ~330 s, InfoMAE ~130 s, temporal baselines ~130 s, ...).
+# heaviest first (module totals of single-process cold-cache runs, sessions
+# 17-18: equivalence ~230-270 s, InfoMAE ~120 s, temporal baselines ~120 s).
 # Running them first lets pytest-xdist overlap them with the many short tests
 # instead of leaving one worker busy with a long tail. pyproject's addopts
 # pass --no-loadscope-reorder: xdist's default reorders modules by their

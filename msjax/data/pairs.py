@@ -29,7 +29,8 @@ InfoMAE's temporal-locality term, ``train.sequence_length = L``): the pairs
 are drawn as non-overlapping runs of L consecutive windows of one session
 (a few synchronized stretches of recording rather than scattered windows),
 and each modality's unpaired pool, sorted by (session, time), is cut into
-chunks of L windows that are permuted per modality, so the rows of an
+chunks of L windows that are permuted per modality (the pool's last
+``len % L`` windows, fewer than L, are left out), so the rows of an
 unpaired chunk are consecutive in every modality but not synchronized across
 modalities. ``PairedSource.metadata()`` gives every row a session and time
 index such that a run of rows is consecutive only where it is in every
