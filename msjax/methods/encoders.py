@@ -8,6 +8,7 @@ encoder per modality (no weight sharing) from that row, and
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -87,12 +88,15 @@ def encoder_model(
     **extra: the method's own ``model`` keys, added (or overriding) last.
 
   Returns:
-    ``{"encoder", "feature_dim", ["projector_hidden", "embed_dim"], ...}``.
+    ``{"encoder", "encoder_width", "feature_dim", ["projector_hidden",
+    "embed_dim"], ...}`` (``encoder_width`` 0: the row's own widths, see
+    :func:`encoder_options`).
   """
   check_size(size)
   tiny = size == "tiny"
   model: dict[str, Any] = dict(
     encoder="resnet1d_tiny" if tiny else "resnet1d26",
+    encoder_width=0,
     feature_dim=16 if tiny else 512,
   )
   if projector:
@@ -182,24 +186,73 @@ def _frozen(value: Any) -> Any:
   return value
 
 
+def _row_widths(name: str) -> tuple[tuple[int, ...], int] | None:
+  """``(stage_widths, stem_width)`` of a ResNet row; None for other rows."""
+  constructor = ENCODERS[name].constructor
+  if not isinstance(constructor, functools.partial):
+    return None
+  fields = {
+    f.name: f.default
+    for f in dataclasses.fields(constructor.func)
+    if f.default is not dataclasses.MISSING
+  }
+  fields.update(constructor.keywords)
+  if "stage_widths" not in fields or "stem_width" not in fields:
+    return None
+  return tuple(int(w) for w in fields["stage_widths"]), int(
+    fields["stem_width"]
+  )
+
+
+def _scaled_widths(name: str, width: int) -> tuple[tuple[str, Any], ...]:
+  """A ResNet row's widths scaled so that its first stage is ``width``."""
+  widths = _row_widths(name)
+  if widths is None:
+    raise ValueError(
+      f"model.encoder_width sizes the ResNet encoders; {name!r} is sized by"
+      " its own keys (model.swin.embed_dim for 'swin'): set"
+      " model.encoder_width=0."
+    )
+  stages, stem = widths
+  scale = width / stages[0]
+  return (
+    ("stage_widths", tuple(max(1, round(w * scale)) for w in stages)),
+    ("stem_width", max(1, round(stem * scale))),
+  )
+
+
 def encoder_options(
   config: ml_collections.ConfigDict,
 ) -> tuple[tuple[str, Any], ...]:
   """The ``encoder_options`` of ``model.encoder``'s row.
 
+  The ResNet rows read ``model.encoder_width`` (absent or 0: the row's own
+  widths): ``w > 0`` makes the first stage ``w`` channels wide and scales
+  every stage width and the stem width by the same factor, keeping the
+  row's depth (``resnet1d_tiny`` at 16: stages 16, 32, stem 32;
+  ``resnet1d26`` at 32: stages 32, 64, 128, 256, stem 32), so an encoder
+  can sit anywhere between the tiny and the paper size.
+
   ``"swin"`` reads ``model.swin`` (:class:`msjax.nn.SwinEncoder` fields,
   as in InfoMAE's config; ``out_dim`` is ignored: the features go through
   the ``Dense(feature_dim)`` head), ``model.patch_size`` and
-  ``model.input_compression`` (default ``"log1p"``). Every other row takes
-  no options.
+  ``model.input_compression`` (default ``"log1p"``).
 
   Raises:
-    ValueError: ``"swin"`` without ``model.swin`` / ``model.patch_size``,
+    ValueError: a negative ``model.encoder_width``, or a positive one for
+      ``"swin"``; ``"swin"`` without ``model.swin`` / ``model.patch_size``,
       or a ``model.swin`` field SwinEncoder does not have.
   """
   model = config.model
+  width = int(model.get("encoder_width", 0))
+  if width < 0:
+    raise ValueError(f"model.encoder_width must be >= 0, got {width}.")
+  if model.encoder not in ENCODERS:
+    return ()  # the method's own checks name the unknown encoder
   if model.encoder != "swin":
-    return ()
+    return _scaled_widths(model.encoder, width) if width else ()
+  if width:
+    _scaled_widths(model.encoder, width)  # raises: swin has its own keys
   for key in ("swin", "patch_size"):
     if key not in model:
       raise ValueError(

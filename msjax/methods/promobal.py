@@ -88,9 +88,8 @@ def default_config(
   check_choice(dataset, LAMBDAS, "dataset")
   tiny = size == "tiny"
   lam_uni, lam_fus, lam_ca = LAMBDAS[dataset]
-  model = dict(
-    encoder="resnet1d_tiny" if tiny else "resnet1d26",
-    feature_dim=16 if tiny else 512,
+  model = encoders.encoder_model(
+    size,
     num_classes=3,
     fusion_mode="straight_through",
     infer_score="own",

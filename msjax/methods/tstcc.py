@@ -149,15 +149,20 @@ class _SequenceEncoder(nn.Module):
   Attributes:
     encoder: a 1-D key of :data:`msjax.methods.encoders.ENCODERS`.
     feature_dim: ``F``.
+    encoder_options: the row's keyword arguments
+      (:func:`msjax.methods.encoders.encoder_options`).
   """
 
   encoder: str
   feature_dim: int
+  encoder_options: tuple[tuple[str, Any], ...] = ()
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     constructor = encoders.ENCODERS[self.encoder].constructor
-    _, aux = constructor(embed_dim=None, name="backbone")(x, train=train)
+    _, aux = constructor(
+      embed_dim=None, name="backbone", **dict(self.encoder_options)
+    )(x, train=train)
     last = max(int(k[len("stage") :]) for k in aux if k.startswith("stage"))
     return nn.Dense(self.feature_dim, name="step_proj")(aux[f"stage{last}"])
 
@@ -205,9 +210,12 @@ class TSTCCModel(encoders.EncoderModel):
     """
     out = {}
     for m in self.modalities:
-      z = _SequenceEncoder(self.encoder, self.feature_dim, name=f"encoder_{m}")(
-        signals[m], train=train
-      )
+      z = _SequenceEncoder(
+        self.encoder,
+        self.feature_dim,
+        self.encoder_options,
+        name=f"encoder_{m}",
+      )(signals[m], train=train)
       entry = {"z": z, "features": jnp.mean(z, axis=1)}
       if steps is not None:
         k = num_future_steps(z.shape[1], self.timestep_fraction)
