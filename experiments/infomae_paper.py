@@ -24,9 +24,13 @@ def get_config(arg=None):
   sections = infomae.default_config("tiny" if smoke else "base")
   sections.loss.stage = arg.stage
   sections.loss.mask_ratio = 0.75
-  # MOD's patch grids are padded to the window grid; as FOCAL's "visible"
-  # padding, they blow the gradients up to ~1e18 (msjax.nn.SwinEncoder).
+  # MOD's patch grids are padded to the window grid, and stage 2's time and
+  # frequency masks zero whole patches: as ordinary ("visible") tokens,
+  # such empty patches blow the base SWIN's gradients past float32's range
+  # (msjax.nn.SwinEncoder.empty_tokens; docs/claims.md, "Empty tokens").
+  # "masked" empty tokens cover the padding too.
   sections.model.swin.pad_tokens = "masked"
+  sections.model.swin.empty_tokens = "masked"
   if smoke:
     # MOD's acoustic input has 1600 frequency bins: the tiny config's (2, 1)
     # patches would give the MAE decoder's global attention 8000 tokens.

@@ -93,6 +93,16 @@ class SwinEncoder(nn.Module):
       LayerNorm multiplies their gradient by about ``rsqrt(1e-5)``, and the
       parameter gradients reach ~1e18 on the MOD shapes (10 x 20 padded to
       12 x 24); ``"masked"`` keeps them at the unpadded scale.
+    empty_tokens: ``"visible"`` (Swin, FOCAL): a patch whose input is all
+      zero is an ordinary token. ``"masked"``: every such patch -- the
+      padding up to the window grid, and the cells a time or frequency
+      mask (SpecAugment) zeroed -- is treated like an MAE-invisible token.
+      An empty patch embeds to the conv bias (zero at initialisation), a
+      window of them stays constant through every block, and each
+      LayerNorm multiplies the gradient reaching such a token by up to
+      ``rsqrt(1e-5)``: with InfoMAE's augmentations the encoder's gradient
+      reaches 1e8 at the 64-wide SWIN and overflows float32 at the base
+      size (docs/claims.md, "Empty tokens").
   """
 
   patch_size: tuple[int, int]
@@ -112,6 +122,7 @@ class SwinEncoder(nn.Module):
   gelu_approximate: bool = False
   exact_dropout_rng: bool = False
   pad_tokens: Literal["visible", "masked"] = "visible"
+  empty_tokens: Literal["visible", "masked"] = "visible"
 
   def grid(self, height: int, width: int) -> dict[str, tuple[int, int]]:
     """Static geometry: patch grid, padded grid and last-stage grid."""
@@ -176,7 +187,14 @@ class SwinEncoder(nn.Module):
       raise ValueError(
         f"pad_tokens must be 'visible' or 'masked', got {self.pad_tokens!r}."
       )
-    pad_visible = self.pad_tokens == "visible"
+    if self.empty_tokens not in ("visible", "masked"):
+      raise ValueError(
+        "empty_tokens must be 'visible' or 'masked', got"
+        f" {self.empty_tokens!r}."
+      )
+    mask_empty = self.empty_tokens == "masked"
+    # Padding patches are empty: "masked" empty tokens mask them too.
+    pad_visible = self.pad_tokens == "visible" and not mask_empty
     visible = None
     if ids_keep is not None:
       if ids_keep.ndim != 2 or ids_keep.shape[0] != b:
@@ -186,6 +204,10 @@ class SwinEncoder(nn.Module):
       visible = visible_from_ids(ids_keep, hn * wn).reshape(b, hn, wn)
     elif not pad_visible and (hp, wp) != (hn, wn):
       visible = jnp.ones((b, hn, wn), bool)
+    if mask_empty:
+      cells = x.reshape(b, x.shape[1], hn, ph, wn, pw)
+      filled = jnp.any(cells != 0, axis=(1, 3, 5))  # [B, hn, wn]
+      visible = filled if visible is None else visible & filled
     if visible is not None:
       visible = jnp.pad(
         visible,

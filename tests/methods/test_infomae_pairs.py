@@ -226,3 +226,11 @@ def test_center_features_keeps_a_running_mean_that_eval_subtracts(setup):
     want = np.concatenate([proj["shared"], proj["private"]], axis=-1)
     np.testing.assert_allclose(got[m], want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(shared[m], proj["shared"], rtol=1e-5, atol=1e-6)
+
+
+def test_empty_tokens_option_reaches_the_encoder():
+  # SWIN's and FOCAL's default; "masked" leaves all-zero patches out
+  # (tests/nn/test_swin_empty_tokens.py checks what it does).
+  assert parts.encoder(_config()).empty_tokens == "visible"
+  masked = parts.encoder(_config(empty_tokens="masked"))
+  assert masked.empty_tokens == "masked"

@@ -69,6 +69,8 @@ def test_paper_hyperparameters():
     "cosine",
   )
   assert infomae.loss.mask_ratio == 0.75 and infomae.loss.stage == 1
+  # Base SWIN on padded, time/frequency-masked maps: empty patches masked.
+  assert infomae.model.swin.empty_tokens == "masked"
   stage2 = config_lib.load_config(
     str(ROOT / "experiments/infomae_paper.py:stage=2")
   )

@@ -114,6 +114,10 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
       # "masked": the padding up to the window grid is left out (see
       # msjax.nn.SwinEncoder.pad_tokens; "visible" is FOCAL's choice).
       pad_tokens="visible",
+      # "masked": every all-zero input patch (padding, the augmentations'
+      # time and frequency masks) is left out like the padding above;
+      # "visible" is Swin's and FOCAL's (msjax.nn.SwinEncoder.empty_tokens).
+      empty_tokens="visible",
       # LayerNorm on each patch embedding (Swin, FOCAL); False keeps the
       # patch amplitude (msjax.nn.SwinEncoder.patch_norm).
       patch_norm=True,

@@ -213,6 +213,7 @@ def encoder(config: ml_collections.ConfigDict) -> SwinEncoder:
     out_dim=e.out_dim,
     pool="mean",
     pad_tokens=e.pad_tokens,
+    empty_tokens=e.get("empty_tokens", "visible"),
     patch_norm=e.patch_norm,
   )
 
