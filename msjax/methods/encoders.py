@@ -210,8 +210,7 @@ def _scaled_widths(name: str, width: int) -> tuple[tuple[str, Any], ...]:
   if widths is None:
     raise ValueError(
       f"model.encoder_width sizes the ResNet encoders; {name!r} is sized by"
-      " its own keys (model.swin.embed_dim for 'swin'): set"
-      " model.encoder_width=0."
+      " its own keys: set model.encoder_width=0."
     )
   stages, stem = widths
   scale = width / stages[0]
@@ -252,7 +251,10 @@ def encoder_options(
   if model.encoder != "swin":
     return _scaled_widths(model.encoder, width) if width else ()
   if width:
-    _scaled_widths(model.encoder, width)  # raises: swin has its own keys
+    raise ValueError(
+      "model.encoder_width sizes the ResNet encoders; 'swin' is sized by"
+      " model.swin.embed_dim: set model.encoder_width=0."
+    )
   for key in ("swin", "patch_size"):
     if key not in model:
       raise ValueError(
