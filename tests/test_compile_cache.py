@@ -69,6 +69,7 @@ def test_train_fills_the_default_cache_and_the_flag_turns_it_off(tmp_path):
     str(workdir),
     "--config.train.total_steps=2",
     "--config.eval.random_baseline=false",  # its init compile tests nothing
+    "--config.train.mesh.data=1",  # the cache, not the mesh, is under test
     env=env,
   )
   assert done.returncode == 0, done.stderr[-2000:]

@@ -37,10 +37,7 @@ EXPERIMENTS = {
   # compile short (depth is not what sharding can change).
   "infomae_stage2": "infomae.py:smoke,stage=2",
   "supervised_concat": "baselines.py:smoke,method=supervised_concat",
-  "supervised_sum": "baselines.py:smoke,method=supervised_sum",
   "clip": "baselines.py:smoke,method=clip",
-  "simclr": "baselines.py:smoke,method=simclr",
-  "joint": "baselines.py:smoke,method=joint",
   "slip": "baselines.py:smoke,method=slip",
   "ogm_ge": "baselines.py:smoke,method=ogm_ge",
   "agm": "baselines.py:smoke,method=agm",
@@ -120,11 +117,28 @@ def _one_step(config, method, source, devices, fsdp, initial=None):
   return jax.device_get((state, metrics)), initial, setup
 
 
+#: Methods whose step is a covered method's code behind a switch, with no
+#: batch-axis operation of their own (what sharding could change):
+#: msjax.methods.selfsup's SLIP step holds SimCLR's two augmented views and
+#: per-modality NT-Xent; joint runs the same views and NT-Xent on one
+#: projector of the per-modality features concatenated along the feature
+#: axis; msjax.methods.supervised's sum and concat differ in an elementwise
+#: fusion of per-modality outputs. Their compiles would add ~30 s to the
+#: suite.
+COVERED_BY = {
+  "simclr": "slip",
+  "joint": "slip",
+  "supervised_sum": "supervised_concat",
+}
+
+
 def test_every_method_is_covered():
   from msjax.methods import METHODS
 
   methods = {name.split("_stage")[0] for name in EXPERIMENTS}
-  assert methods == set(METHODS), methods ^ set(METHODS)
+  assert set(COVERED_BY.values()) <= methods
+  covered = methods | set(COVERED_BY)
+  assert covered == set(METHODS), covered ^ set(METHODS)
 
 
 @pytest.mark.parametrize(
