@@ -131,12 +131,7 @@ def bench_step(spec: str, size: str | None, batch: int, steps: int) -> dict:
   config = config_lib.load_config(str(ROOT / spec))
   method = runtime.get_method(config.method)
   if size is not None:
-    sections = method.default_config(size)
-    with config.unlocked():
-      for key in ("model", "loss"):
-        for field, value in sections[key].items():
-          if field not in ("stage", "num_classes"):
-            config[key][field] = value
+    config_lib.with_sections(config, method.default_config(size))
   config_lib.apply_overrides(config, [f"train.batch_size={batch}"])
   source = runtime.open_source(config.data, "train")
   mesh = sharding.make_mesh(config.train.mesh)

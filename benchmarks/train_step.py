@@ -74,12 +74,7 @@ def _config(name: str, batch: int):
   spec, size = CASES[name]
   config = config_lib.load_config(str(ROOT / spec))
   method = runtime.get_method(config.method)
-  sections = method.default_config(size)
-  with config.unlocked():
-    for key in ("model", "loss"):
-      for field, value in sections[key].items():
-        if field not in ("stage", "num_classes"):
-          config[key][field] = value
+  config_lib.with_sections(config, method.default_config(size))
   config_lib.apply_overrides(
     config, [f"train.batch_size={batch}", "train.total_steps=1000"]
   )

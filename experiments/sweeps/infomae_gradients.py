@@ -33,12 +33,7 @@ def config_for(size: str, options: str, steps: int, overrides: list[str]):
   """The stage-2 config of ``size`` with ``options``' model choices."""
   config = config_lib.load_config(str(ROOT / "experiments/infomae.py:stage=2"))
   if size != "experiment":
-    sections = infomae.default_config(size)
-    with config.unlocked():
-      for key in ("model", "loss"):
-        for field, value in sections[key].items():
-          if field != "stage":
-            config[key][field] = value
+    config_lib.with_sections(config, infomae.default_config(size))
   if options == "suite":
     config.model.swin.patch_norm = False
     config.model.center_features = True

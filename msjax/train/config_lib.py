@@ -36,6 +36,7 @@ __all__ = [
   "restore_config",
   "save_config",
   "train_config",
+  "with_sections",
 ]
 
 SECTIONS = (
@@ -252,4 +253,24 @@ def make_config(**sections: Any) -> ml_collections.ConfigDict:
     )
   config = ml_collections.ConfigDict({k: sections[k] for k in SECTIONS})
   config.lock()
+  return config
+
+
+def with_sections(
+  config: ml_collections.ConfigDict,
+  sections: ml_collections.ConfigDict,
+  keep: tuple[str, ...] = ("stage", "num_classes"),
+) -> ml_collections.ConfigDict:
+  """Copies ``sections``' ``model`` and ``loss`` keys into ``config``.
+
+  Resizes an experiment to another ``method.default_config(size)`` (the
+  benchmarks' paper-size models, the InfoMAE gradient sweep); the keys in
+  ``keep`` (an InfoMAE stage, the data's class count) stay the
+  experiment's. Modifies ``config`` in place and returns it.
+  """
+  with config.unlocked():
+    for key in ("model", "loss"):
+      for field, value in sections[key].items():
+        if field not in keep:
+          config[key][field] = value
   return config

@@ -1,5 +1,7 @@
 """Config parsing, overrides, locking and round trips."""
 
+import pathlib
+
 import ml_collections
 import pytest
 
@@ -80,3 +82,27 @@ def test_load_config_file_with_arg(tmp_path):
   assert config.train.total_steps == 2
   with pytest.raises(ConfigError, match="not found"):
     config_lib.load_config(str(tmp_path / "missing.py"))
+
+
+def test_with_sections_resizes_model_and_loss_but_keeps_stage_and_classes():
+  from msjax.methods import infomae, promobal
+
+  stage2 = config_lib.load_config(
+    str(pathlib.Path(__file__).resolve().parents[2] / "experiments/infomae.py")
+    + ":stage=2"
+  )
+  base = infomae.default_config("base")
+  base.loss.stage = 1
+  config_lib.with_sections(stage2, base)
+  assert tuple(stage2.model.swin.depths) == (2, 2, 4)
+  assert stage2.loss.stage == 2  # kept
+  assert stage2.model.swin.patch_norm  # the experiment's False overwritten
+  sections = promobal.default_config("paper")
+  sections.model.num_classes = 99
+  config = config_lib.load_config(
+    str(pathlib.Path(__file__).resolve().parents[2] / "experiments/promobal.py")
+  )
+  classes = config.model.num_classes
+  config_lib.with_sections(config, sections)
+  assert config.model.encoder == "resnet1d26"
+  assert config.model.num_classes == classes != 99
