@@ -4,9 +4,10 @@
 
 Arguments: ``smoke``; ``method`` one of :data:`BASELINES` (default clip);
 ``encoder=swin`` (encoder-based methods): every modality is read as a
-real/imag STFT through InfoMAE's SWIN encoder, unmasked, at
-experiments/infomae.py's size (``model.encoder = "swin"``), so the baseline
-and InfoMAE share one encoder architecture.
+real/imag STFT through InfoMAE's SWIN encoder, without MAE masking, at
+experiments/infomae.py's size and with its all-zero patches hidden
+(``model.encoder = "swin"``), so the baseline and InfoMAE share one encoder
+architecture.
 
     msjax train --workdir DIR \
         --config experiments/baselines.py:method=clip,encoder=swin
@@ -14,8 +15,8 @@ and InfoMAE share one encoder architecture.
 ``method=mae`` is InfoMAE's stage 1 and takes experiments/infomae.py's
 evidence-backed options (docs/claims.md, "InfoMAE"): no LayerNorm on the
 patch embedding, the decoder reconstructs ``log(1 + |X|)`` of each (real,
-imag) pair, a 64-wide SWIN outside ``smoke``. SPEC's choices stay
-``mae.default_config``'s.
+imag) pair, all-zero patches hidden, a 64-wide SWIN outside ``smoke``.
+SPEC's choices stay ``mae.default_config``'s.
 """
 
 from msjax.data import synthetic
@@ -59,7 +60,9 @@ def _use_encoder(encoder, method, model, data, smoke):
       f" {method!r}"
     )
   size = {} if smoke else dict(embed_dim=64, out_dim=64, num_heads=4)
-  model.update(infomae.swin_encoder_model(patch_norm=False, **size))
+  model.update(
+    infomae.swin_encoder_model(patch_norm=False, empty_tokens="masked", **size)
+  )
   data.representation = "stft"
   data.stft.output = "real_imag"
 
@@ -85,6 +88,7 @@ def get_config(arg=None):
   if arg.method == "mae":
     sections.loss.rec_target = "pair_log_magnitude"
     sections.model.swin.patch_norm = False
+    sections.model.swin.empty_tokens = "masked"
     if not smoke:
       sections.model.swin.update(embed_dim=64, out_dim=64, num_heads=4)
   if "num_classes" in sections.model:

@@ -97,8 +97,10 @@ def get_config(arg=None):
     sections.loss.seq_len = arg.seq_len if arg.stage == 2 else 1
     # The claims suite's options (docs/claims.md, "InfoMAE"): keep the
     # input's amplitude, reconstruct log(1 + |X|) of each (real, imag) pair,
-    # centre the features the projectors see (stage 2 collapses without).
+    # centre the features the projectors see (stage 2 collapses without),
+    # hide all-zero patches like MAE-masked ones (padding, stage 2's masks).
     sections.model.swin.patch_norm = False
+    sections.model.swin.empty_tokens = "masked"
     sections.model.center_features = True
     if data.stft.output == "real_imag":
       sections.loss.rec_target = "pair_log_magnitude"

@@ -13,10 +13,13 @@ scratch). Arguments: ``smoke``, ``stage`` (1 or 2).
 The model and loss carry the options the claims suite uses (docs/claims.md,
 "InfoMAE"): no LayerNorm on the patch embedding (it erases the input's
 amplitude), the decoder reconstructs ``log(1 + |X|)`` of each (real, imag)
-pair, the projectors see the encoder features less their mean, and the
-probe reads the encoders; without ``smoke`` the SWIN is 64 wide (the tiny
-8-wide one learns no more than its random initialisation). SPEC's choices
-stay the method's defaults (``infomae.default_config``).
+pair, the projectors see the encoder features less their mean, all-zero
+input patches (padding, stage 2's time and frequency masks) are hidden
+like MAE-masked ones (``model.swin.empty_tokens``: visible, they send the
+encoder gradients of about 1e8; docs/claims.md, "InfoMAE: empty tokens"),
+and the probe reads the encoders; without ``smoke`` the SWIN is 64 wide
+(the tiny 8-wide one learns no more than its random initialisation).
+SPEC's choices stay the method's defaults (``infomae.default_config``).
 """
 
 from msjax.data import synthetic
@@ -34,6 +37,7 @@ def get_config(arg=None):
   sections.loss.stage = arg.stage
   sections.loss.rec_target = "pair_log_magnitude"
   sections.model.swin.patch_norm = False
+  sections.model.swin.empty_tokens = "masked"
   sections.model.center_features = True
   if not smoke:
     sections.model.swin.update(embed_dim=64, out_dim=64, num_heads=4)

@@ -1,5 +1,6 @@
 """The msjax command: argument parsing and one-line errors."""
 
+import json
 import pathlib
 
 import pytest
@@ -359,3 +360,36 @@ def test_dataset_location_may_change_on_resume():
   assert loop.config_differences(old, new) == []
   new = config_lib.load_config(spec, ["seed=3"]).to_dict()
   assert loop.config_differences(old, new) == ["seed: 0 -> 3"]
+
+
+def test_a_run_saved_before_an_option_existed_resumes_at_its_default(
+  tmp_path,
+):
+  from msjax.methods import infomae  # noqa: PLC0415
+  from msjax.train import config_lib, loop  # noqa: PLC0415
+  from msjax.train.errors import ConfigError  # noqa: PLC0415
+
+  spec = str(ROOT / "experiments/infomae.py:smoke,stage=1")
+  visible = config_lib.load_config(spec, ["model.swin.empty_tokens=visible"])
+  saved = visible.to_dict()
+  del saved["model"]["swin"]["empty_tokens"]  # a run older than the option
+  defaults = loop.option_defaults(infomae.METHOD)
+  assert defaults["model.swin.empty_tokens"] == "visible"
+  assert "model.swin.embed_dim" not in defaults  # differs between sizes
+  # The option at the default the old run ran with: no difference...
+  assert loop.config_differences(saved, visible.to_dict(), defaults) == []
+  # ...another value is one, and so is every missing key without a default.
+  masked = config_lib.load_config(spec).to_dict()
+  assert loop.config_differences(saved, masked, defaults) == [
+    "model.swin.empty_tokens: 'visible' -> 'masked'"
+  ]
+  assert loop.config_differences(saved, visible.to_dict()) == [
+    "model.swin.empty_tokens: '<absent>' -> 'visible'"
+  ]
+  # check_workdir applies it: the old run resumes; the new default does not.
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(json.dumps(saved))
+  loop.check_workdir(visible, str(workdir))
+  with pytest.raises(ConfigError, match="empty_tokens: 'visible' -> 'masked'"):
+    loop.check_workdir(config_lib.load_config(spec), str(workdir))

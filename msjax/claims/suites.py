@@ -365,9 +365,19 @@ RATIOS = (0.01, 0.05, 0.2, 1.0)
 #: tokens, no LayerNorm on the patch embedding (keeps the input amplitude);
 #: stage 2's embed reads the encoders (``eval_features``, the default); the
 #: projectors see the encoder features less their mean (``center_features``:
-#: without it every U, V starts nearly equal and L_aug sits at chance).
+#: without it every U, V starts nearly equal and L_aug sits at chance);
+#: all-zero input patches (padding, stage 2's and joint pretraining's time
+#: and frequency masks) are hidden like MAE-masked ones (``empty_tokens``:
+#: "visible" sends encoder gradients of ~1e8 and overflows at the paper's
+#: size; docs/claims.md, "InfoMAE: empty tokens").
 INFOMAE_MODEL = {
-  "swin": {"embed_dim": 64, "out_dim": 64, "num_heads": 4, "patch_norm": False},
+  "swin": {
+    "embed_dim": 64,
+    "out_dim": 64,
+    "num_heads": 4,
+    "patch_norm": False,
+    "empty_tokens": "masked",
+  },
   "eval_features": "encoder",
   "center_features": True,
 }

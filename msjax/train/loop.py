@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from msjax.methods import METHODS
+from msjax.methods.config_checks import SIZES
 from msjax.methods.interface import Method
 from msjax.train import (
   config_lib,
@@ -174,12 +176,52 @@ def _run_keys(config: dict) -> dict[str, Any]:
   return flat
 
 
-def config_differences(saved: dict, config: dict) -> list[str]:
+def option_defaults(method: Method) -> dict[str, Any]:
+  """``model.*`` and ``loss.*`` keys whose default is the same at every size.
+
+  Options are added with the behaviour they generalise as their default
+  (e.g. ``model.encoder_width = 0``, ``model.swin.empty_tokens =
+  "visible"``), so a run saved before such a key existed ran with it.
+
+  Args:
+    method: the method (its ``default_config(size)`` for every size).
+
+  Returns:
+    Flattened keys (``"model.swin.empty_tokens"``) to their default.
+  """
+  flats = []
+  for size in (*SIZES, "base"):  # InfoMAE's sizes are tiny and base
+    try:
+      sections = method.default_config(size)
+    except ValueError:
+      continue
+    flats.append(_flat({k: sections[k].to_dict() for k in ("model", "loss")}))
+  first, *rest = flats
+  return {
+    key: value
+    for key, value in first.items()
+    if all(key in other and other[key] == value for other in rest)
+  }
+
+
+def config_differences(
+  saved: dict, config: dict, absent_as: dict[str, Any] | None = None
+) -> list[str]:
   """``key: old -> new`` for every run-defining key that differs.
 
   The method first, then model, data, train, seed, optimiser and loss keys.
+
+  Args:
+    saved: the config a run was started with (``config.json``).
+    config: the config asked for now.
+    absent_as: values that keys missing from ``saved`` stand for (keys
+      added since that run: :func:`option_defaults`); a missing key whose
+      new value is its entry here is no difference.
   """
   old, new = _run_keys(saved), _run_keys(config)
+  for key, value in (absent_as or {}).items():
+    if key not in old and key in new:
+      old[key] = value
   order = ("method", "model.", "data.", "train.", "seed", "optim.", "loss.")
 
   def rank(key: str) -> tuple[int, str]:
@@ -234,7 +276,10 @@ def check_workdir(
       f"{path / 'config.json'} is unreadable ({runtime.first_line(error)}):"
       " use another --workdir, or pass --restart to move that run aside"
     ) from None
-  differences = config_differences(saved, config.to_dict())
+  absent_as = {}
+  if config.get("method") in METHODS and saved.get("method") == config.method:
+    absent_as = option_defaults(METHODS[config.method])
+  differences = config_differences(saved, config.to_dict(), absent_as)
   if differences:
     shown = "; ".join(differences[:6])
     more = f" (and {len(differences) - 6} more)" if len(differences) > 6 else ""

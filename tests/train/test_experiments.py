@@ -71,6 +71,10 @@ def test_paper_hyperparameters():
   assert infomae.loss.mask_ratio == 0.75 and infomae.loss.stage == 1
   # Base SWIN on padded, time/frequency-masked maps: empty patches masked.
   assert infomae.model.swin.empty_tokens == "masked"
+  # ...and so do the built-in-data experiments and the SWIN baselines.
+  for name in ("infomae.py:stage=1", "baselines.py:method=mae"):
+    config = config_lib.load_config(str(ROOT / "experiments" / name))
+    assert config.model.swin.empty_tokens == "masked", name
   stage2 = config_lib.load_config(
     str(ROOT / "experiments/infomae_paper.py:stage=2")
   )
