@@ -79,6 +79,8 @@ def _case(name):
   ]
   if name == "infomae_stage2":
     overrides += ["model.disc.num_layers=2", "model.swin.depths=(1,)"]
+  if name == "mae":  # InfoMAE's stage 1: one SWIN block, as above
+    overrides += ["model.swin.depths=(1,)"]
   config = config_lib.load_config(
     str(ROOT / "experiments" / EXPERIMENTS[name]), overrides
   )
