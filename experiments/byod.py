@@ -90,6 +90,10 @@ def get_config(arg=None):
       )
     data.representation = "stft"
     data.sample_rate_hz = dict(zip(modalities, rates, strict=True))
+    # All-zero patches (padding; InfoMAE stage 2's time and frequency
+    # masks) hidden like MAE-masked ones: visible, they blow the SWIN's
+    # gradients up (docs/claims.md, "InfoMAE: empty tokens").
+    sections.model.swin.empty_tokens = "masked"
   if arg.method == "infomae":
     sections.loss.stage = arg.stage
     if arg.seq_len < 1:
@@ -97,10 +101,8 @@ def get_config(arg=None):
     sections.loss.seq_len = arg.seq_len if arg.stage == 2 else 1
     # The claims suite's options (docs/claims.md, "InfoMAE"): keep the
     # input's amplitude, reconstruct log(1 + |X|) of each (real, imag) pair,
-    # centre the features the projectors see (stage 2 collapses without),
-    # hide all-zero patches like MAE-masked ones (padding, stage 2's masks).
+    # centre the features the projectors see (stage 2 collapses without).
     sections.model.swin.patch_norm = False
-    sections.model.swin.empty_tokens = "masked"
     sections.model.center_features = True
     if data.stft.output == "real_imag":
       sections.loss.rec_target = "pair_log_magnitude"

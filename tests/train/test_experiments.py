@@ -72,7 +72,11 @@ def test_paper_hyperparameters():
   # Base SWIN on padded, time/frequency-masked maps: empty patches masked.
   assert infomae.model.swin.empty_tokens == "masked"
   # ...and so do the built-in-data experiments and the SWIN baselines.
-  for name in ("infomae.py:stage=1", "baselines.py:method=mae"):
+  for name in (
+    "infomae.py:stage=1",
+    "baselines.py:method=mae",
+    "byod.py:method=mae,path=/x.npz,modalities=a+b,rates=8+8",
+  ):
     config = config_lib.load_config(str(ROOT / "experiments" / name))
     assert config.model.swin.empty_tokens == "masked", name
   stage2 = config_lib.load_config(
