@@ -10,8 +10,9 @@ data with the ``model`` and ``loss`` sections of
 experiment's 64-wide SWIN), logging every step, and prints the gradient
 norm and the stage-2 losses at a few steps as a markdown table.
 ``--options spec`` keeps SPEC's choices (patch LayerNorm, no feature
-centring, the input as the reconstruction target); ``suite`` applies the
-claims suite's (docs/claims.md, "InfoMAE"). Further ``--config.a.b=value``
+centring, the input as the reconstruction target, visible empty tokens);
+``suite`` applies the claims suite's (docs/claims.md, "InfoMAE"; empty
+tokens masked since session 19). Further ``--config.a.b=value``
 overrides are applied last. The run's ``metrics.jsonl`` stays in
 ``DIR``. docs/claims.md, "InfoMAE: empty tokens", was measured with it.
 """
@@ -36,6 +37,7 @@ def config_for(size: str, options: str, steps: int, overrides: list[str]):
     config_lib.with_sections(config, infomae.default_config(size))
   if options == "suite":
     config.model.swin.patch_norm = False
+    config.model.swin.empty_tokens = "masked"
     config.model.center_features = True
     config.loss.rec_target = "pair_log_magnitude"
   elif size == "experiment":

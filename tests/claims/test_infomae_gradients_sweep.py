@@ -31,7 +31,10 @@ def test_base_size_with_specs_or_the_suites_options(sweep):
   suite = sweep.config_for("base", "suite", 60, [])
   assert not suite.model.swin.patch_norm and suite.model.center_features
   assert suite.loss.rec_target == "pair_log_magnitude"
-  assert suite.model.swin.empty_tokens == "visible"
+  assert suite.model.swin.empty_tokens == "masked"
+  assert spec.model.swin.patch_norm  # SPEC's choices stay unmasked...
+  unmasked = sweep.config_for("base", "spec", 60, [])
+  assert unmasked.model.swin.empty_tokens == "visible"  # ...by default
   experiment = sweep.config_for("experiment", "suite", 5, [])
   assert experiment.model.swin.embed_dim == 64
   with pytest.raises(SystemExit, match="--options spec needs"):
