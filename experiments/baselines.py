@@ -60,9 +60,7 @@ def _use_encoder(encoder, method, model, data, smoke):
       f" {method!r}"
     )
   size = {} if smoke else dict(embed_dim=64, out_dim=64, num_heads=4)
-  model.update(
-    infomae.swin_encoder_model(patch_norm=False, empty_tokens="masked", **size)
-  )
+  model.update(infomae.swin_encoder_model(**infomae.SUITE_SWIN, **size))
   data.representation = "stft"
   data.stft.output = "real_imag"
 
@@ -87,8 +85,7 @@ def get_config(arg=None):
     data.representation = "stft"
   if arg.method == "mae":
     sections.loss.rec_target = "pair_log_magnitude"
-    sections.model.swin.patch_norm = False
-    sections.model.swin.empty_tokens = "masked"
+    sections.model.swin.update(infomae.SUITE_SWIN)
     if not smoke:
       sections.model.swin.update(embed_dim=64, out_dim=64, num_heads=4)
   if "num_classes" in sections.model:

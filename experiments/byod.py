@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from msjax.data import npz, pairs
-from msjax.methods import METHODS
+from msjax.methods import METHODS, infomae
 from msjax.train import config_lib
 from msjax.train.errors import ConfigError
 
@@ -90,19 +90,17 @@ def get_config(arg=None):
       )
     data.representation = "stft"
     data.sample_rate_hz = dict(zip(modalities, rates, strict=True))
-    # All-zero patches (padding; InfoMAE stage 2's time and frequency
-    # masks) hidden like MAE-masked ones: visible, they blow the SWIN's
-    # gradients up (docs/claims.md, "InfoMAE: empty tokens").
-    sections.model.swin.empty_tokens = "masked"
+    # The suite's SWIN (infomae.SUITE_SWIN): the input's amplitude kept,
+    # all-zero patches (padding, stage 2's masks) hidden.
+    sections.model.swin.update(infomae.SUITE_SWIN)
   if arg.method == "infomae":
     sections.loss.stage = arg.stage
     if arg.seq_len < 1:
       raise ConfigError(f"seq_len must be >= 1, got {arg.seq_len}")
     sections.loss.seq_len = arg.seq_len if arg.stage == 2 else 1
-    # The claims suite's options (docs/claims.md, "InfoMAE"): keep the
-    # input's amplitude, reconstruct log(1 + |X|) of each (real, imag) pair,
-    # centre the features the projectors see (stage 2 collapses without).
-    sections.model.swin.patch_norm = False
+    # The claims suite's other options (docs/claims.md, "InfoMAE"):
+    # reconstruct log(1 + |X|) of each (real, imag) pair, centre the
+    # features the projectors see (stage 2 collapses without).
     sections.model.center_features = True
     if data.stft.output == "real_imag":
       sections.loss.rec_target = "pair_log_magnitude"

@@ -36,8 +36,7 @@ def get_config(arg=None):
   sections = infomae.default_config("tiny")
   sections.loss.stage = arg.stage
   sections.loss.rec_target = "pair_log_magnitude"
-  sections.model.swin.patch_norm = False
-  sections.model.swin.empty_tokens = "masked"
+  sections.model.swin.update(infomae.SUITE_SWIN)
   sections.model.center_features = True
   if not smoke:
     sections.model.swin.update(embed_dim=64, out_dim=64, num_heads=4)

@@ -36,8 +36,7 @@ def config_for(size: str, options: str, steps: int, overrides: list[str]):
   if size != "experiment":
     config_lib.with_sections(config, infomae.default_config(size))
   if options == "suite":
-    config.model.swin.patch_norm = False
-    config.model.swin.empty_tokens = "masked"
+    config.model.swin.update(infomae.SUITE_SWIN)
     config.model.center_features = True
     config.loss.rec_target = "pair_log_magnitude"
   elif size == "experiment":

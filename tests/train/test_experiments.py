@@ -71,14 +71,17 @@ def test_paper_hyperparameters():
   assert infomae.loss.mask_ratio == 0.75 and infomae.loss.stage == 1
   # Base SWIN on padded, time/frequency-masked maps: empty patches masked.
   assert infomae.model.swin.empty_tokens == "masked"
-  # ...and so do the built-in-data experiments and the SWIN baselines.
+  # ...and so do the built-in-data experiments and the SWIN baselines,
+  # which also drop the patch LayerNorm (the suite's SWIN fields).
   for name in (
     "infomae.py:stage=1",
     "baselines.py:method=mae",
+    "baselines.py:method=clip,encoder=swin",
     "byod.py:method=mae,path=/x.npz,modalities=a+b,rates=8+8",
   ):
     config = config_lib.load_config(str(ROOT / "experiments" / name))
     assert config.model.swin.empty_tokens == "masked", name
+    assert not config.model.swin.patch_norm, name
   stage2 = config_lib.load_config(
     str(ROOT / "experiments/infomae_paper.py:stage=2")
   )

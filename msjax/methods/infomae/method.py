@@ -193,6 +193,16 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   return config
 
 
+#: ``model.swin`` fields the claims suite's evidence chose over SPEC's
+#: (docs/claims.md, "InfoMAE"): no LayerNorm on the patch embedding (it
+#: erases the input's amplitude) and all-zero input patches hidden like
+#: MAE-masked ones (visible, they send the encoder gradients of ~1e8 and
+#: overflow float32 at the base size: "InfoMAE: empty tokens"). The suite,
+#: the built-in-data experiments and byod apply them; SPEC's stay the
+#: defaults of :func:`default_config`.
+SUITE_SWIN = {"patch_norm": False, "empty_tokens": "masked"}
+
+
 def swin_encoder_model(**swin: Any) -> dict[str, Any]:
   """``model`` keys that give an encoder-based method InfoMAE's SWIN.
 
