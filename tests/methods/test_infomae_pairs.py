@@ -14,6 +14,7 @@ import pytest
 from msjax.data import synthetic
 from msjax.methods import infomae
 from msjax.methods.infomae import parts
+from msjax.methods.infomae.losses import paired_info_nce
 
 B = 8
 
@@ -239,3 +240,72 @@ def test_empty_tokens_option_reaches_the_encoder():
   assert parts.encoder(_config()).empty_tokens == "visible"
   masked = parts.encoder(_config(empty_tokens="masked"))
   assert masked.empty_tokens == "masked"
+
+
+def _info_nce_reference(u1, u2, tau):
+  """Symmetric InfoNCE in float64 NumPy: diagonal positives, mean rows."""
+  a = u1 / np.linalg.norm(u1, axis=1, keepdims=True)
+  b = u2 / np.linalg.norm(u2, axis=1, keepdims=True)
+  s = a @ b.T / tau
+
+  def ce(m):
+    m = m - m.max(axis=1, keepdims=True)
+    return np.mean(np.log(np.exp(m).sum(axis=1)) - np.diagonal(m))
+
+  return 0.5 * (ce(s) + ce(s.T))
+
+
+def test_paired_info_nce_is_info_nce_over_the_paired_rows_alone():
+  rng = np.random.default_rng(5)
+  u1 = rng.normal(size=(B, 6)).astype(np.float32)
+  u2 = rng.normal(size=(B, 6)).astype(np.float32)
+  paired = np.array([1, 0, 1, 1, 0, 0, 1, 0], np.float32)
+  keep = paired > 0
+  got = paired_info_nce(u1, u2, jnp.asarray(paired), 0.2)
+  want = _info_nce_reference(
+    u1[keep].astype(np.float64), u2[keep].astype(np.float64), 0.2
+  )
+  assert float(got) == pytest.approx(want, rel=1e-5)
+  every = paired_info_nce(u1, u2, jnp.ones(B), 0.2)
+  assert float(every) == pytest.approx(
+    _info_nce_reference(u1.astype(np.float64), u2.astype(np.float64), 0.2),
+    rel=1e-5,
+  )
+  # Unpaired rows are neither anchors nor negatives: no gradient reaches them.
+  g1, g2 = jax.grad(
+    lambda a, b: paired_info_nce(a, b, jnp.asarray(paired), 0.2),
+    argnums=(0, 1),
+  )(jnp.asarray(u1), jnp.asarray(u2))
+  assert np.all(np.asarray(g1)[~keep] == 0)
+  assert np.all(np.asarray(g2)[~keep] == 0)
+  assert np.all(np.abs(np.asarray(g1)[keep]).sum(axis=1) > 0)
+  none = paired_info_nce(u1, u2, jnp.zeros(B), 0.2)
+  assert float(none) == 0.0
+
+
+def test_info_nce_alignment_adds_alpha_times_it_to_l_shared(setup):
+  """Constant discriminators: L_shared = 6 terms of c + alpha * InfoNCE."""
+  config, _, batch, variables, _ = setup
+  variables = _constant_discriminators(variables, 0.0)
+  shared = {}
+  for alpha in (0.0, 1.0, 3.0):
+    c = config.copy_and_resolve_references()
+    c.loss.alignment = "info_nce"
+    c.loss.alpha = alpha
+    metrics = infomae.loss_fn(variables, batch, jax.random.key(1), c, 0)[1][1]
+    shared[alpha] = float(metrics["loss/shared"])
+  assert shared[0.0] == pytest.approx(0.0, abs=1e-6)
+  # InfoNCE of B rows is positive and linear in alpha.
+  assert shared[1.0] > 0.1
+  assert shared[3.0] == pytest.approx(3 * shared[1.0], rel=1e-5)
+
+
+def test_unknown_alignment_rejected(setup):
+  config = setup[0].copy_and_resolve_references()
+  config.loss.alignment = "cosine"
+  with pytest.raises(ValueError, match="alignment must be one of"):
+    parts.check_stage(config)
+  config.loss.alignment = "info_nce"
+  config.loss.align_tau = 0.0
+  with pytest.raises(ValueError, match="align_tau must be > 0"):
+    parts.check_stage(config)

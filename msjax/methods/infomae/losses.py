@@ -24,7 +24,13 @@ from msjax.kernels.temporal import temporal_locality
 from msjax.methods.infomae import parts
 from msjax.methods.views import augment_batch
 
-__all__ = ["DISC_GROUP", "encode", "stage1_loss", "stage2_loss"]
+__all__ = [
+  "DISC_GROUP",
+  "encode",
+  "paired_info_nce",
+  "stage1_loss",
+  "stage2_loss",
+]
 
 DISC_GROUP = "discriminators"
 
@@ -179,6 +185,38 @@ def _row_mean(per_row: jax.Array, weight: jax.Array) -> jax.Array:
   return jnp.sum(per_row * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
+def paired_info_nce(
+  u1: jax.Array, u2: jax.Array, weight: jax.Array, tau: float
+) -> jax.Array:
+  """Symmetric InfoNCE between ``u1`` and ``u2`` over the weighted rows.
+
+  ``0.5 * (CE(n(u1) n(u2)^T / tau) + CE(n(u2) n(u1)^T / tau))`` with the
+  diagonal as positives, where only rows of weight 1 are anchors and
+  candidates (``weight`` in {0, 1}); with every row weighted it is
+  :func:`msjax.kernels.contrastive.info_nce`. No weighted row: 0.
+
+  Args:
+    u1: ``[B, E]`` shared representation of modality 1.
+    u2: ``[B, E]`` shared representation of modality 2.
+    weight: ``[B]`` float, 1 for synchronized rows, 0 otherwise.
+    tau: temperature (> 0).
+
+  Returns:
+    ``[]`` mean over the weighted anchors of both directions.
+  """
+  a, b = l2_normalize(u1), l2_normalize(u2)
+  logits = a @ b.T / tau
+  # Unpaired rows are neither anchors nor candidates in either direction.
+  both = (weight[:, None] > 0) & (weight[None, :] > 0)
+  logits = jnp.where(both, logits, -jnp.inf)
+  diag = jnp.diagonal(logits)
+  ce_ab = jax.nn.logsumexp(logits, axis=1) - diag
+  ce_ba = jax.nn.logsumexp(logits, axis=0) - diag
+  # Unpaired anchors have a -inf diagonal: zero them before the weighting.
+  per_row = jnp.where(weight > 0, 0.5 * (ce_ab + ce_ba), 0.0)
+  return _row_mean(per_row, weight)
+
+
 def _disc_loss(
   disc_params: dict,
   raw: tuple,
@@ -272,16 +310,21 @@ def stage2_loss(
   }
   # "maximize" flips the pairwise terms' sign (loss.pairwise_mi).
   sign = -1.0 if parts.pairwise_mi(config) == "maximize" else 1.0
+  info_nce = parts.alignment(config) == "info_nce"
   shared = infomae_shared_loss(
     vectors["u"][0],
     vectors["u"][1],
     jnp.stack([t["x1x2u1"], t["x1x2u2"]]),
     sign * jnp.stack([t["x1u1"], t["x2u2"]]),
     sign * jnp.stack([t["x2u1"], t["x1u2"]]),
-    alpha=cfg.alpha,
+    alpha=0.0 if info_nce else cfg.alpha,
     beta=cfg.beta,
     weights=weight,
   )
+  if info_nce:
+    shared = shared + cfg.alpha * paired_info_nce(
+      vectors["u"][0], vectors["u"][1], weight, cfg.get("align_tau", 0.1)
+    )
   private = infomae_private_loss(
     sign * jnp.stack([t["x1v1"], t["x2v2"]]),
     jnp.stack([t["v1u1"], t["v2u2"]]),

@@ -172,6 +172,12 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
     # total-correlation term t(X1, X2, U_i) and t(V_i, U_i) stay minimised).
     # docs/claims.md has the derivation and the evidence.
     pairwise_mi="minimize",
+    # alpha's instance-alignment term on the synchronized rows: "mse" (SPEC
+    # §4.2's mean ||U1 - U2||^2) or "info_nce" (symmetric InfoNCE between the
+    # l2-normalised U1, U2 at temperature align_tau, the other paired rows
+    # the negatives). docs/claims.md has the evidence.
+    alignment="mse",
+    align_tau=0.1,
     delta=1.0,
     aug_weight=1.0,
     tau=0.1,

@@ -27,6 +27,7 @@ from msjax.nn.swin_encoder import SwinEncoder
 __all__ = [
   "DISCRIMINATORS",
   "DiscSpec",
+  "ALIGNMENTS",
   "PAIRWISE_MI",
   "REC_TARGETS",
   "centered",
@@ -36,6 +37,7 @@ __all__ = [
   "disc_logits",
   "discriminator",
   "encoder",
+  "alignment",
   "module_key",
   "pairwise_mi",
   "patch_targets",
@@ -51,6 +53,12 @@ REC_TARGETS = ("input", "pair_log_magnitude")
 #: ``loss.pairwise_mi`` values: the direction of the pairwise density-ratio
 #: terms of ``L_shared`` and ``L_private`` (SPEC §4.2 minimises them).
 PAIRWISE_MI = ("minimize", "maximize")
+
+#: ``loss.alignment`` values: alpha's instance term of ``L_shared`` on the
+#: synchronized rows, SPEC §4.2's ``mean ||U1 - U2||^2`` ("mse") or a
+#: symmetric InfoNCE between the l2-normalised ``U1`` and ``U2`` ("info_nce",
+#: temperature ``loss.align_tau``).
+ALIGNMENTS = ("mse", "info_nce")
 
 
 class DiscSpec(NamedTuple):
@@ -102,6 +110,14 @@ def check_stage(config: ml_collections.ConfigDict) -> int:
   if direction not in PAIRWISE_MI:
     raise ValueError(
       f"loss.pairwise_mi must be one of {PAIRWISE_MI}, got {direction!r}."
+    )
+  if alignment(config) not in ALIGNMENTS:
+    raise ValueError(
+      f"loss.alignment must be one of {ALIGNMENTS}, got {alignment(config)!r}."
+    )
+  if config.loss.get("align_tau", 0.1) <= 0:
+    raise ValueError(
+      f"loss.align_tau must be > 0, got {config.loss.align_tau}."
     )
   if config.loss.seq_len < 1:
     raise ValueError(f"loss.seq_len must be >= 1, got {config.loss.seq_len}.")
@@ -235,6 +251,11 @@ def projector(config: ml_collections.ConfigDict, kind: str) -> MLPProjector:
   m = config.model
   out = m.shared_dim if kind == "shared" else m.private_dim
   return MLPProjector(hidden_dims=(m.projector_hidden,), out_dim=out)
+
+
+def alignment(config: ml_collections.ConfigDict) -> str:
+  """``loss.alignment`` (``"mse"`` for configs saved without it)."""
+  return config.loss.get("alignment", "mse")
 
 
 def pairwise_mi(config: ml_collections.ConfigDict) -> str:
