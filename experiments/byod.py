@@ -17,6 +17,9 @@ Arguments (``key=value``, comma-separated):
 * ``pair_ratio``: InfoMAE stage 2's fraction of synchronized windows (the
   rest are unpaired: their modalities come from different windows and feed
   only the unimodal terms). Stage 1 always reads unpaired pools.
+* ``pair_share``: the fraction of stage 2's rows that are synchronized pairs
+  (the pairs are repeated to reach it; default 0: each pair once, the
+  natural proportion ``pair_ratio``; ``data.pair_share``).
 * ``seq_len``: InfoMAE stage 2's temporal-locality sequences (default 1:
   the term is off). ``L > 1`` trains on sequences of L consecutive windows
   of a session: the pairs are drawn as runs of L synchronized windows and
@@ -64,6 +67,7 @@ def get_config(arg=None):
     test_subjects="",
     stage=2,
     pair_ratio=1.0,
+    pair_share=0.0,
     seq_len=1,
     seed=0,
     steps=1000,
@@ -115,6 +119,7 @@ def get_config(arg=None):
         subset="mixed",
         unpaired="all",
         block=sections.loss.seq_len,
+        pair_share=arg.pair_share,
       )
   if "num_classes" in sections.model:
     sections.model.num_classes = _num_classes(arg.path, "label")

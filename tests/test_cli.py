@@ -393,3 +393,29 @@ def test_a_run_saved_before_an_option_existed_resumes_at_its_default(
   loop.check_workdir(visible, str(workdir))
   with pytest.raises(ConfigError, match="empty_tokens: 'visible' -> 'masked'"):
     loop.check_workdir(config_lib.load_config(spec), str(workdir))
+
+
+def test_a_suite_run_saved_before_pair_share_and_alignment_resumes(tmp_path):
+  from msjax.claims import suites  # noqa: PLC0415
+  from msjax.train import loop  # noqa: PLC0415
+  from msjax.train.errors import ConfigError  # noqa: PLC0415
+
+  suite = suites.suite("infomae", "default", 0, "smoke")
+  config = next(r for r in suite.runs if r.name == "infomae_0.05").config
+  config = config.copy_and_resolve_references()
+  config.data.pair_share = 0.0
+  config.loss.alignment = "mse"
+  saved = config.to_dict()
+  for section, key in (
+    ("data", "pair_share"),
+    ("loss", "alignment"),
+    ("loss", "align_tau"),
+  ):
+    del saved[section][key]
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(json.dumps(saved))
+  loop.check_workdir(config, str(workdir))  # the old run resumes
+  config.data.pair_share = 0.5
+  with pytest.raises(ConfigError, match="pair_share: 0.0 -> 0.5"):
+    loop.check_workdir(config, str(workdir))

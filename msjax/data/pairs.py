@@ -36,6 +36,12 @@ modalities. ``PairedSource.metadata()`` gives every row a session and time
 index such that a run of rows is consecutive only where it is in every
 modality; ``block = 1`` is the scattered split above, unchanged.
 
+Pair share (``pair_share = f`` in (0, 1), ``"mixed"`` only): the pairs are
+presented ``k = max(1, round(f U / ((1 - f) P)))`` times (U unpaired rows, P
+pairs), so about a fraction ``f`` of the rows drawn are synchronized; each
+copy is its own block of sessions, so runs never join across copies.
+``0`` (default) presents each pair once: the natural proportion P / (P + U).
+
 Batches gain a ``"paired"`` bool ``[B]`` key (an extension of the batch
 format) and unpaired rows have label -1. The training loop accepts such
 batches only for methods whose ``requires_paired_rows(config)`` is false
@@ -57,14 +63,42 @@ from msjax.data.loader import loader_options
 from msjax.data.sequences import continues, window_columns
 
 __all__ = [
+  "OPTION_DEFAULTS",
   "PairSplit",
   "pair_ratio_split",
+  "pair_repeats",
   "save_pair_split",
   "load_pair_split",
   "PairedSource",
   "pairing_config",
   "paired_source",
 ]
+
+
+#: ``data.*`` keys added after runs were saved, with the behaviour a run
+#: saved without them had (``msjax.train.loop.check_workdir``).
+OPTION_DEFAULTS = {"data.pair_share": 0.0}
+
+
+def pair_repeats(pair_share: float, num_pairs: int, num_unpaired: int) -> int:
+  """How many times the pairs are presented for a ``pair_share``.
+
+  Args:
+    pair_share: target fraction of synchronized rows in [0, 1); 0: natural.
+    num_pairs: P.
+    num_unpaired: U.
+
+  Returns:
+    ``k = max(1, round(f U / ((1 - f) P)))`` for ``f = pair_share``: the
+    ``k`` that solves ``k P / (k P + U) = f``, rounded.
+  """
+  if not 0.0 <= pair_share < 1.0:
+    raise ValueError(f"data.pair_share={pair_share} must be in [0, 1).")
+  if pair_share == 0.0 or num_pairs == 0:
+    return 1
+  return max(
+    1, int(round(pair_share * num_unpaired / ((1 - pair_share) * num_pairs)))
+  )
 
 
 class PairSplit(NamedTuple):
@@ -245,8 +279,14 @@ def load_pair_split(path: str) -> PairSplit:
 class PairedSource:
   """A Source view of a ``PairSplit`` over a base source (see module doc)."""
 
-  def __init__(self, base: Any, split: PairSplit) -> None:
-    """Wraps ``base`` (a Source with ``get``) using ``split``."""
+  def __init__(
+    self, base: Any, split: PairSplit, pair_share: float = 0.0
+  ) -> None:
+    """Wraps ``base`` (a Source with ``get``) using ``split``.
+
+    ``pair_share``: fraction of synchronized rows to present (module doc;
+    0: each pair once).
+    """
     if split.num_examples != base.num_examples:
       raise ValueError(
         f"pair split was made for {split.num_examples} windows, the source "
@@ -285,7 +325,12 @@ class PairedSource:
         self._pools[m] = chunks[order].reshape(-1)
     sizes = [len(self._pools[m]) for m in self.modalities]
     self.num_unpaired = max(sizes) if min(sizes) > 0 else 0
-    self.num_examples = len(split.paired) + self.num_unpaired
+    self.repeats = pair_repeats(
+      pair_share, len(split.paired), self.num_unpaired
+    )
+    #: rows 0 .. num_pair_rows - 1 are the pairs, presented ``repeats`` times.
+    self.num_pair_rows = self.repeats * len(split.paired)
+    self.num_examples = self.num_pair_rows + self.num_unpaired
 
   def element_shapes(self) -> dict[str, tuple[int, ...]]:
     """Same as the base source."""
@@ -300,20 +345,18 @@ class PairedSource:
   def _rows(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     """Base window of every modality for each example index."""
     num_pairs = len(self.split.paired)
-    is_pair = indices < num_pairs
+    is_pair = indices < self.num_pair_rows
     rows = {}
     for m in self.modalities:
       pool = self._pools[m]
       unpaired = (
-        pool[(indices - num_pairs) % max(len(pool), 1)]
+        pool[(indices - self.num_pair_rows) % max(len(pool), 1)]
         if len(pool)
         else np.zeros_like(indices)
       )
       rows[m] = np.where(
         is_pair,
-        self.split.paired[np.minimum(indices, max(num_pairs - 1, 0))]
-        if num_pairs
-        else 0,
+        self.split.paired[indices % max(num_pairs, 1)] if num_pairs else 0,
         unpaired,
       )
     return rows
@@ -328,10 +371,10 @@ class PairedSource:
     session, every other unpaired row a session of its own.
     """
     columns = self._columns()
-    num_pairs = len(self.split.paired)
-    first = max(int(columns["session"].max(initial=-1)) + 1, 0)
+    sessions = max(int(columns["session"].max(initial=-1)) + 1, 0)
+    first = sessions * self.repeats
     j = np.arange(self.num_unpaired)
-    rows = self._rows(num_pairs + j)
+    rows = self._rows(self.num_pair_rows + j)
     ok = np.ones(max(self.num_unpaired - 1, 0), bool)
     for m in self.modalities:
       ok &= continues(
@@ -344,19 +387,24 @@ class PairedSource:
     whole = ~broken[chunk]
     session = np.where(whole, first + chunk, first + len(broken) + j)
     time = np.where(whole, j % self.block, 0)
-    paired = self.split.paired
+    paired = np.tile(self.split.paired, self.repeats)
+    # Copy r of the pairs has sessions offset by r * sessions: its runs
+    # never continue into another copy's.
+    copy = np.arange(self.num_pair_rows) // max(len(self.split.paired), 1)
     return {
       "label": np.concatenate(
         [columns["label"][paired], np.full(self.num_unpaired, -1)]
       ).astype(np.int32),
-      "session": np.concatenate([columns["session"][paired], session]),
+      "session": np.concatenate(
+        [columns["session"][paired] + copy * sessions, session]
+      ),
       "time_index": np.concatenate([columns["time_index"][paired], time]),
     }
 
   def get(self, indices: np.ndarray) -> dict[str, Any]:
-    """Batch of pairs (index < P) and unsynchronized rows (index >= P)."""
+    """Batch of pairs (index < ``num_pair_rows``) and unsynchronized rows."""
     indices = np.asarray(indices, dtype=np.int64)
-    is_pair = indices < len(self.split.paired)
+    is_pair = indices < self.num_pair_rows
     rows = self._rows(indices)
     first = self.base.get(rows[self.modalities[0]])
     signals = {self.modalities[0]: first["signals"][self.modalities[0]]}
@@ -399,12 +447,15 @@ def pairing_config(
   split_seed: int = 0,
   record_path: str = "",
   block: int = 1,
+  pair_share: float = 0.0,
 ) -> ml_collections.ConfigDict:
   """A ``config.data`` applying a pair-ratio split to ``base``'s train split.
 
   Keys: source ("paired"), modalities (copied from base), base, pair_ratio,
   subset, unpaired, split_seed, record_path, block (runs of consecutive
-  windows; set it to ``train.sequence_length`` for a sequence sampler) and
+  windows; set it to ``train.sequence_length`` for a sequence sampler),
+  pair_share (the fraction of synchronized rows ``"mixed"`` presents, by
+  repeating the pairs; 0: each pair once) and
   the loader keys (``msjax.data.loader.loader_options``; those of base are
   not read).
   """
@@ -419,6 +470,7 @@ def pairing_config(
       split_seed=int(split_seed),
       record_path=record_path,
       block=int(block),
+      pair_share=float(pair_share),
       **loader_options(),
     )
   )
@@ -468,6 +520,8 @@ def paired_source(
     if not hasattr(base, "subset"):
       raise ValueError(f"source {data_config.base.source!r} cannot subset.")
     return base.subset(record.paired)
+  share = float(data_config.get("pair_share", 0.0))
   if data_config.subset == "unpaired":
     record = record._replace(paired=record.paired[:0])
-  return PairedSource(base, record)
+    share = 0.0
+  return PairedSource(base, record, share)

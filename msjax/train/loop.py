@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from msjax.data import pairs
 from msjax.methods import METHODS
 from msjax.methods.config_checks import SIZES
 from msjax.methods.interface import Method
@@ -278,7 +279,10 @@ def check_workdir(
     ) from None
   absent_as = {}
   if config.get("method") in METHODS and saved.get("method") == config.method:
-    absent_as = option_defaults(METHODS[config.method])
+    absent_as = {
+      **option_defaults(METHODS[config.method]),
+      **pairs.OPTION_DEFAULTS,
+    }
   differences = config_differences(saved, config.to_dict(), absent_as)
   if differences:
     shown = "; ".join(differences[:6])

@@ -129,7 +129,7 @@ def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(
       [
         "train",
         "--config",
-        spec + ",stage=2,pair_ratio=0.25,seq_len=4",
+        spec + ",stage=2,pair_ratio=0.25,seq_len=4,pair_share=0.5",
         "--workdir",
         s2,
         f"--config.train.init_from={s1}",
@@ -150,6 +150,7 @@ def test_byod_experiment_runs_infomae_stages_with_a_pair_ratio(
   # The temporal term on pair-ratio data: pairs and unpaired rows in runs.
   assert saved["data"]["block"] == saved["loss"]["seq_len"] == 4
   assert saved["train"]["sequence_length"] == 4
+  assert saved["data"]["pair_share"] == 0.5
   rows = (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()
   temp = [json.loads(r)["loss/temp"] for r in rows if "loss/temp" in r]
   assert temp and all(t > 0 for t in temp)

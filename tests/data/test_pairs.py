@@ -105,6 +105,12 @@ def test_pairing_config_through_make_source(tmp_path):
     full.get(saved.unpaired["ppg"])["signals"]["ppg"][:, 0, 0].tolist()
   )
   assert make_source(config, "test").num_examples == n - full.num_examples
+  config.subset = "mixed"
+  config.pair_share = 0.75  # 8 pairs, 11 unpaired rows per modality: 4 copies
+  mixed = make_source(config, "train")
+  assert (mixed.num_pair_rows, mixed.num_unpaired) == (32, 11)
+  config.subset = "unpaired"  # no pairs to repeat
+  assert make_source(config, "train").num_examples == unpaired.num_examples
 
 
 def _sessions_source(num_sessions=5, per_session=12, drop=()):
@@ -167,9 +173,23 @@ def test_split_in_runs_draws_whole_runs(unpaired):
   assert sorted(every.paired.tolist()) == list(range(n))
 
 
-def test_paired_source_runs_are_consecutive_in_every_modality():
+def _sequence_batches(source, steps, num_sequences=6, length=4):
+  """``(ppg ids, acc ids, paired)``, each ``[S, L]``, of sequence batches."""
   from msjax.data.sequences import sequence_batch_indices, sequence_index_for
 
+  index = sequence_index_for(source, length)
+  shape = (num_sequences, length)
+  for step in range(steps):
+    rows = sequence_batch_indices(
+      index, num_sequences=num_sequences, seed=0, step=step
+    )
+    batch = source.get(rows)
+    ppg = batch["signals"]["ppg"][:, 0, 0].astype(int).reshape(shape)
+    acc = batch["signals"]["acc"][:, 0, 0].astype(int).reshape(shape) - 1000
+    yield ppg, acc, batch["paired"].reshape(shape)
+
+
+def test_paired_source_runs_are_consecutive_in_every_modality():
   base = _sessions_source(num_sessions=8, drop=(30, 31, 77))
   split = _split_in_runs(base, pair_ratio=0.1, seed=1, unpaired="all", block=4)
   source = PairedSource(base, split)
@@ -178,14 +198,8 @@ def test_paired_source_runs_are_consecutive_in_every_modality():
   np.testing.assert_array_equal(meta["label"][num_pairs:], -1)
   pair_ids = base.get(split.paired)["signals"]["ppg"][:, 0, 0].astype(int)
   np.testing.assert_array_equal(meta["label"][:num_pairs], pair_ids % 3)
-  index = sequence_index_for(source, 4)
   paired_runs = unpaired_runs = 0
-  for step in range(20):
-    rows = sequence_batch_indices(index, num_sequences=6, seed=0, step=step)
-    batch = source.get(rows)
-    ppg = batch["signals"]["ppg"][:, 0, 0].astype(int).reshape(6, 4)
-    acc = batch["signals"]["acc"][:, 0, 0].astype(int).reshape(6, 4) - 1000
-    paired = batch["paired"].reshape(6, 4)
+  for ppg, acc, paired in _sequence_batches(source, 20):
     assert (paired == paired[:, :1]).all()  # a run is paired or not
     assert _consecutive(ppg).all() and _consecutive(acc).all()
     np.testing.assert_array_equal(ppg[paired[:, 0]], acc[paired[:, 0]])
@@ -210,3 +224,48 @@ def test_record_roundtrip_keeps_block(tmp_path):
   loaded = load_pair_split(str(tmp_path / "split.json"))
   assert loaded.block == 3
   np.testing.assert_array_equal(loaded.paired, split.paired)
+
+
+@pytest.mark.parametrize("share", [0.25, 0.5, 0.8])
+def test_pair_share_repeats_the_pairs_to_that_fraction_of_rows(share):
+  base = _sessions_source(num_sessions=8, drop=(30, 31, 77))
+  split = _split_in_runs(base, pair_ratio=0.1, seed=1, unpaired="all", block=4)
+  natural = PairedSource(base, split)
+  source = PairedSource(base, split, pair_share=share)
+  num_pairs = len(split.paired)
+  k = source.num_pair_rows // num_pairs
+  assert source.num_pair_rows == k * num_pairs
+  assert source.num_unpaired == natural.num_unpaired
+  # k solves k P / (k P + U) = share, rounded: the share is met to within
+  # half a copy of the pairs.
+  fraction = lambda j: j * num_pairs / (j * num_pairs + natural.num_unpaired)  # noqa: E731
+  assert fraction(k - 0.5) <= share <= fraction(k + 0.5)
+  everything = source.get(np.arange(source.num_examples))
+  np.testing.assert_array_equal(
+    everything["paired"], np.arange(source.num_examples) < k * num_pairs
+  )
+  # Each copy is the pairs in their order; the unpaired rows are unchanged.
+  ppg = everything["signals"]["ppg"][:, 0, 0].astype(int)
+  reference = natural.get(np.arange(natural.num_examples))
+  want = reference["signals"]["ppg"][:, 0, 0].astype(int)
+  np.testing.assert_array_equal(
+    ppg, np.concatenate([np.tile(want[:num_pairs], k), want[num_pairs:]])
+  )
+  # Runs stay inside a copy: sequences are consecutive and synchronized.
+  seen = 0
+  for ids, acc, paired in _sequence_batches(source, 10):
+    assert (paired == paired[:, :1]).all()
+    assert _consecutive(ids).all()
+    np.testing.assert_array_equal(ids[paired[:, 0]], acc[paired[:, 0]])
+    seen += int(paired[:, 0].sum())
+  assert abs(seen / 60 - fraction(k)) < 0.25
+
+
+def test_pair_share_zero_is_the_natural_source_and_bad_values_fail():
+  base = _sessions_source()
+  split = _split_in_runs(base, pair_ratio=0.2, seed=2, block=3)
+  zero = PairedSource(base, split, pair_share=0.0)
+  assert zero.num_pair_rows == len(split.paired)
+  for bad in (-0.1, 1.0):
+    with pytest.raises(ValueError, match="pair_share"):
+      PairedSource(base, split, pair_share=bad)
