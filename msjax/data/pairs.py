@@ -520,8 +520,6 @@ def paired_source(
     if not hasattr(base, "subset"):
       raise ValueError(f"source {data_config.base.source!r} cannot subset.")
     return base.subset(record.paired)
-  share = float(data_config.get("pair_share", 0.0))
   if data_config.subset == "unpaired":
     record = record._replace(paired=record.paired[:0])
-    share = 0.0
-  return PairedSource(base, record, share)
+  return PairedSource(base, record, float(data_config.get("pair_share", 0.0)))

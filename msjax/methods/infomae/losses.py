@@ -323,7 +323,7 @@ def stage2_loss(
   )
   if info_nce:
     shared = shared + cfg.alpha * paired_info_nce(
-      vectors["u"][0], vectors["u"][1], weight, cfg.get("align_tau", 0.1)
+      vectors["u"][0], vectors["u"][1], weight, parts.align_tau(config)
     )
   private = infomae_private_loss(
     sign * jnp.stack([t["x1v1"], t["x2v2"]]),

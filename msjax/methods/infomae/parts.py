@@ -37,6 +37,7 @@ __all__ = [
   "disc_logits",
   "discriminator",
   "encoder",
+  "align_tau",
   "alignment",
   "module_key",
   "pairwise_mi",
@@ -115,10 +116,8 @@ def check_stage(config: ml_collections.ConfigDict) -> int:
     raise ValueError(
       f"loss.alignment must be one of {ALIGNMENTS}, got {alignment(config)!r}."
     )
-  if config.loss.get("align_tau", 0.1) <= 0:
-    raise ValueError(
-      f"loss.align_tau must be > 0, got {config.loss.align_tau}."
-    )
+  if align_tau(config) <= 0:
+    raise ValueError(f"loss.align_tau must be > 0, got {align_tau(config)}.")
   if config.loss.seq_len < 1:
     raise ValueError(f"loss.seq_len must be >= 1, got {config.loss.seq_len}.")
   return stage
@@ -256,6 +255,11 @@ def projector(config: ml_collections.ConfigDict, kind: str) -> MLPProjector:
 def alignment(config: ml_collections.ConfigDict) -> str:
   """``loss.alignment`` (``"mse"`` for configs saved without it)."""
   return config.loss.get("alignment", "mse")
+
+
+def align_tau(config: ml_collections.ConfigDict) -> float:
+  """``loss.align_tau`` (0.1 for configs saved without it)."""
+  return float(config.loss.get("align_tau", 0.1))
 
 
 def pairwise_mi(config: ml_collections.ConfigDict) -> str:
