@@ -356,7 +356,7 @@ class PairedSource:
       )
       rows[m] = np.where(
         is_pair,
-        self.split.paired[indices % max(num_pairs, 1)] if num_pairs else 0,
+        self.split.paired[indices % num_pairs] if num_pairs else 0,
         unpaired,
       )
     return rows
@@ -390,7 +390,7 @@ class PairedSource:
     paired = np.tile(self.split.paired, self.repeats)
     # Copy r of the pairs has sessions offset by r * sessions: its runs
     # never continue into another copy's.
-    copy = np.arange(self.num_pair_rows) // max(len(self.split.paired), 1)
+    copy = np.repeat(np.arange(self.repeats), len(self.split.paired))
     return {
       "label": np.concatenate(
         [columns["label"][paired], np.full(self.num_unpaired, -1)]

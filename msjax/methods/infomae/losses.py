@@ -205,7 +205,8 @@ def paired_info_nce(
     ``[]`` mean over the weighted anchors of both directions.
   """
   a, b = l2_normalize(u1), l2_normalize(u2)
-  logits = a @ b.T / tau
+  # Full float32 products on accelerators too, as the contrastive kernels.
+  logits = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST) / tau
   # Unpaired rows are neither anchors nor candidates in either direction.
   both = (weight[:, None] > 0) & (weight[None, :] > 0)
   logits = jnp.where(both, logits, -jnp.inf)

@@ -25,11 +25,13 @@ from msjax.nn.spectrogram_swin import COMPRESSIONS, compress_and_pad
 from msjax.nn.swin_encoder import SwinEncoder
 
 __all__ = [
+  "ALIGNMENTS",
   "DISCRIMINATORS",
   "DiscSpec",
-  "ALIGNMENTS",
   "PAIRWISE_MI",
   "REC_TARGETS",
+  "align_tau",
+  "alignment",
   "centered",
   "centers_features",
   "check_stage",
@@ -37,8 +39,6 @@ __all__ = [
   "disc_logits",
   "discriminator",
   "encoder",
-  "align_tau",
-  "alignment",
   "module_key",
   "pairwise_mi",
   "patch_targets",
