@@ -20,7 +20,7 @@ from msjax.claims import (
   suites,
 )
 from msjax.data import make_source
-from msjax.methods import METHODS, promobal
+from msjax.methods import METHODS, infomae, promobal
 from msjax.train import evaluation
 
 
@@ -380,6 +380,27 @@ def test_infomae_stage2_runs_read_sequences_of_pairs_in_runs():
   for run in runs:
     if not run.name.startswith("infomae_"):
       assert run.config.train.sequence_length == 1
+
+
+def test_infomae_stage2_projections_and_discriminator_rate():
+  """Stage 2's U, V are as wide as the baselines' features; its
+  discriminators keep their own rate, the rest trains at the run's."""
+  suite = suites.suite("infomae", "skewed", 1, "default")
+  runs = {r.name: r for r in suite.runs}
+  tiny = infomae.default_config("tiny").model
+  assert tiny.shared_dim == 8  # else the suite's 64 is no longer an override
+  width = runs["clip_0.05"].config.model.feature_dim
+  for ratio in suites.RATIOS:
+    c = runs[f"infomae_{ratio}"].config
+    assert c.model.shared_dim == c.model.private_dim == width == 64
+    assert (
+      c.optim.learning_rate
+      == suites.LEARNING_RATES["infomae"][f"infomae_{ratio}"]
+    )
+    disc = c.optim.groups.discriminators.learning_rate
+    assert disc == suites.INFOMAE_DISC_RATE != c.optim.learning_rate
+  # stage 1 trains no projections: its model is the tiny default's there
+  assert runs["stage1"].config.model.shared_dim == tiny.shared_dim
 
 
 def test_promobal_suite_solves_pro_fd_with_specs_sinkhorn_rounds():
