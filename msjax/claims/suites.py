@@ -96,7 +96,8 @@ LEARNING_RATES: dict[str, dict[str, float]] = {
     # The baselines on InfoMAE's SWIN (session 13's grid: 3e-3 and 1e-2 on
     # seed 100; the 2-D ResNet baselines before them took 1e-2 each). CLIP
     # re-gridded in session 21 on seeds 100-102: 1e-3 / 3e-3 / 1e-2, 0.765 /
-    # 0.817 / 0.787; joint (530 s a run) was not.
+    # 0.817 / 0.787. Joint (about 500 s a run) was not: its 3e-3 is session
+    # 14's choice of 1e-3 / 3e-3 on those seeds, under the visible tokens.
     "joint_0.05": 3e-3,
     "clip_0.05": 3e-3,
     "supervised": 1e-2,
@@ -395,9 +396,9 @@ INFOMAE_MODEL = {
 #: no projections.
 INFOMAE_STAGE2_MODEL = {
   **INFOMAE_MODEL,
-  "shared_dim": 64,
-  "private_dim": 64,
-  "projector_hidden": 64,
+  "shared_dim": INFOMAE_MODEL["swin"]["out_dim"],
+  "private_dim": INFOMAE_MODEL["swin"]["out_dim"],
+  "projector_hidden": INFOMAE_MODEL["swin"]["out_dim"],
 }
 #: Stage 2's discriminators (their own optimiser group) keep the rate of
 #: session 14's grid; session 21's grid moved the other parameters' rate only.
