@@ -172,6 +172,8 @@ def test_mod_infomae_train_and_probe_end_to_end(tmp_path):
       "data.test_fraction=0.5",
       "loss.stage=1",
       "train.sequence_length=1",
+      # One SWIN block: the MOD data path is under test, not depth.
+      "model.swin.depths=(1,)",
     ],
   )
 

@@ -55,6 +55,7 @@ class SeedRun(NamedTuple):
     last_loss: mean training loss over the last 10 steps.
     initial: the initial variables.
     variables: the trained variables.
+    losses: ``[steps]`` training losses, one per step.
   """
 
   seed: int
@@ -64,6 +65,7 @@ class SeedRun(NamedTuple):
   last_loss: float
   initial: dict[str, Any]
   variables: dict[str, Any]
+  losses: np.ndarray
 
   @property
   def margin(self) -> float:
@@ -153,6 +155,7 @@ def train_seeds(
       last_loss=float(np.mean(runs.losses[i, -10:])),
       initial=runs.initial[i],
       variables=runs.final[i],
+      losses=runs.losses[i],
     )
     for i, seed in enumerate(seeds)
   ]

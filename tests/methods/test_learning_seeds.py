@@ -13,13 +13,17 @@ from msjax.methods import promobal, protomm
 from tests.methods import _seeds_util as su
 from tests.methods import _train_util as tu
 
-
 # ProtoMM's fused margins over its random encoder at 300 steps, its step
 # compiled with XLA's optimisation (su.OPTIMIZED): seeds 0-2 0.074, 0.121,
 # 0.125; seeds 3-5 0.234, 0.078, 0.188 (the suite's unoptimised flags gave
 # 0.129, 0.102, 0.152 / 0.188, 0.055, 0.168; at 150 steps seeds 3-5 gave
 # 0.168, 0.0, 0.152 and at 200 0.184, 0.035, 0.168: docs/claims.md, "The
 # learning tests on other seeds").
+# The pulse encoder's own probe ("ppg"), the same runs: seeds 0-2 0.121,
+# 0.168, 0.250; seeds 3-5 0.164, 0.043, 0.203 (session 22).
+PPG_MARGIN = 0.02
+
+
 @pytest.mark.parametrize(
   "method,probed,steps,margin,options",
   [
@@ -44,6 +48,23 @@ def test_beats_random_encoder_on_every_seed(
   assert min(margins) > margin, margins
   if method.align is not None:
     _assert_class_retrieval_learned(method, runs)
+  if method is protomm.METHOD:
+    _assert_pulse_encoder_learned(method, runs)
+
+
+def _assert_pulse_encoder_learned(method, runs):
+  """The pulse encoder alone beats its random initialisation too."""
+  config = su.learning_config(method)
+  accs = tu.probe_accuracies(
+    method,
+    [run.initial for run in runs] + [run.variables for run in runs],
+    config,
+    *tu.sources(config),
+    key="ppg",
+  )
+  gains = [round(b - a, 3) for a, b in zip(accs[:3], accs[3:], strict=True)]
+  print("ProtoMM ppg probe margins:", gains)
+  assert min(gains) > PPG_MARGIN, gains
 
 
 def _assert_class_retrieval_learned(method, runs):

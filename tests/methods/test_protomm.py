@@ -1,4 +1,4 @@
-"""ProtoMM method: interface shapes, prototype conventions, short training."""
+"""ProtoMM method: interface shapes, prototype conventions, a short run."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,9 @@ from msjax.kernels.prototypes import mpp_loss
 from msjax.methods import protomm
 from tests.methods import _train_util as tu
 
-STEPS = 300
+# Enough updates to pass the freeze and move the prototypes; whether
+# training learns is test_learning_seeds.py's (three seeds, 300 steps).
+STEPS = 20
 FREEZE = 5
 BATCH = 32
 
@@ -160,22 +162,3 @@ def test_post_update_renormalises_rows(setup):
     out["encoders"]["encoder_ppg"]["stem_conv"]["kernel"],
     params["encoders"]["encoder_ppg"]["stem_conv"]["kernel"],
   )
-
-
-def test_training_lowers_loss_and_beats_random_probe(setup):
-  config, train_src, test_src, v0, result = setup
-  batch = tu.fixed_batch(train_src, BATCH, seed=3)
-  loss_at = tu.jitted(protomm.METHOD, config, "loss_fn")
-  step = jnp.int32(STEPS)
-  before, _ = loss_at(v0, batch, jax.random.key(7), step)
-  after, _ = loss_at(result.variables, batch, jax.random.key(7), step)
-  assert float(after) < float(before) - 0.5
-  random_acc, trained_acc = tu.probe_accuracies(
-    protomm.METHOD,
-    [v0, result.variables],
-    config,
-    train_src,
-    test_src,
-    key="ppg",
-  )
-  assert trained_acc > random_acc + 0.05
