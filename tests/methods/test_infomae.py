@@ -193,6 +193,7 @@ def test_stage2_metrics_finite_and_training_lowers_main_loss(
     "loss/rec/ppg",
     "loss/rec/acc",
     "disc/accuracy",
+    "disc/measured",
     "data/paired_fraction",
   }
   expected |= {f"disc/{s.name}" for s in parts.DISCRIMINATORS}

@@ -95,6 +95,21 @@ def test_all_paired_equals_no_paired_key(setup):
   assert not infomae.requires_paired_rows(_config())
 
 
+def test_a_batch_without_pairs_scores_no_discriminator(setup):
+  _, _, batch, variables, metrics_of = setup
+  plain = {"signals": batch["signals"], "label": batch["label"]}
+  some = np.zeros(B, bool)
+  some[:3] = True
+  none = metrics_of(variables, {**plain, "paired": np.zeros(B, bool)})
+  three = metrics_of(variables, {**plain, "paired": some})
+  names = [f"disc/{spec.name}" for spec in parts.DISCRIMINATORS]
+  assert float(none["disc/measured"]) == 0.0
+  assert float(three["disc/measured"]) == 1.0
+  for key in (*names, "disc/accuracy", "loss/disc"):
+    assert float(none[key]) == 0.0, key
+    assert float(three[key]) > 0.0, key
+
+
 def test_pair_log_magnitude_target_is_log1p_of_each_pairs_modulus():
   config = _config()
   config.loss.rec_target = "pair_log_magnitude"

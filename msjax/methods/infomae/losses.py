@@ -257,6 +257,11 @@ def _disc_loss(
       + _row_mean((t_product < 0).astype(jnp.float32), weight)
     )
   metrics["disc/accuracy"] = accuracy / len(parts.DISCRIMINATORS)
+  # A batch without synchronized rows scores no discriminator (its BCE and
+  # accuracy above read 0): 1 where it did, so a mean over steps of
+  # disc/<name> divided by the mean of disc/measured is the mean over the
+  # steps that measured it.
+  metrics["disc/measured"] = (jnp.sum(weight) > 0).astype(jnp.float32)
   return total, metrics
 
 

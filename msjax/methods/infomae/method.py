@@ -363,7 +363,10 @@ def loss_fn(
     ``L_main + L_D`` (see the module docstring for the gradient routing).
     Metrics: ``loss/total``, ``loss/rec``, ``loss/rec/<m>`` and in stage 2
     ``loss/{main,disc,shared,private,aug,temp}``, ``disc/<name>`` (each
-    discriminator's BCE), ``disc/accuracy``.
+    discriminator's BCE), ``disc/accuracy`` (both 0 in a batch without
+    synchronized rows) and ``disc/measured`` (1 if the batch had one, else
+    0: over logged steps, ``mean(disc/<name>) / mean(disc/measured)`` is
+    the mean over the steps that scored the discriminators).
   """
   del step
   stage = parts.check_stage(config)
