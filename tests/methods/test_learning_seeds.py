@@ -67,9 +67,7 @@ def _assert_pulse_encoder_learned(method, runs):
     key="ppg",
   )
   num = len(runs)
-  gains = [
-    round(b - a, 3) for a, b in zip(accs[:num], accs[num:], strict=True)
-  ]
+  gains = [round(b - a, 3) for a, b in zip(accs[:num], accs[num:], strict=True)]
   print("ProtoMM ppg probe margins:", gains)
   assert min(gains) > PPG_MARGIN, gains
 
