@@ -97,11 +97,10 @@ LEARNING_RATES: dict[str, dict[str, float]] = {
     # seed 100; the 2-D ResNet baselines before them took 1e-2 each). CLIP
     # re-gridded in session 21 on seeds 100-102: 1e-3 / 3e-3 / 1e-2, 0.765 /
     # 0.817 / 0.787. Joint's 3e-3 is session 14's choice of 1e-3 / 3e-3 on
-    # those seeds, under the visible tokens. Session 22's grid under the
+    # those seeds, under the visible tokens; session 22's grid under the
     # hidden ones put 1e-3 first (0.865 / 0.841 / 0.804 at 1e-3 / 3e-3 /
-    # 1e-2): moving it needs the committed table's joint runs retrained,
-    # so it stays 3e-3 until they are (docs/claims.md, "InfoMAE").
-    "joint_0.05": 3e-3,
+    # 1e-2), adopted in session 23 (docs/claims.md, "InfoMAE").
+    "joint_0.05": 1e-3,
     "clip_0.05": 3e-3,
     "supervised": 1e-2,
   },
