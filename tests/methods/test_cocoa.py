@@ -81,6 +81,9 @@ def test_training_beats_random_probe_over_three_seeds():
     steps=300,
     probed="ppg",
     compiler_options=su.OPTIMIZED,
+    # Vmapped, as measured above: looped (other rounding) seeds 3-5 gave
+    # 0.227, 0.027, 0.230 (session 23).
+    vmap_seeds=True,
   )
   for run in runs:
     assert run.last_loss < run.first_loss - 1.0, run

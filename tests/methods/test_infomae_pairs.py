@@ -218,36 +218,49 @@ def test_center_features_keeps_a_running_mean_that_eval_subtracts(setup):
   config, _, batch, _, _ = setup
   config = config.copy_and_resolve_references()
   config.model.center_features = True
-  variables = infomae.init(jax.random.key(0), config, batch)
+  # Jitted: InfoMAE's ops dispatched one by one compile one by one (22 s).
+  variables = jax.jit(lambda k, b: infomae.init(k, config, b))(
+    jax.random.key(0), batch
+  )
   means = variables["batch_stats"]["feature_mean"]
   assert set(means) == set(config.data.modalities)
   assert all(np.all(np.asarray(v) == 0) for v in means.values())
-  _, (state, _) = infomae.loss_fn(
-    variables, batch, jax.random.key(1), config, 0
+  _, (state, _) = jax.jit(lambda v, b, k: infomae.loss_fn(v, b, k, config, 0))(
+    variables, batch, jax.random.key(1)
   )
   new = state["batch_stats"]["feature_mean"]
   assert all(np.all(np.isfinite(v)) and np.any(v != 0) for v in new.values())
   # Evaluation subtracts the stored mean before the projectors.
   variables = {**variables, "batch_stats": {"feature_mean": new}}
   config.model.eval_features = "projections"
-  got = infomae.embed(variables, batch, config)
-  shared = infomae.align(variables, batch, config)
+  got, shared = jax.jit(
+    lambda v, b: (infomae.embed(v, b, config), infomae.align(v, b, config))
+  )(variables, batch)
+
+  @jax.jit
+  def by_parts(params, signals):
+    """concat(shared, private) projections of the centred encoder output."""
+    out = {}
+    for m in config.data.modalities:
+      x = parts.prepare_input(signals[m], m, config)
+      feat = parts.encoder(config).apply(
+        {"params": params[f"encoder_{m}"]}, x, None, train=False
+      )[0]
+      out[m] = {
+        kind: parts.projector(config, kind).apply(
+          {"params": params[f"{kind}_{m}"]}, feat - new[m], train=False
+        )
+        for kind in ("shared", "private")
+      }
+    return out
+
+  proj = by_parts(variables["params"], batch["signals"])
   for m in config.data.modalities:
-    x = parts.prepare_input(jnp.asarray(batch["signals"][m]), m, config)
-    feat = parts.encoder(config).apply(
-      {"params": variables["params"][f"encoder_{m}"]}, x, None, train=False
-    )[0]
-    proj = {
-      kind: parts.projector(config, kind).apply(
-        {"params": variables["params"][f"{kind}_{m}"]},
-        feat - new[m],
-        train=False,
-      )
-      for kind in ("shared", "private")
-    }
-    want = np.concatenate([proj["shared"], proj["private"]], axis=-1)
+    want = np.concatenate([proj[m]["shared"], proj[m]["private"]], axis=-1)
     np.testing.assert_allclose(got[m], want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(shared[m], proj["shared"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      shared[m], proj[m]["shared"], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_empty_tokens_option_reaches_the_encoder():

@@ -118,6 +118,9 @@ def test_training_beats_random_probe_over_three_seeds():
     steps=300,
     probed="fused",
     compiler_options=su.OPTIMIZED,
+    # Vmapped, as measured above: looped (other rounding) seeds 3-5 gave
+    # 0.207, -0.008, 0.184 (session 23).
+    vmap_seeds=True,
   )
   for run in runs:
     assert run.last_loss < run.first_loss - 0.5, run

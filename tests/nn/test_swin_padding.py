@@ -49,16 +49,22 @@ def test_masked_padding_output_ignores_the_padding_region():
   # Padding is zeros whatever the input; what must not matter is whether
   # the padded tokens exist: a masked encoder on 10 x 20 equals the masked
   # encoder on the same data with an explicit visible mask of the patches.
+  # Jitted: dispatched op by op, the encoder compiles each op (9 s).
   model = mnn.SwinEncoder(**_KW, pad_tokens="masked", out_dim=8)
   x = jax.random.normal(jax.random.key(1), (2, 2, 10, 20))
-  params = model.init(jax.random.key(0), x, train=False)["params"]
+  params = jax.jit(lambda k: model.init(k, x, train=False))(jax.random.key(0))
   every_patch = jnp.broadcast_to(jnp.arange(200), (2, 200))
-  plain, _ = model.apply({"params": params}, x, None, train=False)
-  with_ids, _ = model.apply({"params": params}, x, every_patch, train=False)
-  np.testing.assert_allclose(plain, with_ids, rtol=1e-6, atol=1e-6)
-  visible, _ = mnn.SwinEncoder(**_KW, out_dim=8).apply(
-    {"params": params}, x, None, train=False
+  apply = jax.jit(
+    lambda p, ids: model.apply({"params": p}, x, ids, train=False)[0]
   )
+  plain = apply(params["params"], None)
+  with_ids = apply(params["params"], every_patch)
+  np.testing.assert_allclose(plain, with_ids, rtol=1e-6, atol=1e-6)
+  visible = jax.jit(
+    lambda p: mnn.SwinEncoder(**_KW, out_dim=8).apply(
+      {"params": p}, x, None, train=False
+    )[0]
+  )(params["params"])
   assert not np.allclose(plain, visible, atol=1e-3)
 
 
