@@ -92,9 +92,7 @@ class SeedRuns(NamedTuple):
       key=key,
     )
     num = len(self.initial)
-    margins = np.asarray(accs[num:]) - np.asarray(accs[:num])
-    print(f"probe margins ({key}): {np.round(margins, 3)}")
-    return margins
+    return np.asarray(accs[num:]) - np.asarray(accs[:num])
 
 
 def uniform_batches(source: Any, seed: int, step: int, batch_size: int) -> dict:
@@ -206,15 +204,15 @@ def train_seeds(
 
   init = lambda key: method.init(key, config, example)  # noqa: E731
   if vmap_seeds:
-    initial = jax.jit(jax.vmap(init), compiler_options=compiler_options)(
+    stacked = jax.jit(jax.vmap(init), compiler_options=compiler_options)(
       jnp.stack(init_keys)
     )
-    initial = _unstack(initial, len(seeds))
+    initial = _unstack(stacked, len(seeds))
     step_fn = jax.jit(
       jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None)),
       compiler_options=compiler_options,
     )
-    params, model_state = split(_stack(initial))
+    params, model_state = split(stacked)
     opt_state = jax.vmap(optimizer.init)(params)
     keys = jnp.stack(step_keys)
     losses = []
@@ -237,12 +235,13 @@ def train_seeds(
     per_seed = [[] for _ in seeds]
     for step in range(steps):
       for i, s in enumerate(seeds):
-        *states[i], loss = step_fn(
+        params, model_state, opt_state, loss = step_fn(
           *states[i],
           batch_fn(source, s, step, batch_size),
           step_keys[i],
           jnp.int32(step),
         )
+        states[i] = (params, model_state, opt_state)
         per_seed[i].append(loss)
     final = [{"params": p, **state} for p, state, _ in states]
     losses = np.asarray(jax.device_get(per_seed))
