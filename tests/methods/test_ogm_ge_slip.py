@@ -110,8 +110,9 @@ def test_slip_is_clip_plus_weighted_simclr_on_separate_heads():
   g0, m0 = _grads(method, weighted(0.0), variables, batch)
   # The weighted run's metrics only: its forward pass compiles in a third of
   # the gradient's time.
+  config2 = weighted(2.5)
   _, (_, m2) = jax.jit(
-    lambda v: method.loss_fn(v, batch, jax.random.key(3), weighted(2.5), 0)
+    lambda v: method.loss_fn(v, batch, jax.random.key(3), config2, 0)
   )(variables)
   # The weight scales the SimCLR term only (the same batch and key give the
   # same views, so both terms are equal across the two runs).
