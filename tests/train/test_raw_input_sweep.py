@@ -31,9 +31,10 @@ def test_table_reports_mean_std_and_the_worst_seeds_margin():
   }
   lines = sweep.table(rows).splitlines()
   assert lines[2] == (
-    "| good | 0.700 ± 0.141 | 0.550 ± 0.071 | 0.400 ± 0.141 | +0.100 | yes |"
+    "| good | 0.700 ± 0.141 | 0.550 ± 0.071 | 0.400 ± 0.141 | +0.100 |"
+    " +0.100 | yes |"
   )
-  assert lines[3] == "| bad | 0.400 | 0.500 | 0.450 | -0.050 | NO |"
+  assert lines[3] == "| bad | 0.400 | 0.500 | 0.450 | -0.100 | -0.050 | NO |"
 
 
 def test_every_run_names_an_experiment_and_unknown_methods_are_refused(
