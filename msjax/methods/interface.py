@@ -14,6 +14,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from msjax.methods.config_checks import SIZES
+
 __all__ = [
   "Method",
   "all_main_labels",
@@ -108,6 +110,8 @@ class Method:
       (for cross-modal retrieval, ``msjax.evaluation.retrieval``), or
       ``None`` when the method aligns none; fewer than two keys: nothing
       aligned in this config.
+    sizes: the ``size`` values ``default_config`` accepts (default
+      :data:`msjax.methods.config_checks.SIZES`; InfoMAE: tiny and base).
   """
 
   default_config: Callable[..., Config]
@@ -130,3 +134,4 @@ class Method:
     Callable[[Variables, Mapping[str, Any], Config], dict[str, jax.Array]]
     | None
   ) = None
+  sizes: tuple[str, ...] = SIZES

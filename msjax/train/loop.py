@@ -27,7 +27,6 @@ import numpy as np
 
 from msjax.data import pairs
 from msjax.methods import METHODS
-from msjax.methods.config_checks import SIZES
 from msjax.methods.interface import Method
 from msjax.train import (
   config_lib,
@@ -191,11 +190,8 @@ def option_defaults(method: Method) -> dict[str, Any]:
     Flattened keys (``"model.swin.empty_tokens"``) to their default.
   """
   flats = []
-  for size in (*SIZES, "base"):  # InfoMAE's sizes are tiny and base
-    try:
-      sections = method.default_config(size)
-    except ValueError:
-      continue
+  for size in method.sizes:
+    sections = method.default_config(size)
     flats.append(_flat({k: sections[k].to_dict() for k in ("model", "loss")}))
   first, *rest = flats
   return {

@@ -47,3 +47,17 @@ def test_copy_matching_takes_equal_path_and_shape_cast_to_fresh_dtype():
 
 def test_every_registered_method_is_a_method_record():
   assert all(isinstance(m, Method) for m in METHODS.values())
+
+
+def test_every_method_builds_its_config_at_each_declared_size_only():
+  assert _bare().sizes == ("tiny", "paper")
+  for name, method in METHODS.items():
+    widths = set()
+    for size in method.sizes:
+      sections = method.default_config(size)
+      assert sorted(sections) == ["loss", "model"], (name, size)
+      widths.add(repr(sections.model.to_dict()))
+    # the sizes are different models, not aliases of one
+    assert len(widths) == len(method.sizes), name
+  with pytest.raises(ValueError, match="'tiny' or 'base'"):
+    METHODS["infomae"].default_config("paper")

@@ -67,6 +67,7 @@ __all__ = [
   "DISC_GROUP",
   "EVAL_FEATURES",
   "METHOD",
+  "SIZES",
   "align",
   "default_config",
   "swin_encoder_model",
@@ -83,6 +84,8 @@ DISC_GROUP = losses.DISC_GROUP
 
 #: Values of ``model.eval_features`` (what stage 2's :func:`embed` returns).
 EVAL_FEATURES = ("encoder", "projections")
+#: The ``size`` values of :func:`default_config` (``METHOD.sizes``).
+SIZES = ("tiny", "base")
 
 
 def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
@@ -94,7 +97,7 @@ def default_config(size: str = "tiny") -> ml_collections.ConfigDict:
   Returns:
     ``ConfigDict(model=..., loss=...)``; ``loss.stage`` defaults to 2.
   """
-  if size not in ("tiny", "base"):
+  if size not in SIZES:
     raise ValueError(f"size must be 'tiny' or 'base', got {size!r}.")
   tiny = size == "tiny"
   model = dict(
@@ -578,4 +581,5 @@ METHOD = Method(
   requires_paired_rows=requires_paired_rows,
   init_from_pretrained=init_from_pretrained,
   align=align,
+  sizes=SIZES,
 )
