@@ -104,3 +104,26 @@ def test_real_dataset_without_files_fails_in_one_line(name, tmp_path):
   message = str(error.value)
   assert message.startswith(f"data source '{source}' (train): ")
   assert "\n" not in message and str(tmp_path / "manual") in message
+
+
+def test_baselines_train_at_the_budget_of_the_run_they_are_compared_with():
+  def budget(spec):
+    config = config_lib.load_config(f"{ROOT}/experiments/{spec}")
+    return (
+      config.train.total_steps,
+      config.optim.learning_rate,
+      config.optim.warmup_steps,
+      config.optim.schedule,
+      config.train.batch_size,
+    )
+
+  protomm = budget("protomm.py")
+  promobal = budget("promobal.py")
+  infomae = budget("infomae.py:stage=1")
+  for method in ("clip", "tstcc", "cav_mae", "tnc", "moco"):
+    assert budget(f"baselines.py:method={method}") == protomm, method
+  for method in ("supervised_concat", "ogm_ge", "mmpareto"):
+    assert budget(f"baselines.py:method={method}") == promobal, method
+  assert budget("baselines.py:method=mae") == infomae
+  assert budget("baselines.py:method=clip,encoder=swin") == infomae
+  assert protomm[0] == 5 * promobal[0]  # the two budgets differ
