@@ -65,6 +65,8 @@ SPECTROGRAM_METHODS = ("mae",)
 #: (one stage).
 SELF_SUPERVISED_BUDGET = (1000, 1e-2, 20)
 SUPERVISED_BUDGET = (200, 3e-3, 0)
+#: The baselines without a classifier of their own.
+SELF_SUPERVISED = tuple(m for m in BASELINES if METHODS[m].predict is None)
 
 
 def _use_encoder(encoder, method, model, data, smoke):
@@ -107,10 +109,9 @@ def get_config(arg=None):
       sections.model.swin.update(embed_dim=64, out_dim=64, num_heads=4)
   if "num_classes" in sections.model:
     sections.model.num_classes = synthetic.TASKS[data.task]
-  self_supervised = METHODS[arg.method].predict is None
   steps, rate, warmup = (
     SELF_SUPERVISED_BUDGET
-    if self_supervised
+    if arg.method in SELF_SUPERVISED
     and not arg.encoder
     and arg.method not in SPECTROGRAM_METHODS
     else SUPERVISED_BUDGET

@@ -21,20 +21,15 @@ import statistics
 import sys
 import time
 
-from msjax.methods import METHODS
 from msjax.train import config_lib
 from msjax.train.loop import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _self_supervised_baselines() -> tuple[str, ...]:
-  """``experiments/baselines.py``'s methods without their own classifier."""
-  module = config_lib.load_experiment(ROOT / "experiments" / "baselines.py")
-  return tuple(m for m in module.BASELINES if METHODS[m].predict is None)
-
-
-BASELINES = _self_supervised_baselines()
+BASELINES = config_lib.load_experiment(
+  ROOT / "experiments" / "baselines.py"
+).SELF_SUPERVISED
 #: run name -> experiment spec, in training order (stage 2 needs stage 1).
 RUNS = {
   "protomm": "experiments/protomm.py",
