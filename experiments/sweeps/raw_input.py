@@ -26,7 +26,7 @@ from msjax.train.loop import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-
+#: experiments/baselines.py's methods without a classifier of their own.
 BASELINES = config_lib.load_experiment(
   ROOT / "experiments" / "baselines.py"
 ).SELF_SUPERVISED
