@@ -11,10 +11,14 @@ writes ``benchmarks/results/train_step_<platform>.json`` (after every
 method, so a run stopped part-way keeps the methods it finished).
 
 ``--compile-times``: per method, two fresh processes share an empty JAX
-persistent compilation cache (as ``msjax train`` uses one): the first
-compiles cold, the second finds the cache warm. Both report the compile +
-first step and the wall time from process start to the first step's end
-(imports, data, init and compile). Written to
+persistent compilation cache and its ``msjax-steps`` directory of exported
+train steps (as ``msjax train`` uses them: ``msjax.compile_cache``,
+``msjax.train.step_export``): the first traces and compiles cold, the
+second finds both warm. Both report the compile + first step (for the
+second: loading the stored step, then the executable) and the wall time
+from process start to the first step's end (imports, data, init and
+compile). ``--no-step-export`` leaves the exported steps out (every process
+traces the step; JAX's cache alone). Written to
 ``benchmarks/results/compile_times_<platform>.json``.
 """
 
@@ -35,6 +39,7 @@ _PROCESS_START = time.perf_counter()
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from msjax import compile_cache  # noqa: E402
 from msjax.train import config_lib, runtime, sharding  # noqa: E402
 from msjax.train.feed import BatchFeed  # noqa: E402
 from msjax.train.step import TrainSetup  # noqa: E402
@@ -81,13 +86,23 @@ def _config(name: str, batch: int):
   return config, method
 
 
-def bench(name: str, batch: int, steps: int) -> dict:
+def bench(name: str, batch: int, steps: int, step_export: bool = False) -> dict:
+  """One method's compile and step times (module docstring).
+
+  ``step_export``: store / load the traced step beside JAX's persistent
+  cache, as ``msjax train`` does (only with a cache directory set).
+  """
   config, method = _config(name, batch)
   source = runtime.open_source(config.data, "train")
   mesh = sharding.make_mesh(config.train.mesh)
   feed = BatchFeed(source, config, mesh)
   host = feed.host_batch(0)
-  setup = TrainSetup(method, config, mesh, host)
+  export_dir = None
+  if step_export and jax.config.jax_compilation_cache_dir:
+    export_dir = compile_cache.step_export_dir(
+      jax.config.jax_compilation_cache_dir
+    )
+  setup = TrainSetup(method, config, mesh, host, export_dir=export_dir)
   state = setup.init_fn(setup.seed)
   batch_arrays = feed.global_batch(host)
   start = time.perf_counter()
@@ -113,10 +128,12 @@ def bench(name: str, batch: int, steps: int) -> dict:
     "steps_per_s": 1.0 / median,
     "samples_per_s": batch / median,
     "loss_finite": bool(np.isfinite(float(metrics["loss"]))),
+    "step_export": export_dir is not None,
+    "step_loaded": bool(getattr(setup.step_fn, "loaded", False)),
   }
 
 
-def _one_process(name: str, batch: int, cache: str) -> dict:
+def _one_process(name: str, batch: int, cache: str, step_export: bool) -> dict:
   """``bench`` of one method in a fresh process using ``cache``."""
   with tempfile.TemporaryDirectory() as tmp:
     out = pathlib.Path(tmp) / "row.json"
@@ -127,13 +144,16 @@ def _one_process(name: str, batch: int, cache: str) -> dict:
     )
     subprocess.run(
       [sys.executable, __file__, "--methods", name, "--batch", str(batch),
-       "--steps", "1", "--out", str(out)],
+       "--steps", "1", "--out", str(out),
+       *([] if step_export else ["--no-step-export"])],
       env=env, check=True, capture_output=True,
     )  # fmt: skip
     return json.loads(out.read_text())["results"][0]
 
 
-def compile_times(methods: list[str], batch: int, out: str = "") -> None:
+def compile_times(
+  methods: list[str], batch: int, out: str = "", step_export: bool = True
+) -> None:
   """Cold and warm compile + first step per method (module docstring).
 
   Written to ``out``, by default
@@ -153,16 +173,18 @@ def compile_times(methods: list[str], batch: int, out: str = "") -> None:
     "host": platform.processor() or platform.machine(),
     "jax": jax.__version__,
     "load_average": os.getloadavg(),
+    "step_export": step_export,
     "results": [],
   }
   keys = ("compile_and_first_step_s", "process_start_to_first_step_s")
   for name in methods:
     with tempfile.TemporaryDirectory() as cache:
-      cold = _one_process(name, batch, cache)
-      warm = _one_process(name, batch, cache)
+      cold = _one_process(name, batch, cache, step_export)
+      warm = _one_process(name, batch, cache, step_export)
     row = {"method": name, "batch_size": batch}
     row.update({f"cold_{k}": cold[k] for k in keys})
     row.update({f"warm_{k}": warm[k] for k in keys})
+    row["warm_step_loaded"] = warm["step_loaded"]
     record["results"].append(row)
     out.write_text(json.dumps(record, indent=2))
     print(
@@ -185,9 +207,17 @@ def main() -> None:
     action="store_true",
     help="cold and warm compile per method in fresh processes",
   )
+  parser.add_argument(
+    "--no-step-export",
+    dest="step_export",
+    action="store_false",
+    help="--compile-times without the exported steps (JAX's cache alone)",
+  )
   args = parser.parse_args()
   if args.compile_times:
-    compile_times(args.methods.split(","), args.batch, args.out)
+    compile_times(
+      args.methods.split(","), args.batch, args.out, args.step_export
+    )
     return
   device = jax.devices()[0]
   out = (
@@ -209,7 +239,7 @@ def main() -> None:
   }
   rows = record["results"]
   for name in args.methods.split(","):
-    rows.append(bench(name, args.batch, args.steps))
+    rows.append(bench(name, args.batch, args.steps, args.step_export))
     print(f"{name}: {rows[-1]['median_step_s']:.4f} s/step", flush=True)
     # Written after every method: a run stopped part-way keeps what it has.
     out.write_text(json.dumps(record, indent=2))

@@ -220,10 +220,13 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command; returns the exit status."""
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+  cache = None
   try:
     host_memory.configure_from_env()
     if args.command in ("train", "eval", "claims"):
-      compile_cache.configure(args.compile_cache, args.use_compile_cache)
+      cache = compile_cache.configure(
+        args.compile_cache, args.use_compile_cache
+      )
   except ValueError as error:
     print(f"msjax: error: {error}", file=sys.stderr)
     return 2
@@ -236,7 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train":
       config = train.load_config(args.config, overrides)
       outcome = train.train_and_evaluate(
-        config, args.workdir, restart=args.restart
+        config,
+        args.workdir,
+        restart=args.restart,
+        step_export_dir=compile_cache.step_export_dir(cache),
       )
       if outcome["eval"] is not None:
         print(train.format_results(outcome["eval"]))

@@ -14,7 +14,10 @@ Where the cache lives, first match wins:
 3. ``$MSJAX_COMPILE_CACHE``;
 4. ``$XDG_CACHE_HOME/msjax/jax`` (``~/.cache/msjax/jax`` without it).
 
-``--no-compile-cache`` turns it off. Library code never changes the cache;
+Beside the compiled programs, ``DIR/msjax-steps`` (:func:`step_export_dir`)
+holds each train step as traced once (:mod:`msjax.train.step_export`): a
+later run of the same config loads it instead of tracing the method again.
+``--no-compile-cache`` turns both off. Library code never changes the cache;
 only :func:`configure` does, and it must run before the first compilation
 (JAX reads the setting once per process).
 """
@@ -23,7 +26,14 @@ import os
 import pathlib
 from collections.abc import Mapping
 
-__all__ = ["ENV_VAR", "MIN_COMPILE_SECONDS", "cache_dir", "configure"]
+__all__ = [
+  "ENV_VAR",
+  "MIN_COMPILE_SECONDS",
+  "STEPS_SUBDIR",
+  "cache_dir",
+  "configure",
+  "step_export_dir",
+]
 
 #: Environment variable naming the cache directory (below a JAX setting).
 ENV_VAR = "MSJAX_COMPILE_CACHE"
@@ -32,6 +42,9 @@ ENV_VAR = "MSJAX_COMPILE_CACHE"
 #: (JAX's own default is 1 s, which leaves out the many small programs of
 #: evaluation and the data feed that together cost seconds per start).
 MIN_COMPILE_SECONDS = 0.1
+
+#: Subdirectory of the cache holding the exported train steps.
+STEPS_SUBDIR = "msjax-steps"
 
 
 def cache_dir(
@@ -99,3 +112,15 @@ def configure(flag: str | None, enabled: bool = True) -> str | None:
       "jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS
     )
   return path
+
+
+def step_export_dir(path: str | None) -> str | None:
+  """Where the exported train steps live for cache directory ``path``.
+
+  Args:
+    path: what :func:`configure` returned (``None``: the cache is off).
+
+  Returns:
+    ``path/msjax-steps``, or ``None`` when ``path`` is ``None``.
+  """
+  return None if path is None else os.path.join(path, STEPS_SUBDIR)

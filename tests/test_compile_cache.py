@@ -75,6 +75,9 @@ def test_train_fills_the_default_cache_and_the_flag_turns_it_off(tmp_path):
   assert done.returncode == 0, done.stderr[-2000:]
   cache = tmp_path / "home" / ".cache" / "msjax" / "jax"
   assert cache.is_dir() and any(cache.iterdir())
+  # The traced step is stored beside the executables (msjax.train.step_export).
+  steps = list((cache / compile_cache.STEPS_SUBDIR).iterdir())
+  assert len(steps) == 1 and steps[0].suffix == ".jaxexport", steps
   env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
   done = _msjax(
     "eval", "--workdir", str(workdir), "--no-compile-cache", env=env

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
+from msjax import compile_cache
 from msjax.claims import report, scoring, settings, suites
 from msjax.methods import METHODS
 from msjax.train import evaluation
@@ -66,7 +67,9 @@ def run_one(
     config = config.copy_and_resolve_references()
     config.train.init_from = str(seed_dir / run.init_from)
   start = time.perf_counter()
-  outcome = train_and_evaluate(config, str(workdir))
+  outcome = train_and_evaluate(
+    config, str(workdir), step_export_dir=_step_export_dir()
+  )
   method = METHODS[config.method]
   _, variables = evaluation.restore_variables(str(workdir), config)
   scores = scoring.score_variables(
@@ -84,6 +87,18 @@ def run_one(
     )
   _write_json(done, payload)
   return payload
+
+
+def _step_export_dir() -> str | None:
+  """The exported steps beside JAX's compilation cache, if it is on.
+
+  The seeds of a run share one traced step (the seed is its argument).
+  """
+  if not jax.config.jax_enable_compilation_cache:
+    return None
+  return compile_cache.step_export_dir(
+    jax.config.jax_compilation_cache_dir or None
+  )
 
 
 def _prepare(papers: Sequence[str], workdir: str, budget: str) -> pathlib.Path:

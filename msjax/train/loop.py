@@ -85,6 +85,7 @@ def build_setup(
   mesh: jax.sharding.Mesh,
   example: dict,
   init_params: Callable[[Any], Any] | None = None,
+  export_dir: str | None = None,
 ) -> TrainSetup:
   """Checks that data fits the model, then builds the jitted init and step.
 
@@ -109,7 +110,7 @@ def build_setup(
       f"data shapes {shapes} do not fit the {config.method} model config:"
       f" {runtime.first_line(error)}"
     ) from error
-  return TrainSetup(method, config, mesh, example, init_params)
+  return TrainSetup(method, config, mesh, example, init_params, export_dir)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -360,6 +361,7 @@ def train_and_evaluate(
   method: Method | None = None,
   make_source: runtime.SourceFactory | None = None,
   restart: bool = False,
+  step_export_dir: str | None = None,
 ) -> dict[str, Any]:
   """Trains (resuming from ``workdir``) and evaluates at the end.
 
@@ -370,6 +372,9 @@ def train_and_evaluate(
     make_source: the data factory (default ``msjax.data.make_source``).
     restart: start over: move a previous run in ``workdir`` aside instead of
       resuming it (or refusing it when its config differs).
+    step_export_dir: where the traced step is stored and found again
+      (:mod:`msjax.train.step_export`; ``msjax train`` passes
+      ``<compile cache>/msjax-steps``); ``None``: traced every run.
 
   Returns:
     ``{"step", "metrics" (last logged means), "eval" (or None)}``.
@@ -400,7 +405,12 @@ def train_and_evaluate(
   first_host_batch = feed.host_batch(0)
   init_params = pretrained.initializer(method, config)
   setup = build_setup(
-    method, config, mesh, _global_example(feed, first_host_batch), init_params
+    method,
+    config,
+    mesh,
+    _global_example(feed, first_host_batch),
+    init_params,
+    step_export_dir,
   )
   if is_main:
     config_lib.save_config(config, workdir)

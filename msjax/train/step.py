@@ -21,7 +21,7 @@ import optax
 from jax.sharding import Mesh
 
 from msjax.methods.interface import Method
-from msjax.train import optim, sharding
+from msjax.train import optim, sharding, step_export
 
 __all__ = [
   "TrainSetup",
@@ -87,7 +87,8 @@ class TrainSetup:
     seed: ``config.seed`` as an int32 scalar (:func:`seed_array`), the
       argument the programs below take.
     init_fn: jitted ``(seed) -> state`` producing the state born sharded.
-    step_fn: jitted ``(state, batch, seed) -> (state, metrics)``.
+    step_fn: jitted ``(state, batch, seed) -> (state, metrics)`` (an
+      :class:`~msjax.train.step_export.ExportedStep` given ``export_dir``).
   """
 
   def __init__(
@@ -97,6 +98,7 @@ class TrainSetup:
     mesh: Mesh,
     example_batch: dict,
     init_params: Callable[[Any], Any] | None = None,
+    export_dir: str | None = None,
   ) -> None:
     """Traces the initialisation abstractly and jits init and step.
 
@@ -107,6 +109,9 @@ class TrainSetup:
       example_batch: a host batch (numpy) with the global batch shape.
       init_params: optional ``params -> params`` applied after ``init``
         (e.g. loading stage-1 weights).
+      export_dir: where the step is stored once traced and found by later
+        runs (:class:`msjax.train.step_export.ExportedStep`); ``None``, or
+        a multi-process run: the step is traced in every process.
     """
     zeros = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), example_batch
@@ -158,6 +163,16 @@ class TrainSetup:
       optimizer=self.optimizer,
       schedules=self.schedules,
     )
+    if export_dir is not None and jax.process_count() == 1:
+      self.step_fn = step_export.ExportedStep(
+        step,
+        export_dir,
+        functools.partial(step_export.fingerprint, method, config),
+        self.state_sharding,
+        sharding.batch_sharding(mesh),
+        replicated,
+      )
+      return
     self.step_fn = jax.jit(
       step,
       in_shardings=(
