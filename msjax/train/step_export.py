@@ -315,4 +315,5 @@ class ExportedStep:
       dir=self._directory, suffix=".tmp", delete=False
     ) as handle:
       handle.write(exported.serialize())
+    os.chmod(handle.name, 0o644)  # as readable as the cache's own files
     os.replace(handle.name, self.path)
