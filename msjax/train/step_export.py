@@ -3,7 +3,7 @@
 JAX's persistent compilation cache keys compiled programs by their HLO, so
 a run finds its step's executable on disk only after tracing and lowering
 the step again in Python: for a paper-size model that is most of a warm
-start (MoCo on a 2-core CPU: 5.4 s of trace + lower, 4.4 s of cache load;
+start (MoCo on a 2-core CPU: 5.4 s of trace + lower, 3.8 s of cache load;
 ``benchmarks/results/README.md``). :class:`ExportedStep` keeps the lowered
 step itself: the first run exports it (``jax.export``) into a directory,
 later runs deserialise it (tens of milliseconds) and hand it to the
@@ -23,10 +23,13 @@ on, so a stale one is never used:
 * the structure, shapes, dtypes and shardings of the step's arguments
   (which also fix the devices and the mesh).
 
-An unreadable entry (torn write, another jax) is traced again and
-replaced; entries are written to a temporary file and renamed, so
-processes sharing the directory never read a partial one. Only
-single-process runs use it (a multi-process step is jitted as before).
+At most :data:`MAX_ENTRIES` entries stay, the least recently used
+leaving first (:func:`evict`). An unreadable entry (torn write, another
+jax) is traced again and replaced; entries are written to a temporary
+file and renamed, so processes sharing the directory never read a partial
+one. A step ``jax.export`` refuses (a host callback in a fork's loss) is
+jitted as before, with a warning. Only single-process runs use it (a
+multi-process step is jitted as before).
 """
 
 import dataclasses
@@ -51,8 +54,10 @@ from msjax.methods.interface import Method
 __all__ = [
   "DISTRIBUTIONS",
   "FORMAT",
+  "MAX_ENTRIES",
   "TRACE_SETTINGS",
   "ExportedStep",
+  "evict",
   "fingerprint",
 ]
 
@@ -61,6 +66,9 @@ FORMAT = "msjax-step-export-1"
 
 #: Installed packages whose code runs while the step is traced.
 DISTRIBUTIONS = ("jax", "jaxlib", "flax", "optax", "numpy", "ml-collections")
+
+#: Entries kept in a directory (least recently used go first).
+MAX_ENTRIES = 128
 
 #: jax settings (``jax.config`` attributes) that change what a trace gives.
 TRACE_SETTINGS = (
@@ -150,6 +158,25 @@ def fingerprint(
   }
   text = json.dumps(parts, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()
+
+
+def evict(directory: pathlib.Path, keep: int) -> list[pathlib.Path]:
+  """Deletes all but the ``keep`` most recently used entries of ``directory``.
+
+  Every edit of msjax's source or of a config makes a new entry (0.6-1.6
+  MB for the paper-size methods); the stale ones go, oldest first by
+  modification time (a load refreshes it).
+
+  Returns:
+    The paths deleted.
+  """
+  entries = sorted(
+    directory.glob("*.jaxexport"), key=lambda p: p.stat().st_mtime_ns
+  )
+  gone = entries[: max(len(entries) - keep, 0)]
+  for path in gone:
+    path.unlink(missing_ok=True)
+  return gone
 
 
 class ExportedStep:
@@ -271,6 +298,10 @@ class ExportedStep:
     except FileNotFoundError:
       return None
     try:
+      os.utime(self.path)  # last used: what evict keeps
+    except OSError:
+      pass  # a read-only cache is still read
+    try:
       return export.deserialize(bytearray(blob))
     except Exception as error:  # noqa: BLE001 (any damage: trace again)
       warnings.warn(
@@ -311,6 +342,7 @@ class ExportedStep:
 
   def _store(self, exported: export.Exported) -> None:
     self._directory.mkdir(parents=True, exist_ok=True)
+    evict(self._directory, MAX_ENTRIES - 1)
     with tempfile.NamedTemporaryFile(
       dir=self._directory, suffix=".tmp", delete=False
     ) as handle:

@@ -8,6 +8,7 @@ depends on but the seed, and a damaged entry is traced again.
 
 import dataclasses
 import importlib.util
+import os
 import sys
 
 import jax
@@ -167,3 +168,21 @@ def test_a_step_export_refuses_still_trains_as_the_jitted_step(tmp_path):
   _assert_equal(got, expected)
   jax.effects_barrier()
   assert seen == list(range(STEPS))  # the callback ran in every step
+
+
+def test_evict_keeps_the_most_recently_used_entries(tmp_path):
+  paths = [tmp_path / f"{i}.jaxexport" for i in range(5)]
+  for i, path in enumerate(paths):
+    path.write_bytes(b"x")
+    os.utime(path, ns=(i * 10**9, i * 10**9))
+  os.utime(paths[0], ns=(10**10, 10**10))  # entry 0 loaded last
+  (tmp_path / "other.txt").write_text("not an entry")
+  gone = step_export.evict(tmp_path, keep=2)
+  assert sorted(p.name for p in gone) == ["1.jaxexport", "2.jaxexport",
+                                          "3.jaxexport"]  # fmt: skip
+  assert sorted(p.name for p in tmp_path.iterdir()) == [
+    "0.jaxexport",
+    "4.jaxexport",
+    "other.txt",
+  ]
+  assert step_export.evict(tmp_path, keep=2) == []
