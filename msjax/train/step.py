@@ -172,17 +172,17 @@ class TrainSetup:
         sharding.batch_sharding(mesh),
         replicated,
       )
-      return
-    self.step_fn = jax.jit(
-      step,
-      in_shardings=(
-        self.state_sharding,
-        sharding.batch_sharding(mesh),
-        replicated,
-      ),
-      out_shardings=(self.state_sharding, replicated),
-      donate_argnums=0,
-    )
+    else:
+      self.step_fn = jax.jit(
+        step,
+        in_shardings=(
+          self.state_sharding,
+          sharding.batch_sharding(mesh),
+          replicated,
+        ),
+        out_shardings=(self.state_sharding, replicated),
+        donate_argnums=0,
+      )
 
 
 def tree_norms(*trees: Any) -> jax.Array:
