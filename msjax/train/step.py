@@ -163,25 +163,24 @@ class TrainSetup:
       optimizer=self.optimizer,
       schedules=self.schedules,
     )
+    self.step_fn = jax.jit(
+      step,
+      in_shardings=(
+        self.state_sharding,
+        sharding.batch_sharding(mesh),
+        replicated,
+      ),
+      out_shardings=(self.state_sharding, replicated),
+      donate_argnums=0,
+    )
     if export_dir is not None and jax.process_count() == 1:
       self.step_fn = step_export.ExportedStep(
-        step,
+        self.step_fn,
         export_dir,
         functools.partial(step_export.fingerprint, method, config),
         self.state_sharding,
         sharding.batch_sharding(mesh),
         replicated,
-      )
-    else:
-      self.step_fn = jax.jit(
-        step,
-        in_shardings=(
-          self.state_sharding,
-          sharding.batch_sharding(mesh),
-          replicated,
-        ),
-        out_shardings=(self.state_sharding, replicated),
-        donate_argnums=0,
       )
 
 

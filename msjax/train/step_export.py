@@ -195,7 +195,7 @@ class ExportedStep:
 
   def __init__(
     self,
-    step: Callable,
+    jitted: Callable,
     directory: str,
     key: Callable[[tuple], str],
     state_sharding: Any,
@@ -205,14 +205,15 @@ class ExportedStep:
     """Stores what the first call needs.
 
     Args:
-      step: the un-jitted ``(state, batch, seed) -> (state, metrics)``.
+      jitted: the jitted ``(state, batch, seed) -> (state, metrics)`` it
+        stands for (exported once; called as it is where export fails).
       directory: where entries live (created on first write).
       key: ``args -> fingerprint`` (see :func:`fingerprint`).
       state_sharding: shardings of the state pytree.
       batch_sharding: the sharding of every batch leaf.
       replicated: the sharding of the seed and the metrics.
     """
-    self._step = step
+    self._jitted = jitted
     self._directory = pathlib.Path(directory)
     self._key = key
     self._state_sharding = state_sharding
@@ -281,16 +282,7 @@ class ExportedStep:
       " it is traced again in every run",
       stacklevel=4,
     )
-    self.fallback = jax.jit(
-      self._step,
-      in_shardings=(
-        self._state_sharding,
-        self._batch_sharding,
-        self._replicated,
-      ),
-      out_shardings=(self._state_sharding, self._replicated),
-      donate_argnums=0,
-    )
+    self.fallback = self._jitted
 
   def _load(self) -> export.Exported | None:
     try:
@@ -316,7 +308,7 @@ class ExportedStep:
   ) -> export.Exported:
     treedef = jax.tree.structure(args)
     state_def = self._state_def
-    step = self._step
+    step = self._jitted
 
     def flat_step(*leaves: jax.Array) -> tuple[list, dict]:
       new_state, metrics = step(*jax.tree.unflatten(treedef, leaves))
